@@ -1,0 +1,44 @@
+"""pgaas control plane: create_app(test_config=None): config -> extensions -> blueprints -> error handlers."""
+from __future__ import annotations
+
+from flask import Flask
+
+from webapp import config as config_mod
+from webapp.config import REPO_ROOT
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(REPO_ROOT / "instance"), instance_relative_config=True)
+    if test_config and test_config.get("INSTANCE_PATH"):
+        app.instance_path = test_config["INSTANCE_PATH"]
+    config_mod.load(app, test_config)
+
+    from webapp.extensions import Services, csrf, login_manager
+    from webapp.providers import get_provider
+    from webapp.services.crypto import SecretBox
+    from webapp.store import Store
+
+    store = Store(app.config["DATABASE_URL"])
+    if app.config.get("AUTO_MIGRATE", True):
+        store.upgrade()
+    app.extensions["pgaas"] = Services(
+        store=store, box=SecretBox(app.config["ENCRYPTION_KEY"]),
+        provider=get_provider(app.config["PROVIDER"], app.config), config=app.config,
+    )
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from webapp.api import bp as api_bp
+
+    csrf.exempt(api_bp)
+    app.register_blueprint(api_bp)
+
+    from webapp.errors import register as register_errors
+
+    register_errors(app)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,58 @@
+"""JSON API v1: token auth, CSRF-exempt, one error helper."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, g, request
+
+from webapp.api.errors import BadRequest, error_response, from_service_error
+from webapp.extensions import services
+from webapp.services import Forbidden, ServiceError, Unauthorized
+from webapp.services import accounts
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(exc: ServiceError):
+    if isinstance(exc, BadRequest):
+        return error_response(400, exc.code, exc.message, **exc.details)
+    return from_service_error(exc)
+
+
+def json_body(allowed: set[str] | None = None, required: set[str] = frozenset()) -> dict:
+    data = request.get_json(silent=True)
+    if data is None and not request.get_data():
+        data = {}
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    if allowed is not None and (unknown := sorted(set(data) - allowed)):
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    if missing := sorted(k for k in required if data.get(k) in (None, "")):
+        raise BadRequest(f"missing field(s): {', '.join(missing)}")
+    return data
+
+
+def auth_required(admin: bool = False):
+    def deco(fn):
+        @wraps(fn)
+        def inner(*args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            scheme, _, raw = header.partition(" ")
+            if scheme.lower() != "bearer" or not raw.strip():
+                raise Unauthorized("an API token is required: Authorization: Bearer <token> (POST /api/v1/tokens)")
+            with services().store.session() as s:
+                user = accounts.user_for_token(s, raw.strip())
+                if user is None:
+                    raise Unauthorized("the API token is unknown or revoked")
+                g.user_id, g.username, g.is_admin = user.id, user.username, user.is_admin
+            if admin and not g.is_admin:
+                raise Forbidden("this needs an administrator")
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return deco
+
+
+from webapp.api import instances, jobs, openapi, tokens  # noqa: E402,F401  (routes register on bp)

@@ -1,0 +1,59 @@
+from flask import g, request, url_for
+
+from webapp.api import auth_required, bp, json_body
+from webapp.api import serializers as ser
+from webapp.extensions import services
+from webapp.services import instances as isvc
+from webapp.services import jobs as jobsvc
+
+CREATE_FIELDS = {"name", "synchronous", "replicas", "storage_gb", "cpus", "memory_mb", "admin_password"}
+
+
+@bp.post("/instances")
+@auth_required(admin=True)
+def create_instance():
+    data = json_body(CREATE_FIELDS, {"name"})
+    svc = services()
+    with svc.store.session() as s:
+        inst, job, admin_password = isvc.create(s, svc.provider, svc.box, created_by=g.username, **data)
+        body = {"instance": ser.instance(inst, None, admin=True, active_job=job), "job": ser.job_ref(job),
+                "admin_user": inst.admin_user, "admin_password": admin_password}
+    return body, 202, {"Location": url_for("api.get_instance", name=inst.name)}
+
+
+@bp.get("/instances")
+@auth_required()
+def list_instances():
+    svc = services()
+    with svc.store.session() as s:
+        insts = isvc.list_all(s)
+        states = isvc.live_states(insts, float(svc.config["PROBE_TIMEOUT"]))
+        return {"instances": [ser.instance(i, states.get(i.name), admin=g.is_admin,
+                                           active_job=jobsvc.active_job(s, i.name)) for i in insts]}
+
+
+@bp.get("/instances/<name>")
+@auth_required()
+def get_instance(name):
+    svc = services()
+    with svc.store.session() as s:
+        inst = isvc.get(s, name)
+        st = isvc.live_state(inst, float(svc.config["PROBE_TIMEOUT"])) if inst.status == "available" else None
+        return ser.instance(inst, st, admin=g.is_admin, active_job=jobsvc.active_job(s, name))
+
+
+@bp.delete("/instances/<name>")
+@auth_required(admin=True)
+def delete_instance(name):
+    with services().store.session() as s:
+        job = isvc.delete(s, name, g.username)
+        return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
+
+
+@bp.post("/instances/<name>/retry")
+@auth_required(admin=True)
+def retry_instance(name):
+    json_body(set())
+    with services().store.session() as s:
+        job = isvc.retry(s, name, g.username)
+        return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}

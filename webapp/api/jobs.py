@@ -1,0 +1,43 @@
+from flask import g, request, url_for
+
+from webapp.api import auth_required, bp
+from webapp.api import serializers as ser
+from webapp.api.errors import BadRequest
+from webapp.extensions import services
+from webapp.services import NotFound
+from webapp.services import instances as isvc
+from webapp.services import jobs as jobsvc
+
+
+def _visible(job):
+    if not g.is_admin and job.created_by != g.username:
+        raise NotFound(f"no job {job.id}")
+    return job
+
+
+@bp.get("/jobs")
+@auth_required()
+def list_jobs():
+    with services().store.session() as s:
+        jobs = jobsvc.list_jobs(s, request.args.get("instance") or None)
+        return {"jobs": [ser.job(j) for j in jobs if g.is_admin or j.created_by == g.username]}
+
+
+@bp.get("/jobs/<job_id>")
+@auth_required()
+def get_job(job_id):
+    after = request.args.get("after", "0")
+    if not after.isdigit():
+        raise BadRequest("after must be a non-negative integer (an event id)")
+    with services().store.session() as s:
+        job = _visible(jobsvc.get(s, job_id))
+        return ser.job(job, jobsvc.events_after(s, job.id, int(after)))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@auth_required()
+def cancel_job(job_id):
+    with services().store.session() as s:
+        job = _visible(jobsvc.get(s, job_id))
+        jobsvc.cancel(s, job, g.username, on_queued_cancel=isvc.on_queued_cancel)
+        return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}

@@ -1,0 +1,74 @@
+"""One function per resource shape."""
+from __future__ import annotations
+
+from flask import url_for
+
+from webapp.services import instances as isvc
+from webapp.store.models import Instance, Job, JobEvent
+
+
+def _ts(dt):
+    return dt.isoformat() if dt else None
+
+
+def member_state(ms) -> dict:
+    return {"name": ms.name, "host": ms.host, "address": ms.address, "port": ms.port, "container": ms.container,
+            "state": ms.state, "timeline": ms.timeline}
+
+
+def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) -> dict:
+    uri, ro_uri = isvc.uris(inst)
+    if st is not None and st.reachable:
+        primary = member_state(st.primary) if st.primary else None
+        replicas = [{**member_state(r), "lag_bytes": r.lag_bytes, "sync_state": r.sync_state} for r in st.replicas]
+    else:
+        state = "unknown" if inst.status == "available" else inst.status
+        ms = [{"name": m.name, "host": m.host, "address": m.address, "port": m.pg_port, "container": m.name,
+               "state": state, "timeline": None} for m in inst.members]
+        primary = ms[0] if ms else None
+        replicas = [{**m, "lag_bytes": None, "sync_state": None} for m in ms[1:]]
+    body = {
+        "name": inst.name,
+        "status": isvc.effective_status(inst, st),
+        "status_reason": inst.status_reason or (st.problem if st is not None and not st.healthy else ""),
+        "provider": inst.provider,
+        "synchronous": inst.synchronous,
+        "replicas_wanted": inst.replicas,
+        "storage_gb": inst.storage_gb,
+        "cpus": inst.cpus,
+        "memory_mb": inst.memory_mb,
+        "primary": primary,
+        "replicas": replicas,
+        "same_host": isvc.same_host(inst),
+        "placement_note": ("primary and standby share one host: a host failure loses both"
+                           if isvc.same_host(inst) else "members on different hosts"),
+        "admin_user": inst.admin_user,
+        "uri": uri,
+        "readonly_uri": ro_uri,
+        "created_at": _ts(inst.created_at),
+        "updated_at": _ts(inst.updated_at),
+        "url": url_for("api.get_instance", name=inst.name),
+        "active_job": job_ref(active_job) if active_job else None,
+    }
+    if admin:
+        body["metadata"] = inst.meta or {}
+    return body
+
+
+def job_ref(job: Job) -> dict:
+    return {"id": job.id, "kind": job.kind, "status": job.status, "url": url_for("api.get_job", job_id=job.id)}
+
+
+def event(ev: JobEvent) -> dict:
+    return {"id": ev.id, "time": _ts(ev.created_at), "event": ev.event, "task": ev.task, "host": ev.host,
+            "status": ev.status, "duration": ev.duration, "message": ev.message}
+
+
+def job(j: Job, events: list[JobEvent] | None = None) -> dict:
+    body = {"id": j.id, "kind": j.kind, "status": j.status, "instance": j.instance_name,
+            "created_by": j.created_by, "created_at": _ts(j.created_at), "started_at": _ts(j.started_at),
+            "finished_at": _ts(j.finished_at), "error": j.error or None, "cancel_requested": j.cancel_requested,
+            "result": j.result or {}, "url": url_for("api.get_job", job_id=j.id)}
+    if events is not None:
+        body["events"] = [event(e) for e in events]
+    return body

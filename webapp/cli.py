@@ -1,0 +1,258 @@
+"""`pgaas`: run (web + API + worker threads), serve, worker, user create, instance create|list|show|delete."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+import click
+
+from webapp import create_app
+
+
+def _app():
+    return create_app()
+
+
+def _svc(app):
+    return app.extensions["pgaas"]
+
+
+@click.group()
+def main():
+    """pgaas: self-hosted PostgreSQL as a service."""
+    logging.basicConfig(level=os.environ.get("PGAAS_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- processes ------------------------------------------------------------------------------------------------
+def _start_workers(app, count: int, stop: threading.Event) -> list[threading.Thread]:
+    threads = []
+    for i in range(count):
+        worker = _svc(app).make_worker()
+        t = threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{i}", daemon=True)
+        t.start()
+        threads.append(t)
+    return threads
+
+
+def _serve(app, host: str, port: int, threads: int = 8):
+    from waitress import serve
+
+    serve(app, host=host, port=port, threads=threads, ident="pgaas")
+
+
+def _ensure_admin(app) -> None:
+    from sqlalchemy import func, select
+
+    from webapp.services import accounts
+    from webapp.store.models import User
+
+    with _svc(app).store.session() as s:
+        if s.scalar(select(func.count()).select_from(User)):
+            return
+        user, password = accounts.create_user(s, "admin", None, is_admin=True)
+    click.echo("=" * 60)
+    click.echo("  First start: created the administrator (shown once)")
+    click.echo(f"    username: {user.username}")
+    click.echo(f"    password: {password}")
+    click.echo("=" * 60)
+
+
+@main.command()
+@click.option("--host", default=lambda: os.environ.get("PGAAS_HOST", "127.0.0.1"), show_default="127.0.0.1")
+@click.option("--port", default=lambda: int(os.environ.get("PGAAS_PORT", "8000")), show_default="8000", type=int)
+@click.option("--workers", default=None, type=int, help="worker threads (default: PGAAS_WORKER_THREADS or 2)")
+def run(host, port, workers):
+    """Serve the API and run job workers in this process (the embedded default)."""
+    app = _app()
+    _ensure_admin(app)
+    stop = threading.Event()
+    _start_workers(app, workers or int(app.config["WORKER_THREADS"]), stop)
+    click.echo(f"pgaas is serving http://{host}:{port}/api/v1 (OpenAPI: /api/v1/openapi.json)")
+    try:
+        _serve(app, host, port)
+    finally:
+        stop.set()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host, port):
+    """Serve the API only (run `pgaas worker` beside it)."""
+    app = _app()
+    _ensure_admin(app)
+    _serve(app, host, port)
+
+
+@main.command()
+@click.option("--threads", default=1, show_default=True, type=int)
+def worker(threads):
+    """Run job workers until SIGTERM/SIGINT. Several may share a PostgreSQL metadata database."""
+    app = _app()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ts = _start_workers(app, threads, stop)
+    click.echo(f"pgaas worker: {threads} thread(s), pid {os.getpid()}")
+    while not stop.is_set():
+        stop.wait(0.5)
+    for t in ts:
+        t.join(timeout=5)
+
+
+@main.group()
+def db():
+    """Metadata database."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Apply the Alembic migrations."""
+    _app()
+    click.echo("metadata schema is current")
+
+
+# -- users ----------------------------------------------------------------------------------------------------
+@main.group()
+def user():
+    """Accounts."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="make the user an administrator")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def user_create(username, admin, password_stdin):
+    """Create a user; without --password-stdin a password is generated and printed once."""
+    from webapp.services import ServiceError, accounts
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    app = _app()
+    try:
+        with _svc(app).store.session() as s:
+            u, pw = accounts.create_user(s, username, password, is_admin=admin)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"created {'administrator' if u.is_admin else 'user'} {u.username}")
+    if not password_stdin:
+        click.echo(f"password: {pw}")
+
+
+# -- instances ------------------------------------------------------------------------------------------------
+def _follow(app, job_id: int, out=click.echo) -> str:
+    from webapp.services import jobs as jobsvc
+    from webapp.store.models import Job
+
+    last = 0
+    while True:
+        with _svc(app).store.session() as s:
+            for ev in jobsvc.events_after(s, job_id, last):
+                last = ev.id
+                line = f"  [{ev.status:>9}] {ev.task or ev.event}"
+                if ev.host:
+                    line += f" ({ev.host})"
+                if ev.duration is not None:
+                    line += f" {ev.duration:.1f}s"
+                out(line)
+                if ev.message and ev.status in ("failed", "unreachable", "canceled", "stats"):
+                    out("      " + ev.message.replace("\n", "\n      "))
+            job = s.get(Job, job_id)
+            if job.status not in ("queued", "running"):
+                out(f"job {job_id}: {job.status}" + (f": {job.error}" if job.error else ""))
+                return job.status
+        time.sleep(0.3)
+
+
+@main.group()
+def instance():
+    """PostgreSQL instances (jobs are run by `pgaas run` or `pgaas worker`)."""
+
+
+@instance.command("create")
+@click.argument("name")
+@click.option("--synchronous", is_flag=True)
+@click.option("--replicas", type=int, default=None)
+@click.option("--wait", is_flag=True, help="follow the job's progress until it ends")
+def instance_create(name, synchronous, replicas, wait):
+    from webapp.services import ServiceError
+    from webapp.services import instances as isvc
+
+    app = _app()
+    svc = _svc(app)
+    try:
+        with svc.store.session() as s:
+            inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, created_by="cli",
+                                        synchronous=synchronous, replicas=replicas)
+            job_id, admin_user = job.id, inst.admin_user
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"instance {name}: job {job_id} queued; admin user {admin_user}, password {pw} (shown once)")
+    if wait and _follow(app, job_id) != "succeeded":
+        sys.exit(1)
+
+
+@instance.command("delete")
+@click.argument("name")
+@click.option("--wait", is_flag=True)
+def instance_delete(name, wait):
+    from webapp.services import ServiceError
+    from webapp.services import instances as isvc
+
+    app = _app()
+    try:
+        with _svc(app).store.session() as s:
+            job_id = isvc.delete(s, name, "cli").id
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"instance {name}: delete job {job_id} queued")
+    if wait and _follow(app, job_id) != "succeeded":
+        sys.exit(1)
+
+
+@instance.command("list")
+def instance_list():
+    from webapp.services import instances as isvc
+
+    app = _app()
+    with _svc(app).store.session() as s:
+        insts = isvc.list_all(s)
+        states = isvc.live_states(insts)
+        for i in insts:
+            click.echo(f"{i.name:<24} {isvc.effective_status(i, states.get(i.name)):<10} {isvc.uris(i)[0]}")
+
+
+@instance.command("show")
+@click.argument("name")
+def instance_show(name):
+    from flask import url_for  # noqa: F401  (serializers build URLs)
+
+    from webapp.api import serializers as ser
+    from webapp.services import ServiceError
+    from webapp.services import instances as isvc
+
+    app = _app()
+    try:
+        with app.test_request_context(), _svc(app).store.session() as s:
+            inst = isvc.get(s, name)
+            st = isvc.live_state(inst) if inst.status == "available" else None
+            click.echo(json.dumps(ser.instance(inst, st, admin=True), indent=2))
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@main.group()
+def job():
+    """Jobs."""
+
+
+@job.command("follow")
+@click.argument("job_id", type=int)
+def job_follow(job_id):
+    """Print a job's events as they arrive, until it ends."""
+    _follow(_app(), job_id)

@@ -1,0 +1,70 @@
+"""Configuration: defaults, then an instance config file, then PGAAS_* environment variables."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Defaults:
+    # Metadata store. Empty means a SQLite file in the instance folder.
+    DATABASE_URL = ""
+    # Fernet key for secrets at rest. Empty means a key file in the instance folder (created 0600).
+    ENCRYPTION_KEY = ""
+    SECRET_KEY = ""
+    # Where jobs' private data dirs live. Empty means <instance>/jobs.
+    JOBS_DIR = ""
+    # Which provider places instances: local (podman on this machine).
+    PROVIDER = "local"
+    # Host ports the local provider may publish (PostgreSQL and Patroni REST, on 127.0.0.1).
+    PORT_RANGE_START = 20000
+    PORT_RANGE_END = 21999
+    # The PostgreSQL image the roles run; point it at a registry image to skip the offline build.
+    IMAGE = "localhost/pgaas-postgres:15"
+    # Jobs: worker threads in `pgaas run`, heartbeat interval and how stale a heartbeat must be to call a worker lost.
+    WORKER_THREADS = 2
+    JOB_HEARTBEAT_SECONDS = 2.0
+    JOB_STALE_SECONDS = 30.0
+    WORKER_POLL_SECONDS = 0.25
+    # Seconds a probe of Patroni's REST API may take when an instance is shown.
+    PROBE_TIMEOUT = 1.0
+    # The project (ansible.cfg, playbooks/, roles/) handed to ansible-runner.
+    PROJECT_DIR = str(REPO_ROOT)
+    CONTAINERS_CONF = str(REPO_ROOT / "etc" / "containers.conf")
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+    JSON_SORT_KEYS = False
+
+
+def load(app, test_config: dict | None = None) -> None:
+    """Fill app.config: defaults, instance/config.py, PGAAS_* variables, then test_config."""
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("PGAAS")
+    if test_config:
+        app.config.update(test_config)
+    inst = Path(app.instance_path)
+    inst.mkdir(parents=True, exist_ok=True)
+    os.chmod(inst, 0o700)
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = f"sqlite:///{inst / 'pgaas.sqlite'}"
+    if not app.config["JOBS_DIR"]:
+        app.config["JOBS_DIR"] = str(inst / "jobs")
+    if not app.config["ENCRYPTION_KEY"]:
+        app.config["ENCRYPTION_KEY"] = _key_file(inst / "encryption.key", fernet=True)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _key_file(inst / "session.key", fernet=False)
+
+
+def _key_file(path: Path, fernet: bool) -> str:
+    if not path.exists():
+        import secrets
+
+        from cryptography.fernet import Fernet
+
+        key = Fernet.generate_key().decode() if fernet else secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+    return path.read_text().strip()

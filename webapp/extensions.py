@@ -1,0 +1,44 @@
+"""Extensions created at import, attached in create_app with init_app. Our own state lives in
+app.extensions['pgaas'] (a Services object), never in module globals."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from flask_login import LoginManager
+from flask_wtf import CSRFProtect
+
+from webapp.services.crypto import SecretBox
+from webapp.store import Store
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+
+@dataclass
+class Services:
+    store: Store
+    box: SecretBox
+    provider: object
+    config: dict
+
+    def worker_settings(self) -> dict:
+        c = self.config
+        return dict(
+            jobs_dir=c["JOBS_DIR"], project_dir=c["PROJECT_DIR"],
+            inventory=str(__import__("pathlib").Path(c["PROJECT_DIR"]) / "inventory" / "local" / "hosts.yml"),
+            envvars={"CONTAINERS_CONF": c["CONTAINERS_CONF"]},
+            heartbeat_seconds=float(c["JOB_HEARTBEAT_SECONDS"]), stale_seconds=float(c["JOB_STALE_SECONDS"]),
+            poll_seconds=float(c["WORKER_POLL_SECONDS"]),
+        )
+
+    def make_worker(self, worker_id: str | None = None):
+        from webapp.jobs.worker import Worker
+        from webapp.services import instances
+
+        return Worker(self.store, instances.handlers(self.box, self.config["IMAGE"]), worker_id=worker_id,
+                      **self.worker_settings())
+
+
+def services() -> Services:
+    return current_app.extensions["pgaas"]

@@ -1,0 +1,234 @@
+"""Run one playbook with ansible-runner in a private data dir, AWX-style.
+
+- one private data dir per job (0700), ident = job id, project_dir = the repo (its ansible.cfg, roles, playbooks);
+- secrets go in a 0600 vars file outside the artifacts, loaded by the play, deleted when the run ends;
+  never as extravars (runner puts those on the command line and in artifacts) and never in env files;
+- cancel_callback always passed (so runner installs no signal handler of its own);
+- results come from set_stats (artifact_data of the final stats event) and the jsonfile fact cache.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import ansible_runner
+
+log = logging.getLogger(__name__)
+SECRET_MASK = "********"
+_RESULT_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+    "runner_item_on_failed": "failed",
+}
+
+
+@dataclass
+class RunSpec:
+    playbook: str
+    extravars: dict = field(default_factory=dict)
+    secrets: dict = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass
+class Outcome:
+    status: str                 # successful | failed | canceled | timeout | error
+    rc: int | None = None
+    error: str = ""
+    artifact_data: dict = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class Event:
+    event: str
+    task: str = ""
+    host: str = ""
+    status: str = ""
+    duration: float | None = None
+    message: str = ""
+
+
+class Scrubber:
+    """Replaces every known secret value in a string (defence in depth behind no_log)."""
+
+    def __init__(self, secrets: dict):
+        self._values = sorted({str(v) for v in secrets.values() if v and len(str(v)) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for v in self._values:
+            if v in text:
+                text = text.replace(v, SECRET_MASK)
+        return text
+
+
+def summarize(raw: dict, scrub: Scrubber) -> Event | None:
+    """Turn a runner event into the few fields we keep. Returns None for events not worth storing."""
+    kind = raw.get("event", "")
+    data = raw.get("event_data") or {}
+    if kind == "playbook_on_play_start":
+        return Event(kind, task=scrub(str(data.get("play", ""))), status="play")
+    if kind == "playbook_on_stats":
+        summary = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
+        msg = "; ".join(f"{k}={sum(v.values())}" for k, v in summary.items())
+        return Event(kind, status="stats", message=msg)
+    if kind not in _RESULT_EVENTS:
+        return None
+    res = data.get("res") or {}
+    status = _RESULT_EVENTS[kind]
+    if status == "ok" and res.get("changed"):
+        status = "changed"
+    message = ""
+    if status in ("failed", "unreachable"):
+        parts = [str(res.get("msg") or "")]
+        for key in ("stderr", "module_stderr"):
+            if res.get(key):
+                parts.append(str(res[key])[-2000:])
+        message = "\n".join(p for p in parts if p)
+        if res.get("censored"):
+            message = message or str(res["censored"])
+    elif isinstance(res.get("msg"), str) and kind == "runner_on_ok" and data.get("task_action", "").endswith("debug"):
+        message = res["msg"][:2000]
+    duration = data.get("duration")
+    return Event(
+        kind,
+        task=scrub(str(data.get("task", "")))[:255],
+        host=scrub(str(data.get("host", "")))[:255],
+        status=status,
+        duration=float(duration) if isinstance(duration, (int, float)) else None,
+        message=scrub(message),
+    )
+
+
+def run_playbook(
+    job_dir: str | os.PathLike,
+    ident: str,
+    spec: RunSpec,
+    project_dir: str,
+    inventory: str,
+    envvars: dict | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Outcome:
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(job_dir, 0o700)
+    scrub = Scrubber(spec.secrets)
+    private = job_dir / "private"
+    private.mkdir(exist_ok=True)
+    os.chmod(private, 0o700)
+    secrets_file = private / f"secrets-{ident}.json"
+    extravars = dict(spec.extravars)
+    if spec.secrets:
+        fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(spec.secrets, f)
+        extravars["pgaas_secrets_file"] = str(secrets_file)
+
+    env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PYTHONUNBUFFERED": "1"}
+    env.update(envvars or {})
+
+    first_failure: list[str] = []
+
+    def event_handler(raw: dict) -> bool:
+        ev = summarize(raw, scrub)
+        if ev is not None:
+            if ev.status in ("failed", "unreachable") and not first_failure and not (raw.get("event_data") or {}).get("ignore_errors"):
+                first_failure.append(f"{ev.task} on {ev.host}: {ev.message}".strip())
+            if on_event:
+                on_event(ev)
+        return True  # keep runner's own artifact copy of the event (secrets are no_log'd by the roles)
+
+    last_check = [0.0, False]
+
+    def cancel_callback() -> bool:
+        now = time.monotonic()
+        if should_cancel and now - last_check[0] > 0.5:
+            last_check[0] = now
+            last_check[1] = bool(should_cancel())
+        return last_check[1]
+
+    try:
+        r = ansible_runner.run(
+            private_data_dir=str(job_dir),
+            project_dir=project_dir,
+            playbook=spec.playbook,
+            inventory=inventory,
+            extravars=extravars,
+            envvars=env,
+            ident=ident,
+            quiet=True,
+            suppress_env_files=True,
+            rotate_artifacts=3,
+            event_handler=event_handler,
+            cancel_callback=cancel_callback,
+            timeout=None,
+        )
+    except Exception as exc:  # runner itself broke (not the play): our fault, say so
+        return Outcome("error", error=f"ansible-runner could not run {spec.playbook}: {scrub(str(exc))}")
+    finally:
+        if secrets_file.exists():
+            secrets_file.unlink()
+
+    artifact_data: dict = {}
+    stats: dict = {}
+    for raw in r.events:
+        if raw.get("event") == "playbook_on_stats":
+            data = raw.get("event_data") or {}
+            artifact_data = data.get("artifact_data") or {}
+            stats = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
+    facts = {}
+    for host in (stats.get("ok") or {}):
+        cached = r.get_fact_cache(host) or {}
+        if cached:
+            facts[host] = cached
+    status = r.status
+    error = ""
+    if status == "failed":
+        error = first_failure[0] if first_failure else f"{spec.playbook} failed (rc={r.rc})"
+    elif status == "canceled":
+        error = "canceled on request"
+    elif status == "timeout":
+        error = "timed out"
+    return Outcome(status, rc=r.rc, error=scrub(error), artifact_data=artifact_data, facts=facts, stats=stats)
+
+
+def remove_job_dir(job_dir: str | os.PathLike) -> None:
+    shutil.rmtree(job_dir, ignore_errors=True)
+
+
+class Heartbeat:
+    """Calls beat() every interval seconds in a daemon thread until stopped."""
+
+    def __init__(self, interval: float, beat: Callable[[], None]):
+        self._interval = interval
+        self._beat = beat
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="job-heartbeat")
+
+    def _run(self):
+        while not self._stop.wait(self._interval):
+            try:
+                self._beat()
+            except Exception:  # a missed beat is retried next interval; say so
+                log.warning("heartbeat failed", exc_info=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)

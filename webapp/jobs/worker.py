@@ -1,0 +1,206 @@
+"""The job worker: claims queued jobs from the metadata store and runs them through ansible-runner.
+
+Several workers (threads of `pgaas run`, or `pgaas worker` processes sharing a PostgreSQL store) never take the same
+job: a claim is a conditional UPDATE (status queued -> running) that only one of them can win. A running job's worker
+beats a heartbeat; a job whose heartbeat went stale (its worker died) is failed with a reason at the next start or
+sweep, and its handler puts the instance in a state from which a retry or a delete works.
+
+Domain handlers are passed in (kind -> handler); this module knows nothing of Flask or HTTP.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import select, update
+
+from webapp.jobs.runner import Event, Heartbeat, Outcome, RunSpec, run_playbook
+from webapp.store import Store
+from webapp.store.models import Job, JobEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+JOB_STATUS = {"successful": "succeeded", "failed": "failed", "canceled": "canceled", "timeout": "failed",
+              "error": "error"}
+
+
+class Handler(Protocol):
+    def prepare(self, s, job: Job) -> RunSpec: ...
+    def finish(self, s, job: Job, outcome: Outcome) -> None: ...
+    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None: ...
+    def lost(self, s, job: Job) -> None: ...
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+def add_event(store: Store, job_id: int, ev: Event) -> None:
+    with store.session() as s:
+        s.add(JobEvent(job_id=job_id, event=ev.event, task=ev.task, host=ev.host, status=ev.status,
+                       duration=ev.duration, message=ev.message))
+
+
+def _worker_is_dead(worker_id: str | None) -> bool:
+    """True when the worker ran on this machine and its process is gone (no need to wait for staleness)."""
+    try:
+        host, pid, _ = (worker_id or "").split(":")
+        pid = int(pid)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Worker:
+    def __init__(self, store: Store, handlers: dict[str, Handler], *, jobs_dir: str, project_dir: str,
+                 inventory: str, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
+                 stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None):
+        self.store = store
+        self.handlers = handlers
+        self.jobs_dir = Path(jobs_dir)
+        self.project_dir = project_dir
+        self.inventory = inventory
+        self.envvars = envvars or {}
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stale_seconds = stale_seconds
+        self.poll_seconds = poll_seconds
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    # -- claiming -------------------------------------------------------------------------------------------
+    def claim(self) -> int | None:
+        with self.store.session() as s:
+            candidates = s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(5)).all()
+            for job_id in candidates:
+                now = utcnow()
+                won = s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued")
+                    .values(status="running", worker_id=self.worker_id, started_at=now, heartbeat_at=now)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                s.commit()
+                if won == 1:
+                    return job_id
+        return None
+
+    def recover_stale(self) -> list[int]:
+        """Fail running jobs whose worker stopped beating; return their ids."""
+        cutoff = utcnow() - timedelta(seconds=self.stale_seconds)
+        failed = []
+        with self.store.session() as s:
+            for job in s.scalars(select(Job).where(Job.status == "running")).all():
+                beat = aware(job.heartbeat_at) or aware(job.started_at)
+                if beat is not None and beat >= cutoff and not _worker_is_dead(job.worker_id):
+                    continue
+                won = s.execute(
+                    update(Job).where(Job.id == job.id, Job.status == "running", Job.worker_id == job.worker_id)
+                    .values(status="failed", finished_at=utcnow(),
+                            error=f"worker {job.worker_id} was lost mid-job (no heartbeat since "
+                                  f"{beat.isoformat() if beat else 'start'}); retry or delete the instance")
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if won == 1:
+                    s.refresh(job)
+                    s.add(JobEvent(job_id=job.id, event="pgaas_worker_lost", status="failed", message=job.error))
+                    handler = self.handlers.get(job.kind)
+                    if handler:
+                        handler.lost(s, job)
+                    failed.append(job.id)
+                s.commit()
+        for job_id in failed:
+            secrets_dir = self.jobs_dir / str(job_id) / "private"
+            for f in secrets_dir.glob("secrets-*.json") if secrets_dir.exists() else []:
+                f.unlink(missing_ok=True)
+        return failed
+
+    # -- running --------------------------------------------------------------------------------------------
+    def run_one(self) -> int | None:
+        job_id = self.claim()
+        if job_id is None:
+            return None
+        try:
+            self._run(job_id)
+        except Exception as exc:  # a bug of ours: the job must still end, with the reason
+            log.exception("job %s crashed", job_id)
+            with self.store.session() as s:
+                job = s.get(Job, job_id)
+                job.status, job.finished_at = "error", utcnow()
+                job.error = f"internal error in the worker: {type(exc).__name__}: {exc}"
+                handler = self.handlers.get(job.kind)
+                if handler:
+                    handler.lost(s, job)
+        return job_id
+
+    def _cancel_requested(self, job_id: int) -> bool:
+        with self.store.session() as s:
+            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def _beat(self, job_id: int) -> None:
+        with self.store.session() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.worker_id == self.worker_id)
+                      .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
+
+    def _play(self, job_id: int, spec: RunSpec, ident: str) -> Outcome:
+        add_event(self.store, job_id, Event("pgaas_run_start", task=spec.label or spec.playbook, status="start",
+                                            message=f"ansible-runner: {spec.playbook}"))
+        return run_playbook(
+            self.jobs_dir / str(job_id), ident, spec, project_dir=self.project_dir, inventory=self.inventory,
+            envvars=self.envvars, on_event=lambda ev: add_event(self.store, job_id, ev),
+            should_cancel=lambda: self._cancel_requested(job_id),
+        )
+
+    def _run(self, job_id: int) -> None:
+        with self.store.session() as s:
+            job = s.get(Job, job_id)
+            handler = self.handlers[job.kind]
+            spec = handler.prepare(s, job)
+        with Heartbeat(self.heartbeat_seconds, lambda: self._beat(job_id)):
+            outcome = self._play(job_id, spec, f"{job_id}")
+            cleanup = None
+            with self.store.session() as s:
+                cleanup = handler.cleanup(s, s.get(Job, job_id), outcome)
+            if cleanup is not None:
+                after = self._play(job_id, cleanup, f"{job_id}-cleanup")
+                if after.status != "successful":
+                    outcome.error += f"; cleanup failed too: {after.error}"
+                else:
+                    add_event(self.store, job_id, Event("pgaas_cleanup", status="ok",
+                                                        message="leftovers of the canceled run removed"))
+        with self.store.session() as s:
+            job = s.get(Job, job_id)
+            job.status = JOB_STATUS.get(outcome.status, "error")
+            job.error = outcome.error
+            job.finished_at = utcnow()
+            handler.finish(s, job, outcome)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.recover_stale()
+        sweeps = 0
+        while not stop.is_set():
+            try:
+                if self.run_one() is not None:
+                    continue
+                sweeps += 1
+                if sweeps * self.poll_seconds >= self.heartbeat_seconds:
+                    sweeps = 0
+                    self.recover_stale()
+            except Exception:
+                log.exception("worker loop error; continuing")
+            stop.wait(self.poll_seconds)

@@ -1,0 +1,85 @@
+"""Users and API tokens."""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from webapp.services import Conflict, Invalid, NotFound, Unauthorized
+from webapp.services.crypto import generate_password
+from webapp.store.models import ApiToken, User, utcnow
+
+USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
+MIN_PASSWORD = 8
+# A fixed hash to compare against when the user does not exist, so both paths cost one scrypt.
+_DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt")
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method="scrypt")
+
+
+def create_user(s: Session, username: str, password: str | None = None, is_admin: bool = False) -> tuple[User, str]:
+    """Create a user; returns (user, password) where password is generated when none was given."""
+    if not isinstance(username, str) or not USERNAME_RE.match(username):
+        raise Invalid("username must be 2 to 63 characters: a lowercase letter, then lowercase letters, digits, "
+                      "'_', '.' or '-'", field="username")
+    if password is None:
+        password = generate_password(20)
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise Invalid(f"password must be at least {MIN_PASSWORD} characters", field="password")
+    if s.scalar(select(User).where(User.username == username)):
+        raise Conflict(f"user {username!r} already exists")
+    user = User(username=username, password_hash=hash_password(password), is_admin=bool(is_admin))
+    s.add(user)
+    s.flush()
+    return user, password
+
+
+def set_password(s: Session, user: User, password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise Invalid(f"password must be at least {MIN_PASSWORD} characters", field="password")
+    user.password_hash = hash_password(password)
+
+
+def authenticate(s: Session, username, password) -> User:
+    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        raise Invalid("username and password are required")
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        raise Unauthorized("wrong username or password")
+    if not check_password_hash(user.password_hash, password):
+        raise Unauthorized("wrong username or password")
+    return user
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(s: Session, user: User, name: str = "") -> tuple[ApiToken, str]:
+    raw = "pgaas_" + secrets.token_urlsafe(32)
+    tok = ApiToken(user=user, token_hash=_digest(raw), prefix=raw[:12], name=(name or "")[:64])
+    s.add(tok)
+    s.flush()
+    return tok, raw
+
+
+def user_for_token(s: Session, raw: str) -> User | None:
+    tok = s.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(raw), ApiToken.revoked_at.is_(None)))
+    if tok is None:
+        return None
+    tok.last_used_at = utcnow()
+    return tok.user
+
+
+def get_user(s: Session, username: str) -> User:
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user

@@ -1,0 +1,324 @@
+"""Instances: a Patroni-managed primary/standby pair (plus an etcd member), deployed by jobs."""
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from webapp.jobs.runner import Outcome, RunSpec
+from webapp.services import Conflict, Invalid, NotFound, check_name
+from webapp.services import jobs as jobsvc
+from webapp.services.crypto import SecretBox, generate_password
+from webapp.store.models import Instance, Job, Member, utcnow
+
+ADMIN_USER = "dbadmin"
+FACT_KEYS = ("ansible_hostname", "ansible_distribution", "ansible_distribution_version", "ansible_kernel",
+             "ansible_architecture", "ansible_processor_vcpus", "ansible_memtotal_mb")
+_PASSWORD_FORBIDDEN = set("'\"\\`$")
+
+
+@dataclass
+class MemberState:
+    name: str
+    host: str
+    address: str
+    port: int
+    container: str
+    role: str = "unknown"          # primary | replica | unknown
+    state: str = "unknown"         # Patroni's state: running, streaming, starting, stopped, ...
+    lag_bytes: int | None = None
+    sync_state: str | None = None  # sync | async (replicas)
+    timeline: int | None = None
+
+
+@dataclass
+class ClusterState:
+    reachable: bool
+    primary: MemberState | None = None
+    replicas: list[MemberState] = field(default_factory=list)
+    healthy: bool = False
+    problem: str = ""
+
+
+# -- validation -----------------------------------------------------------------------------------------------
+def _int(value, name, lo, hi, default=None):
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{name} must be an integer", field=name)
+    if not lo <= value <= hi:
+        raise Invalid(f"{name} must be between {lo} and {hi}", field=name)
+    return value
+
+
+def _number(value, name, lo, hi):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Invalid(f"{name} must be a number", field=name)
+    if not lo <= value <= hi:
+        raise Invalid(f"{name} must be between {lo} and {hi}", field=name)
+    return float(value)
+
+
+def check_password(pw, name="admin_password") -> str:
+    if not isinstance(pw, str) or not 12 <= len(pw) <= 128:
+        raise Invalid(f"{name} must be a string of 12 to 128 characters", field=name)
+    if any(c in _PASSWORD_FORBIDDEN or not c.isprintable() or c.isspace() for c in pw):
+        raise Invalid(f"{name} may not contain quotes, backslashes, backticks, '$', spaces or control characters",
+                      field=name)
+    return pw
+
+
+# -- queries --------------------------------------------------------------------------------------------------
+def get(s: Session, name: str) -> Instance:
+    inst = s.scalar(select(Instance).where(Instance.name == name)) if isinstance(name, str) else None
+    if inst is None:
+        raise NotFound(f"no instance {name!r}")
+    return inst
+
+
+def list_all(s: Session) -> list[Instance]:
+    return list(s.scalars(select(Instance).order_by(Instance.name)))
+
+
+def same_host(inst: Instance) -> bool:
+    hosts = [m.host for m in inst.members]
+    return len(set(hosts)) < len(hosts)
+
+
+def uris(inst: Instance) -> tuple[str, str]:
+    """libpq multi-host URIs: read-write follows the primary through a failover; read-only prefers standbys."""
+    hosts = ",".join(f"{m.address}:{m.pg_port}" for m in inst.members)
+    base = f"postgresql://{inst.admin_user}@{hosts}/postgres"
+    return f"{base}?target_session_attrs=read-write", f"{base}?target_session_attrs=read-only"
+
+
+# -- changes --------------------------------------------------------------------------------------------------
+def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synchronous=False, replicas=None,
+           storage_gb=None, cpus=None, memory_mb=None, admin_password=None) -> tuple[Instance, Job, str]:
+    check_name(name)
+    if not isinstance(synchronous, bool):
+        raise Invalid("synchronous must be true or false", field="synchronous")
+    replicas = _int(replicas, "replicas", 1, 3, default=1)
+    storage_gb = _int(storage_gb, "storage_gb", 1, 65536)
+    memory_mb = _int(memory_mb, "memory_mb", 256, 1048576)
+    cpus = _number(cpus, "cpus", 0.1, 256)
+    admin_password = generate_password(24) if admin_password is None else check_password(admin_password)
+    existing = s.scalar(select(Instance).where(Instance.name == name))
+    if existing is not None:
+        hint = " (it failed: retry or delete it)" if existing.status == "failed" else ""
+        raise Conflict(f"instance {name!r} already exists{hint}")
+    if jobsvc.active_job(s, name):
+        raise Conflict(f"instance {name!r} is still being deleted")
+    used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port)}
+    placements = provider.place(name, 1 + replicas, used)
+    secrets = {
+        "pgaas_superuser_password": generate_password(32),
+        "pgaas_replication_password": generate_password(32),
+        "pgaas_restapi_password": generate_password(32),
+        "pgaas_admin_password": admin_password,
+    }
+    inst = Instance(name=name, status="creating", provider=provider.name, synchronous=synchronous,
+                    replicas=replicas, storage_gb=storage_gb, cpus=cpus, memory_mb=memory_mb,
+                    admin_user=ADMIN_USER, secrets_enc=box.seal(secrets), meta={}, created_by=created_by)
+    inst.members = [Member(ordinal=i, name=p.name, host=p.host, address=p.address, pg_port=p.pg_port,
+                           api_port=p.api_port) for i, p in enumerate(placements)]
+    s.add(inst)
+    s.flush()
+    job = jobsvc.enqueue(s, "instance_create", name, created_by)
+    return inst, job, admin_password
+
+
+def retry(s: Session, name: str, by: str) -> Job:
+    inst = get(s, name)
+    if inst.status != "failed":
+        raise Conflict(f"instance {name!r} is {inst.status}; only a failed instance can be retried")
+    kind = "instance_delete" if inst.meta.get("failed_job_kind") == "instance_delete" else "instance_create"
+    job = jobsvc.enqueue(s, kind, name, by)
+    inst.status, inst.status_reason = ("deleting" if kind == "instance_delete" else "creating"), ""
+    return job
+
+
+def delete(s: Session, name: str, by: str) -> Job:
+    inst = get(s, name)
+    job = jobsvc.enqueue(s, "instance_delete", name, by)
+    inst.status, inst.status_reason = "deleting", ""
+    return job
+
+
+# -- live state from Patroni ----------------------------------------------------------------------------------
+def _fetch_cluster(member: Member, timeout: float) -> dict | None:
+    url = f"http://{member.address}:{member.api_port}/cluster"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (our own Patroni, http on loopback)
+            return json.load(r)
+    except (OSError, ValueError):
+        return None
+
+
+def live_state(inst: Instance, timeout: float = 1.0) -> ClusterState:
+    data = None
+    for m in inst.members:
+        data = _fetch_cluster(m, timeout)
+        if data is not None:
+            break
+    by_name = {m.name: m for m in inst.members}
+    if data is None:
+        return ClusterState(False, problem="no Patroni member answers")
+    st = ClusterState(True)
+    for pm in data.get("members", []):
+        m = by_name.get(pm.get("name"))
+        if m is None:
+            continue
+        ms = MemberState(name=m.name, host=m.host, address=m.address, port=m.pg_port, container=m.name,
+                         state=str(pm.get("state", "unknown")), timeline=pm.get("timeline"))
+        role = pm.get("role", "")
+        if role in ("leader", "master", "primary", "standby_leader"):
+            ms.role = "primary"
+            st.primary = ms
+        else:
+            ms.role = "replica"
+            lag = pm.get("lag")
+            ms.lag_bytes = lag if isinstance(lag, int) else None
+            ms.sync_state = "sync" if role == "sync_standby" else "async"
+            st.replicas.append(ms)
+    seen = {ms.name for ms in st.replicas} | ({st.primary.name} if st.primary else set())
+    for m in inst.members:
+        if m.name not in seen:
+            st.replicas.append(MemberState(name=m.name, host=m.host, address=m.address, port=m.pg_port,
+                                           container=m.name, role="replica", state="missing"))
+    running = [r for r in st.replicas if r.state in ("running", "streaming")]
+    if st.primary is None or st.primary.state != "running":
+        st.problem = "no running primary"
+    elif not running:
+        st.problem = "no healthy standby"
+    elif len(running) < len(st.replicas):
+        st.problem = "a standby is not running"
+    st.healthy = not st.problem
+    return st
+
+
+def live_states(instances: list[Instance], timeout: float = 1.0) -> dict[str, ClusterState]:
+    targets = [i for i in instances if i.status == "available"]
+    if not targets:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        return dict(zip([i.name for i in targets], pool.map(lambda i: live_state(i, timeout), targets)))
+
+
+def effective_status(inst: Instance, st: ClusterState | None) -> str:
+    if inst.status == "available" and st is not None and not st.healthy:
+        return "degraded"
+    return inst.status
+
+
+# -- job handlers (called by the worker) ---------------------------------------------------------------------
+def _deploy_vars(inst: Instance, image: str) -> dict:
+    return {
+        "pgaas_instance_name": inst.name,
+        "pgaas_synchronous": inst.synchronous,
+        "pgaas_admin_user": inst.admin_user,
+        "pgaas_members": [{"name": m.name, "host": m.host, "pg_port": m.pg_port, "api_port": m.api_port}
+                          for m in inst.members],
+        "pgaas_cpus": inst.cpus,
+        "pgaas_memory_mb": inst.memory_mb,
+        "pgaas_storage_gb": inst.storage_gb,
+        "pgaas_image": image,
+    }
+
+
+def _teardown_spec(name: str, hosts: list[str]) -> RunSpec:
+    return RunSpec("playbooks/instance_teardown.yml",
+                   {"pgaas_instance_name": name, "pgaas_hosts": sorted(set(hosts)) or ["localhost"]},
+                   label="Remove the instance's containers, volumes and network")
+
+
+def facts_summary(facts: dict) -> dict:
+    return {host: {k.removeprefix("ansible_"): f[k] for k in FACT_KEYS if k in f} for host, f in facts.items()}
+
+
+class CreateHandler:
+    def __init__(self, box: SecretBox, image: str):
+        self.box, self.image = box, image
+
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = get(s, job.instance_name)
+        return RunSpec("playbooks/instance_deploy.yml", _deploy_vars(inst, self.image),
+                       secrets=self.box.open(inst.secrets_enc), label="Deploy etcd and the Patroni pair")
+
+    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        if outcome.status != "canceled":
+            return None  # a failed deploy keeps its containers for inspection; a retry converges them
+        inst = get(s, job.instance_name)
+        return _teardown_spec(inst.name, [m.host for m in inst.members])
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
+        if inst is None:
+            return
+        meta = dict(inst.meta or {})
+        meta["last_job"] = {"id": job.id, "kind": job.kind, "status": job.status,
+                            "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+        if job.status == "succeeded":
+            meta["deploy"] = outcome.artifact_data.get("pgaas_result", {})
+            meta["facts"] = facts_summary(outcome.facts)
+            meta.pop("failed_job_kind", None)
+            inst.status, inst.status_reason = "available", ""
+        else:
+            meta["failed_job_kind"] = job.kind
+            inst.status = "failed"
+            if job.status == "canceled":
+                inst.status_reason = f"create canceled (job {job.id}); leftovers removed; retry or delete"
+            else:
+                inst.status_reason = f"create failed (job {job.id}): {job.error}; retry or delete"
+        job.result = {"instance": inst.name, "status": inst.status}
+        inst.meta = meta
+
+    def lost(self, s, job: Job) -> None:
+        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
+        if inst is not None:
+            inst.status = "failed"
+            inst.status_reason = f"job {job.id} ended abnormally: {job.error}"
+            inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
+
+
+class DeleteHandler(CreateHandler):
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = get(s, job.instance_name)
+        return _teardown_spec(inst.name, [m.host for m in inst.members])
+
+    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        return None
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
+        if inst is None:
+            return
+        if job.status == "succeeded":
+            s.delete(inst)
+            job.result = {"instance": job.instance_name, "deleted": True}
+        else:
+            inst.status = "failed"
+            inst.status_reason = f"delete {job.status} (job {job.id}): {job.error or 'no reason given'}; " \
+                                 "retry the delete"
+            inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
+
+
+def handlers(box: SecretBox, image: str) -> dict:
+    return {"instance_create": CreateHandler(box, image), "instance_delete": DeleteHandler(box, image)}
+
+
+def on_queued_cancel(s, job: Job) -> None:
+    """A job canceled before it started: the instance goes to failed, from where retry or delete works."""
+    inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
+    if inst is not None:
+        inst.status = "failed"
+        inst.status_reason = f"job {job.id} ({job.kind}) canceled before it started; retry or delete"
+        inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
+        inst.updated_at = utcnow()

@@ -1,0 +1,68 @@
+"""Job records: enqueue, read, list, cancel. Running them is the worker's (webapp.jobs.worker)."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from webapp.services import Conflict, NotFound
+from webapp.store.models import ACTIVE_JOB_STATES, Job, JobEvent, utcnow
+
+
+def active_job(s: Session, instance_name: str) -> Job | None:
+    return s.scalar(select(Job).where(Job.instance_name == instance_name, Job.status.in_(ACTIVE_JOB_STATES)))
+
+
+def enqueue(s: Session, kind: str, instance_name: str | None, created_by: str, params: dict | None = None) -> Job:
+    """Queue a job. Two jobs never act on one instance at once: the second is refused (Conflict)."""
+    if instance_name and (busy := active_job(s, instance_name)):
+        raise Conflict(f"instance {instance_name!r} is busy with job {busy.id} ({busy.kind}, {busy.status}); "
+                       "wait for it or cancel it", job_id=busy.id)
+    job = Job(kind=kind, instance_name=instance_name, created_by=created_by, params=params or {})
+    s.add(job)
+    try:
+        s.flush()
+    except IntegrityError as exc:  # lost a race with another request: the partial unique index said no
+        s.rollback()
+        raise Conflict(f"instance {instance_name!r} is busy with another job") from exc
+    s.add(JobEvent(job_id=job.id, event="pgaas_queued", status="queued", message=f"{kind} queued by {created_by}"))
+    return job
+
+
+def get(s: Session, job_id) -> Job:
+    try:
+        job_id = int(job_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"no job {job_id!r}") from None
+    job = s.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def list_jobs(s: Session, instance_name: str | None = None, limit: int = 100) -> list[Job]:
+    q = select(Job).order_by(Job.id.desc()).limit(limit)
+    if instance_name:
+        q = q.where(Job.instance_name == instance_name)
+    return list(s.scalars(q))
+
+
+def events_after(s: Session, job_id: int, after_id: int = 0) -> list[JobEvent]:
+    return list(s.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+                          .order_by(JobEvent.id)))
+
+
+def cancel(s: Session, job: Job, by: str, on_queued_cancel=None) -> Job:
+    """A queued job is canceled at once; a running one is flagged and its worker kills the run."""
+    if job.status == "queued":
+        job.status, job.finished_at, job.error = "canceled", utcnow(), f"canceled by {by} before it started"
+        s.add(JobEvent(job_id=job.id, event="pgaas_canceled", status="canceled", message=job.error))
+        if on_queued_cancel:
+            on_queued_cancel(s, job)
+        return job
+    if job.status == "running":
+        job.cancel_requested = True
+        s.add(JobEvent(job_id=job.id, event="pgaas_cancel_requested", status="canceling",
+                       message=f"cancel requested by {by}"))
+        return job
+    raise Conflict(f"job {job.id} already ended ({job.status})")
