@@ -1,0 +1,163 @@
+"""Shared fixtures: a metadata store on SQLite or on a real PostgreSQL server, the app served over real HTTP
+(waitress on a free loopback port) with real job workers, and an API client speaking to it."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+os.environ.setdefault("CONTAINERS_CONF", str(REPO / "etc" / "containers.conf"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- a real PostgreSQL server for the metadata store ---------------------------------------------------------
+class MetadataPostgres:
+    """A throwaway PostgreSQL 15 cluster (Debian's binaries) on loopback, scram-sha-256, one database per test."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="pgaas-meta-"))
+        self.port = free_port()
+        self.password = uuid.uuid4().hex
+        shutil.chown(self.dir, "postgres", "postgres")
+        pwfile = self.dir / "pw"
+        pwfile.write_text(self.password)
+        shutil.chown(pwfile, "postgres", "postgres")
+        self._as_pg([str(PG_BIN / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "--auth=scram-sha-256",
+                     f"--pwfile={pwfile}", "-E", "UTF8"])
+        self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
+                     "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+
+    def _as_pg(self, cmd):
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True)
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres:{self.password}@127.0.0.1:{self.port}/{db}"
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = "meta_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self):
+        self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop"])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def metadata_pg():
+    assert (PG_BIN / "initdb").exists(), "PostgreSQL 15 server binaries are missing: run scripts/setup.sh --test"
+    server = MetadataPostgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Each test that uses it runs twice: metadata on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'pgaas.sqlite'}"
+    return request.getfixturevalue("metadata_pg").new_database()
+
+
+def make_app(database_url: str, instance_path: Path, **extra):
+    from webapp import create_app
+
+    cfg = {"TESTING": True, "DATABASE_URL": database_url, "INSTANCE_PATH": str(instance_path),
+           "JOB_HEARTBEAT_SECONDS": 0.5, "JOB_STALE_SECONDS": 5, "WORKER_POLL_SECONDS": 0.1}
+    cfg.update(extra)
+    return create_app(cfg)
+
+
+# -- the app over real HTTP ----------------------------------------------------------------------------------
+class Api:
+    """A small requests-based client for the live server."""
+
+    def __init__(self, base: str, token: str | None = None):
+        self.base = base
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def __getattr__(self, method):
+        def call(path, **kw):
+            kw.setdefault("timeout", 30)
+            return self.session.request(method.upper(), self.base + path, **kw)
+
+        return call
+
+    def as_user(self, username: str, password: str) -> "Api":
+        r = requests.post(self.base + "/api/v1/tokens", json={"username": username, "password": password},
+                          timeout=30)
+        assert r.status_code == 201, r.text
+        return Api(self.base, r.json()["token"])
+
+    def wait_job(self, job_id: int, timeout: float = 120, until=("succeeded", "failed", "canceled", "error")):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(f"/api/v1/jobs/{job_id}").json()
+            if job["status"] in until:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not reach {until} in {timeout}s: {job}")
+
+
+class Live:
+    def __init__(self, app, workers: int):
+        from werkzeug.serving import make_server
+
+        self.app = app
+        self.port = free_port()
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.stop = threading.Event()
+        self.workers = []
+        for _ in range(workers):
+            w = app.extensions["pgaas"].make_worker()
+            t = threading.Thread(target=w.run_forever, args=(self.stop,), daemon=True)
+            t.start()
+            self.workers.append(t)
+        self.base = f"http://127.0.0.1:{self.port}"
+        from webapp.services import accounts
+
+        with app.extensions["pgaas"].store.session() as s:
+            accounts.create_user(s, "root", "root-password-1", is_admin=True)
+            accounts.create_user(s, "alice", "alice-password-1", is_admin=False)
+        self.anon = Api(self.base)
+        self.admin = self.anon.as_user("root", "root-password-1")
+        self.alice = self.anon.as_user("alice", "alice-password-1")
+
+    def close(self):
+        self.stop.set()
+        for t in self.workers:
+            t.join(timeout=30)
+        self.server.shutdown()
+        self.server.server_close()
+        self.app.extensions["pgaas"].store.dispose()
+
+
+@pytest.fixture
+def live(database_url, tmp_path):
+    """The app on both metadata backends, no workers (API behaviour that needs no job to run)."""
+    srv = Live(make_app(database_url, tmp_path / "instance"), workers=0)
+    yield srv
+    srv.close()
