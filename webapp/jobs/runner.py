@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -136,7 +139,9 @@ def run_playbook(
             json.dump(spec.secrets, f)
         extravars["pgaas_secrets_file"] = str(secrets_file)
 
-    env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+    run_token = uuid.uuid4().hex
+    env = {"PGAAS_RUN_TOKEN": run_token,
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
            "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PYTHONUNBUFFERED": "1"}
     env.update(envvars or {})
 
@@ -158,6 +163,8 @@ def run_playbook(
         if should_cancel and now - last_check[0] > 0.5:
             last_check[0] = now
             last_check[1] = bool(should_cancel())
+            if last_check[1]:
+                kill_run(run_token)  # the whole tree: ansible's workers run in sessions of their own
         return last_check[1]
 
     try:
@@ -181,6 +188,8 @@ def run_playbook(
     finally:
         if secrets_file.exists():
             secrets_file.unlink()
+    if r.status in ("canceled", "timeout"):
+        kill_run(run_token)
 
     artifact_data: dict = {}
     stats: dict = {}
@@ -189,11 +198,7 @@ def run_playbook(
             data = raw.get("event_data") or {}
             artifact_data = data.get("artifact_data") or {}
             stats = {k: data.get(k) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
-    facts = {}
-    for host in (stats.get("ok") or {}):
-        cached = r.get_fact_cache(host) or {}
-        if cached:
-            facts[host] = cached
+    facts = read_fact_cache(Path(r.config.artifact_dir) / "fact_cache")
     status = r.status
     error = ""
     if status == "failed":
@@ -203,6 +208,52 @@ def run_playbook(
     elif status == "timeout":
         error = "timed out"
     return Outcome(status, rc=r.rc, error=scrub(error), artifact_data=artifact_data, facts=facts, stats=stats)
+
+
+def kill_run(run_token: str) -> int:
+    """SIGKILL every process that carries this run's token in its environment (ansible-playbook, its workers,
+    their modules and commands). Runner's own kill only reaches the process group of ansible-playbook, and
+    ansible-core's workers start sessions of their own, so their children would outlive a cancel."""
+    needle = f"PGAAS_RUN_TOKEN={run_token}".encode()
+    me = os.getpid()
+    killed = 0
+    for _ in range(3):  # a process may fork while we look: sweep until nothing is left
+        found = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == me:
+                continue
+            try:
+                env = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            if needle in env.split(b"\0"):
+                try:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    found += 1
+                except ProcessLookupError:
+                    pass
+        killed += found
+        if not found:
+            break
+        time.sleep(0.05)
+    return killed
+
+
+def read_fact_cache(cache_dir: Path) -> dict:
+    """The jsonfile fact cache: one file per host (ansible-core 2.19 names it s<N>_<host> and wraps the facts
+    as a JSON string under __payload__)."""
+    facts = {}
+    for f in sorted(cache_dir.glob("*")) if cache_dir.is_dir() else []:
+        m = re.match(r"^s\d+_(.+)$", f.name)
+        try:
+            data = json.loads(f.read_text())
+            if isinstance(data, dict) and isinstance(data.get("__payload__"), str):
+                data = json.loads(data["__payload__"])
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            facts[m.group(1) if m else f.name] = data
+    return facts
 
 
 def remove_job_dir(job_dir: str | os.PathLike) -> None:
