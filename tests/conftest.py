@@ -17,6 +17,8 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+import logging
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 os.environ.setdefault("CONTAINERS_CONF", str(REPO / "etc" / "containers.conf"))
 
 

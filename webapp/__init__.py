@@ -1,6 +1,8 @@
 """pgaas control plane: create_app(test_config=None): config -> extensions -> blueprints -> error handlers."""
 from __future__ import annotations
 
+import os
+
 from flask import Flask
 
 from webapp import config as config_mod
@@ -8,9 +10,9 @@ from webapp.config import REPO_ROOT
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(REPO_ROOT / "instance"), instance_relative_config=True)
-    if test_config and test_config.get("INSTANCE_PATH"):
-        app.instance_path = test_config["INSTANCE_PATH"]
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("PGAAS_INSTANCE_PATH") \
+        or str(REPO_ROOT / "instance")
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     config_mod.load(app, test_config)
 
     from webapp.extensions import Services, csrf, login_manager

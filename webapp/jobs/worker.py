@@ -157,13 +157,13 @@ class Worker:
             s.execute(update(Job).where(Job.id == job_id, Job.worker_id == self.worker_id)
                       .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
 
-    def _play(self, job_id: int, spec: RunSpec, ident: str) -> Outcome:
+    def _play(self, job_id: int, spec: RunSpec, ident: str, cancellable: bool = True) -> Outcome:
         add_event(self.store, job_id, Event("pgaas_run_start", task=spec.label or spec.playbook, status="start",
                                             message=f"ansible-runner: {spec.playbook}"))
         return run_playbook(
             self.jobs_dir / str(job_id), ident, spec, project_dir=self.project_dir, inventory=self.inventory,
             envvars=self.envvars, on_event=lambda ev: add_event(self.store, job_id, ev),
-            should_cancel=lambda: self._cancel_requested(job_id),
+            should_cancel=(lambda: self._cancel_requested(job_id)) if cancellable else None,
         )
 
     def _run(self, job_id: int) -> None:
@@ -177,7 +177,8 @@ class Worker:
             with self.store.session() as s:
                 cleanup = handler.cleanup(s, s.get(Job, job_id), outcome)
             if cleanup is not None:
-                after = self._play(job_id, cleanup, f"{job_id}-cleanup")
+                # the cleanup of a canceled run must itself run to the end
+                after = self._play(job_id, cleanup, f"{job_id}-cleanup", cancellable=False)
                 if after.status != "successful":
                     outcome.error += f"; cleanup failed too: {after.error}"
                 else:
