@@ -14,7 +14,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 pkgs=(podman runc debootstrap uidmap python3-venv postgresql-client-15)
-[ "$WITH_TEST" = 1 ] && pkgs+=(postgresql-15 chromium)
+[ "$WITH_TEST" = 1 ] && pkgs+=(postgresql-15)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,7 +35,6 @@ stamp=.venv/.pgaas-deps
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$WITH_TEST
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python dependencies (pinned by constraints.txt)"
-  .venv/bin/pip install -q --upgrade pip==24.3.1
   extra=""
   [ "$WITH_TEST" = 1 ] && extra="[test]"
   .venv/bin/pip install -q -c constraints.txt -e ".${extra}"

@@ -1,0 +1,74 @@
+"""The console command, run as a real process: `pgaas run` serves the API with workers and prints the first
+admin's login once; `pgaas user create` makes users."""
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import free_port
+
+PGAAS = str(Path(sys.executable).parent / "pgaas")
+
+
+def env_for(tmp_path):
+    return {**os.environ, "PGAAS_INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONUNBUFFERED": "1"}
+
+
+def test_run_prints_the_admin_login_once_and_serves_the_api(tmp_path):
+    port = free_port()
+    env = env_for(tmp_path)
+    proc = subprocess.Popen([PGAAS, "run", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out = ""
+        deadline = time.monotonic() + 60
+        while "serving" not in out and time.monotonic() < deadline:
+            out += proc.stdout.readline()
+        password = re.search(r"password: (\S+)", out).group(1)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(50):
+            try:
+                if requests.get(base + "/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        r = requests.post(base + "/api/v1/tokens", json={"username": "admin", "password": password}, timeout=10)
+        assert r.status_code == 201 and r.json()["is_admin"] is True
+        r = requests.get(base + "/api/v1/instances", headers={"Authorization": f"Bearer {r.json()['token']}"},
+                         timeout=10)
+        assert r.status_code == 200 and r.json() == {"instances": []}
+        assert oct((tmp_path / "instance").stat().st_mode & 0o777) == "0o700"
+        assert oct((tmp_path / "instance" / "encryption.key").stat().st_mode & 0o777) == "0o600"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    # a second start does not print (or reset) the password again
+    proc = subprocess.Popen([PGAAS, "run", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out = ""
+        deadline = time.monotonic() + 60
+        while "serving" not in out and time.monotonic() < deadline:
+            out += proc.stdout.readline()
+        assert "password" not in out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_user_create(tmp_path):
+    env = env_for(tmp_path)
+    r = subprocess.run([PGAAS, "user", "create", "bob"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and re.search(r"password: \S{16,}", r.stdout)
+    r = subprocess.run([PGAAS, "user", "create", "carol", "--admin", "--password-stdin"], env=env,
+                       input="carol-password-1\n", capture_output=True, text=True)
+    assert r.returncode == 0 and "administrator carol" in r.stdout and "password" not in r.stdout
+    r = subprocess.run([PGAAS, "user", "create", "carol", "--password-stdin"], env=env, input="another-pass-1\n",
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "already exists" in r.stderr
+    r = subprocess.run([PGAAS, "user", "create", "Bad Name"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "username must be" in r.stderr and "Traceback" not in r.stderr
