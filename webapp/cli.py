@@ -230,8 +230,6 @@ def instance_list():
 @instance.command("show")
 @click.argument("name")
 def instance_show(name):
-    from flask import url_for  # noqa: F401  (serializers build URLs)
-
     from webapp.api import serializers as ser
     from webapp.services import ServiceError
     from webapp.services import instances as isvc

@@ -2,7 +2,6 @@
 The main pair runs with its metadata on PostgreSQL; the cancel and worker-loss cases on SQLite."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,63 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import REPO, Live, make_app
+from tests.conftest import Live, make_app
+from tests.e2e.helpers import PODMAN_ENV, connect, create, leftovers, podman, secrets_of
 
 pytestmark = pytest.mark.slow
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "etc" / "containers.conf")}
-
-
-def podman(*args) -> str:
-    return subprocess.run(["podman", *args], check=True, capture_output=True, text=True, env=PODMAN_ENV).stdout
-
-
-def leftovers(name: str) -> dict:
-    label = f"label=pgaas.instance={name}"
-    return {
-        "containers": podman("ps", "-a", "--filter", label, "--format", "{{.Names}}").split(),
-        "volumes": podman("volume", "ls", "--filter", label, "--format", "{{.Name}}").split(),
-        "networks": [n for n in podman("network", "ls", "--format", "{{.Name}}").split() if n == f"pgaas-{name}"],
-    }
-
-
-def secrets_of(live, name) -> dict:
-    from webapp.services import instances as isvc
-
-    svc = live.app.extensions["pgaas"]
-    with svc.store.session() as s:
-        return svc.box.open(isvc.get(s, name).secrets_enc)
-
-
-def connect(host_port: tuple[str, int], user: str, password: str, dbname="postgres", **kw):
-    return psycopg.connect(host=host_port[0], port=host_port[1], user=user, password=password, dbname=dbname,
-                           connect_timeout=5, **kw)
-
-
-def create(live, name, **body) -> tuple[dict, dict]:
-    r = live.admin.post("/api/v1/instances", json={"name": name, **body})
-    assert r.status_code == 202, r.text
-    created = r.json()
-    job = live.admin.wait_job(created["job"]["id"], timeout=240)
-    return created, job
-
-
-@pytest.fixture(scope="module")
-def cp(tmp_path_factory, metadata_pg):
-    """The control plane with PostgreSQL metadata and two worker threads."""
-    srv = Live(make_app(metadata_pg.new_database(), tmp_path_factory.mktemp("cp") / "instance"), workers=2)
-    yield srv
-    for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
-        r = srv.admin.delete(f"/api/v1/instances/{inst['name']}")
-        if r.status_code == 202:
-            srv.admin.wait_job(r.json()["job"]["id"], timeout=120)
-    srv.close()
-
-
-@pytest.fixture(scope="module")
-def pair(cp):
-    created, job = create(cp, "e2e-async", admin_password="Admin-password-123")
-    assert job["status"] == "succeeded", (job["error"], [e for e in job["events"] if e["status"] == "failed"])
-    return created
 
 
 def test_create_gives_a_streaming_pair(cp, pair):

@@ -3,21 +3,46 @@ from __future__ import annotations
 
 from functools import wraps
 
+import psycopg
+
 from flask import Blueprint, g, request
 
 from webapp.api.errors import BadRequest, error_response, from_service_error
 from webapp.extensions import services
 from webapp.services import Forbidden, ServiceError, Unauthorized
-from webapp.services import accounts
+from webapp.services import accounts, audit
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 @bp.errorhandler(ServiceError)
 def _service_error(exc: ServiceError):
+    _audit_failure("denied" if isinstance(exc, (Forbidden, Unauthorized)) else "failed", exc.message)
     if isinstance(exc, BadRequest):
         return error_response(400, exc.code, exc.message, **exc.details)
     return from_service_error(exc)
+
+
+@bp.errorhandler(psycopg.Error)
+def _database_error(exc: psycopg.Error):
+    message = (exc.diag.message_primary if getattr(exc, "diag", None) else None) or str(exc).splitlines()[0]
+    _audit_failure("failed", message)
+    return error_response(503, "instance_error", f"the instance answered with an error: {message}")
+
+
+def actor() -> audit.Actor:
+    return audit.Actor(g.username, g.is_admin, g.user_id, request.remote_addr or "")
+
+
+def audited(action: str, object_type: str, object_name: str) -> None:
+    """Name what this request does, so that a failure is written to the audit log too."""
+    g.audit = (action, object_type, object_name)
+
+
+def _audit_failure(outcome: str, message: str) -> None:
+    if getattr(g, "audit", None) and getattr(g, "username", None):
+        action, object_type, object_name = g.audit
+        audit.record_separately(services().store, actor(), action, object_type, object_name, outcome, message)
 
 
 def json_body(allowed: set[str] | None = None, required: set[str] = frozenset()) -> dict:
@@ -47,6 +72,7 @@ def auth_required(admin: bool = False):
                     raise Unauthorized("the API token is unknown or revoked")
                 g.user_id, g.username, g.is_admin = user.id, user.username, user.is_admin
             if admin and not g.is_admin:
+                audited(request.endpoint.rpartition(".")[2], "endpoint", f"{request.method} {request.path}")
                 raise Forbidden("this needs an administrator")
             return fn(*args, **kwargs)
 
@@ -55,4 +81,4 @@ def auth_required(admin: bool = False):
     return deco
 
 
-from webapp.api import instances, jobs, openapi, tokens  # noqa: E402,F401  (routes register on bp)
+from webapp.api import databases, instances, jobs, openapi, tokens, users  # noqa: E402,F401  (routes)

@@ -1,8 +1,9 @@
 from flask import g, request, url_for
 
-from webapp.api import auth_required, bp, json_body
+from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.extensions import services
+from webapp.services import audit
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 
@@ -13,9 +14,11 @@ CREATE_FIELDS = {"name", "synchronous", "replicas", "storage_gb", "cpus", "memor
 @auth_required(admin=True)
 def create_instance():
     data = json_body(CREATE_FIELDS, {"name"})
+    audited("instance.create", "instance", str(data.get("name")))
     svc = services()
     with svc.store.session() as s:
         inst, job, admin_password = isvc.create(s, svc.provider, svc.box, created_by=g.username, **data)
+        audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
         body = {"instance": ser.instance(inst, None, admin=True, active_job=job), "job": ser.job_ref(job),
                 "admin_user": inst.admin_user, "admin_password": admin_password}
     return body, 202, {"Location": url_for("api.get_instance", name=inst.name)}
@@ -45,8 +48,11 @@ def get_instance(name):
 @bp.delete("/instances/<name>")
 @auth_required(admin=True)
 def delete_instance(name):
+    audited("instance.delete", "instance", name)
+    force = request.args.get("force", "false").lower() in ("1", "true", "yes")
     with services().store.session() as s:
-        job = isvc.delete(s, name, g.username)
+        job = isvc.delete(s, name, g.username, force=force)
+        audit.record(s, actor(), "instance.delete", "instance", name, detail=f"job {job.id}, force={force}")
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
@@ -56,4 +62,5 @@ def retry_instance(name):
     json_body(set())
     with services().store.session() as s:
         job = isvc.retry(s, name, g.username)
+        audit.record(s, actor(), "instance.retry", "instance", name, detail=f"job {job.id}")
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}

@@ -99,13 +99,45 @@ SPEC = {
                 "properties": {"instance": {"$ref": "#/components/schemas/Instance"},
                                "job": {"$ref": "#/components/schemas/JobRef"}, "admin_user": {"type": "string"},
                                "admin_password": {"type": "string", "description": "shown in this answer only"}}},
+            "User": {"type": "object", "required": ["username", "is_admin", "created_at"],
+                     "properties": {"username": {"type": "string"}, "is_admin": {"type": "boolean"},
+                                    "created_at": {"type": "string"}}},
+            "Token": {"type": "object", "required": ["id", "prefix", "revoked"],
+                      "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                                     "prefix": {"type": "string"}, "created_at": {"type": "string"},
+                                     "last_used_at": {"type": ["string", "null"]}, "revoked": {"type": "boolean"}}},
+            "Database": {
+                "type": "object",
+                "required": ["name", "instance", "owner", "role", "uri", "readonly_uri", "quota_mb",
+                             "connection_limit", "parameters", "status", "created_at"],
+                "properties": {"name": {"type": "string"}, "instance": {"type": "string"},
+                               "owner": {"type": "string"}, "role": {"type": "string"}, "uri": {"type": "string"},
+                               "readonly_uri": {"type": "string"}, "quota_mb": {"type": ["integer", "null"]},
+                               "connection_limit": {"type": ["integer", "null"]},
+                               "parameters": {"type": "object", "additionalProperties": {"type": "string"}},
+                               "status": {"enum": ["ok", "over_quota"]}, "created_at": {"type": "string"},
+                               "size_bytes": {"type": "integer"}, "connections": {"type": "integer"},
+                               "password": {"type": "string", "description": "only in the create answer"},
+                               "url": {"type": "string"}}},
+            "AuditEvent": {"type": "object", "required": ["at", "actor", "action", "object", "outcome"],
+                           "properties": {"id": {"type": "integer"}, "at": {"type": "string"},
+                                          "actor": {"type": "string"}, "action": {"type": "string"},
+                                          "object_type": {"type": "string"}, "object": {"type": "string"},
+                                          "remote_addr": {"type": "string"},
+                                          "outcome": {"enum": ["ok", "failed", "denied"]},
+                                          "detail": {"type": "string"}}},
             "JobAccepted": {"type": "object", "required": ["job"],
                             "properties": {"job": {"$ref": "#/components/schemas/JobRef"}}},
         },
     },
     "security": [{"bearer": []}],
     "paths": {
-        "/tokens": {"post": {
+        "/tokens": {"get": {"summary": "Your API tokens (never the secret part)",
+                            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                                "type": "object", "properties": {"tokens": {
+                                    "type": "array", "items": {"$ref": "#/components/schemas/Token"}}}}}}},
+                                **_errors(401)}},
+                    "post": {
             "summary": "Exchange a username and password for an API token", "security": [],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["username", "password"],
@@ -130,7 +162,9 @@ SPEC = {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "Show an instance with its live Patroni state",
                     "responses": {"200": _json("#/components/schemas/Instance"), **_errors(401, 404)}},
-            "delete": {"summary": "Delete an instance (admins): a job removes its containers, volumes and network",
+            "delete": {"summary": "Delete an instance (admins): a job removes its containers, volumes and network. "
+                                  "Refused (409) while it holds tenant databases, unless force=true",
+                       "parameters": [{"name": "force", "in": "query", "schema": {"type": "boolean"}}],
                        "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                      **_errors(401, 403, 404, 409)}},
         },
@@ -157,6 +191,91 @@ SPEC = {
             "post": {"summary": "Cancel a queued or running job",
                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                    **_errors(401, 404, 409)}},
+        },
+        "/users": {
+            "get": {"summary": "List users (admins)", "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},
+            "post": {"summary": "Create a user (admins)",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["username", "password"],
+                         "properties": {"username": {"type": "string"}, "password": {"type": "string"},
+                                        "is_admin": {"type": "boolean", "default": False}}}}}},
+                     "responses": {"201": {"description": "Created"}, **_errors(400, 401, 403, 409, 422)}},
+        },
+        "/users/{username}": {
+            "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "Show a user (admins)", "responses": {"200": {"description": "OK"},
+                                                                   **_errors(401, 403, 404)}},
+            "delete": {"summary": "Delete a user (admins). Refused (409) while they own databases, unless "
+                                  "transfer_to=<user> or delete_databases=true says what happens to them",
+                       "parameters": [{"name": "transfer_to", "in": "query", "schema": {"type": "string"}},
+                                      {"name": "delete_databases", "in": "query", "schema": {"type": "boolean"}}],
+                       "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404, 409)}},
+        },
+        "/me/password": {"post": {
+            "summary": "Change your own password",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["current_password", "new_password"],
+                "properties": {"current_password": {"type": "string"}, "new_password": {"type": "string"}}}}}},
+            "responses": {"204": {"description": "Changed"}, **_errors(400, 401, 422)}}},
+        "/tokens/{token_id}": {
+            "parameters": [{"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "delete": {"summary": "Revoke a token (yours; admins: any)",
+                       "responses": {"204": {"description": "Revoked"}, **_errors(401, 404)}}},
+        "/admin/audit": {"get": {
+            "summary": "The audit log (admins): who, what, which object, when, from where, outcome",
+            "parameters": [{"name": "actor", "in": "query", "schema": {"type": "string"}},
+                           {"name": "object", "in": "query", "schema": {"type": "string"}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"events": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}}}}}},
+                **_errors(401, 403)}}},
+        "/databases": {"get": {
+            "summary": "Your databases (admins: all, filterable by owner and instance)",
+            "parameters": [{"name": "owner", "in": "query", "schema": {"type": "string"}},
+                           {"name": "instance", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"databases": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Database"}}}}}}}, **_errors(401)}}},
+        "/instances/{instance}/databases": {
+            "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "Your databases on an instance",
+                    "responses": {"200": {"description": "OK"}, **_errors(401, 404)}},
+            "post": {"summary": "Create a database with its own login role; the password is in this answer only",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["name"], "additionalProperties": False,
+                         "properties": {"name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"},
+                                        "quota_mb": {"type": "integer", "minimum": 1},
+                                        "connection_limit": {"type": "integer", "minimum": 1}}}}}},
+                     "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["database"],
+                         "properties": {"database": {"$ref": "#/components/schemas/Database"}}}}}},
+                         **_errors(400, 401, 404, 409, 422, 503)}},
+        },
+        "/instances/{instance}/databases/{name}": {
+            "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "Show a database with its size and connections",
+                    "responses": {"200": _json("#/components/schemas/Database"), **_errors(401, 404)}},
+            "patch": {"summary": "Change quota_mb, connection_limit or parameters (settings of context 'user'; "
+                                 "null resets one); PostgreSQL's own message comes back as a 422",
+                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                          "type": "object", "additionalProperties": False,
+                          "properties": {"quota_mb": {"type": ["integer", "null"]},
+                                         "connection_limit": {"type": ["integer", "null"]},
+                                         "parameters": {"type": "object"}}}}}},
+                      "responses": {"200": _json("#/components/schemas/Database"),
+                                    **_errors(400, 401, 404, 409, 422, 503)}},
+            "delete": {"summary": "Drop the database and its role after ending its sessions",
+                       "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 409, 503)}},
+        },
+        "/instances/{instance}/databases/{name}/password": {
+            "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Set a new password (generated when none is given); the old one stops at once",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {"password": {"type": "string"}}}}}},
+                     "responses": {"200": {"description": "OK"}, **_errors(400, 401, 404, 409, 422, 503)}},
         },
         "/openapi.json": {"get": {"summary": "This document", "security": [],
                                   "responses": {"200": {"description": "OK"}}}},

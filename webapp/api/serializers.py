@@ -72,3 +72,31 @@ def job(j: Job, events: list[JobEvent] | None = None) -> dict:
     if events is not None:
         body["events"] = [event(e) for e in events]
     return body
+
+
+def user(u) -> dict:
+    return {"username": u.username, "is_admin": u.is_admin, "created_at": _ts(u.created_at)}
+
+
+def token(t) -> dict:
+    return {"id": t.id, "name": t.name, "prefix": t.prefix, "created_at": _ts(t.created_at),
+            "last_used_at": _ts(t.last_used_at), "revoked": t.revoked_at is not None}
+
+
+def database(db, stats: dict | None = None) -> dict:
+    from webapp.services import databases as dbsvc
+
+    uri, ro_uri = dbsvc.uris(db)
+    body = {"name": db.name, "instance": db.instance.name, "owner": db.owner.username, "role": db.role_name,
+            "uri": uri, "readonly_uri": ro_uri, "quota_mb": db.quota_mb, "connection_limit": db.connection_limit,
+            "parameters": db.parameters or {}, "status": db.status, "created_at": _ts(db.created_at),
+            "url": url_for("api.get_database", instance=db.instance.name, name=db.name)}
+    if stats is not None:
+        body["size_bytes"] = stats["size_bytes"]
+        body["connections"] = stats["connections"]
+    return body
+
+
+def audit_event(e) -> dict:
+    return {"id": e.id, "at": _ts(e.at), "actor": e.actor, "action": e.action, "object_type": e.object_type,
+            "object": e.object_name, "remote_addr": e.remote_addr, "outcome": e.outcome, "detail": e.detail}

@@ -83,3 +83,54 @@ def get_user(s: Session, username: str) -> User:
     if user is None:
         raise NotFound(f"no user {username!r}")
     return user
+
+
+def list_users(s: Session) -> list[User]:
+    return list(s.scalars(select(User).order_by(User.username)))
+
+
+def list_tokens(s: Session, user: User) -> list[ApiToken]:
+    return list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
+def revoke_token(s: Session, requester: User, token_id) -> ApiToken:
+    try:
+        token_id = int(token_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"no token {token_id!r}") from None
+    tok = s.get(ApiToken, token_id)
+    if tok is None or (tok.user_id != requester.id and not requester.is_admin):
+        raise NotFound(f"no token {token_id}")
+    if tok.revoked_at is None:
+        tok.revoked_at = utcnow()
+    return tok
+
+
+def delete_user(s: Session, requester: User, username: str, transfer_to: str | None = None,
+                drop_databases=None) -> list:
+    """Refuses (Conflict) while the user owns databases, unless told what happens to them: transfer_to another
+    user, or drop_databases (a callable that drops them: an explicit delete). Returns the dropped databases."""
+    from webapp.store.models import Database
+
+    user = get_user(s, username)
+    if user.id == requester.id:
+        raise Conflict("you cannot delete yourself")
+    owned = list(s.scalars(select(Database).where(Database.owner_id == user.id)))
+    dropped = []
+    if owned:
+        if transfer_to:
+            heir = get_user(s, transfer_to)
+            if heir.id == user.id:
+                raise Invalid("transfer_to must be another user", field="transfer_to")
+            for db in owned:
+                db.owner_id = heir.id
+        elif drop_databases is not None:
+            for db in owned:
+                drop_databases(db)
+                dropped.append(db)
+        else:
+            names = ", ".join(f"{d.instance.name}/{d.name}" for d in owned)
+            raise Conflict(f"user {username!r} owns {len(owned)} database(s): {names}; pass transfer_to=<user> "
+                           "to hand them over or delete_databases=true to delete them", databases=len(owned))
+    s.delete(user)
+    return dropped

@@ -7,7 +7,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.jobs.runner import Outcome, RunSpec
@@ -145,9 +145,16 @@ def retry(s: Session, name: str, by: str) -> Job:
     return job
 
 
-def delete(s: Session, name: str, by: str) -> Job:
+def delete(s: Session, name: str, by: str, force: bool = False) -> Job:
+    """Deleting an instance that holds tenant databases needs force: no user data goes without saying so."""
+    from webapp.store.models import Database
+
     inst = get(s, name)
-    job = jobsvc.enqueue(s, "instance_delete", name, by)
+    count = s.scalar(select(func.count()).select_from(Database).where(Database.instance_id == inst.id))
+    if count and not force:
+        raise Conflict(f"instance {name!r} holds {count} tenant database(s); delete them first, or pass "
+                       "force=true to delete them with the instance", databases=count)
+    job = jobsvc.enqueue(s, "instance_delete", name, by, params={"force": bool(force)})
     inst.status, inst.status_reason = "deleting", ""
     return job
 
@@ -301,6 +308,11 @@ class DeleteHandler(CreateHandler):
         if inst is None:
             return
         if job.status == "succeeded":
+            from webapp.store.models import Database
+
+            for db in s.scalars(select(Database).where(Database.instance_id == inst.id)):
+                s.delete(db)
+            s.flush()
             s.delete(inst)
             job.result = {"instance": job.instance_name, "deleted": True}
         else:

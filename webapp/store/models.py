@@ -128,3 +128,37 @@ class JobEvent(Base):
     duration: Mapped[float | None] = mapped_column(Float, nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class Database(Base):
+    """A tenant database on an instance: its owner (a pgaas user) and its login role."""
+
+    __tablename__ = "databases"
+    __table_args__ = (UniqueConstraint("instance_id", "name", name="uq_databases_instance_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="RESTRICT"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    role_name: Mapped[str] = mapped_column(String(63))
+    quota_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    connection_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | over_quota
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    instance: Mapped[Instance] = relationship()
+    owner: Mapped[User] = relationship()
+
+
+class AuditEvent(Base):
+    """Who did what to which object, when, from where, and how it ended."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_name: Mapped[str] = mapped_column(String(255))
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok | failed | denied
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,45 @@
+"""Helpers for the end-to-end tests: podman leftovers, secrets, connections, instance creation."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import psycopg
+
+from tests.conftest import REPO
+
+PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "etc" / "containers.conf")}
+
+
+def podman(*args) -> str:
+    return subprocess.run(["podman", *args], check=True, capture_output=True, text=True, env=PODMAN_ENV).stdout
+
+
+def leftovers(name: str) -> dict:
+    label = f"label=pgaas.instance={name}"
+    return {
+        "containers": podman("ps", "-a", "--filter", label, "--format", "{{.Names}}").split(),
+        "volumes": podman("volume", "ls", "--filter", label, "--format", "{{.Name}}").split(),
+        "networks": [n for n in podman("network", "ls", "--format", "{{.Name}}").split() if n == f"pgaas-{name}"],
+    }
+
+
+def secrets_of(live, name) -> dict:
+    from webapp.services import instances as isvc
+
+    svc = live.app.extensions["pgaas"]
+    with svc.store.session() as s:
+        return svc.box.open(isvc.get(s, name).secrets_enc)
+
+
+def connect(host_port: tuple[str, int], user: str, password: str, dbname="postgres", **kw):
+    return psycopg.connect(host=host_port[0], port=host_port[1], user=user, password=password, dbname=dbname,
+                           connect_timeout=5, **kw)
+
+
+def create(live, name, **body) -> tuple[dict, dict]:
+    r = live.admin.post("/api/v1/instances", json={"name": name, **body})
+    assert r.status_code == 202, r.text
+    created = r.json()
+    job = live.admin.wait_job(created["job"]["id"], timeout=240)
+    return created, job

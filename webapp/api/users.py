@@ -1,0 +1,94 @@
+from flask import g, request, url_for
+
+from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.api import serializers as ser
+from webapp.extensions import services
+from webapp.services import accounts, audit
+from webapp.services import databases as dbsvc
+
+
+@bp.get("/users")
+@auth_required(admin=True)
+def list_users():
+    with services().store.session() as s:
+        return {"users": [ser.user(u) for u in accounts.list_users(s)]}
+
+
+@bp.post("/users")
+@auth_required(admin=True)
+def create_user():
+    data = json_body({"username", "password", "is_admin"}, {"username", "password"})
+    audited("user.create", "user", str(data.get("username")))
+    is_admin = data.get("is_admin", False)
+    if not isinstance(is_admin, bool):
+        from webapp.services import Invalid
+
+        raise Invalid("is_admin must be true or false", field="is_admin")
+    with services().store.session() as s:
+        user, _ = accounts.create_user(s, data["username"], data["password"], is_admin=is_admin)
+        audit.record(s, actor(), "user.create", "user", user.username, detail=f"is_admin={is_admin}")
+        return {"user": ser.user(user)}, 201, {"Location": url_for("api.get_user", username=user.username)}
+
+
+@bp.get("/users/<username>")
+@auth_required(admin=True)
+def get_user(username):
+    with services().store.session() as s:
+        return {"user": ser.user(accounts.get_user(s, username))}
+
+
+@bp.delete("/users/<username>")
+@auth_required(admin=True)
+def delete_user(username):
+    audited("user.delete", "user", username)
+    transfer_to = request.args.get("transfer_to") or None
+    drop = request.args.get("delete_databases", "false").lower() in ("1", "true", "yes")
+    svc = services()
+    with svc.store.session() as s:
+        requester = s.get(accounts.User, g.user_id)
+        dropper = (lambda db: dbsvc.drop(s, svc.box, actor(), db)) if drop else None
+        dropped = accounts.delete_user(s, requester, username, transfer_to=transfer_to, drop_databases=dropper)
+        audit.record(s, actor(), "user.delete", "user", username,
+                     detail=(f"databases transferred to {transfer_to}" if transfer_to else
+                             f"{len(dropped)} database(s) deleted" if dropped else ""))
+    return "", 204
+
+
+@bp.post("/me/password")
+@auth_required()
+def change_my_password():
+    data = json_body({"current_password", "new_password"}, {"current_password", "new_password"})
+    audited("user.password", "user", g.username)
+    with services().store.session() as s:
+        user = accounts.authenticate(s, g.username, data["current_password"])
+        accounts.set_password(s, user, data["new_password"])
+        audit.record(s, actor(), "user.password", "user", user.username)
+    return "", 204
+
+
+@bp.get("/tokens")
+@auth_required()
+def list_tokens():
+    with services().store.session() as s:
+        user = s.get(accounts.User, g.user_id)
+        return {"tokens": [ser.token(t) for t in accounts.list_tokens(s, user)]}
+
+
+@bp.delete("/tokens/<token_id>")
+@auth_required()
+def revoke_token(token_id):
+    with services().store.session() as s:
+        user = s.get(accounts.User, g.user_id)
+        tok = accounts.revoke_token(s, user, token_id)
+        audit.record(s, actor(), "token.revoke", "token", f"{tok.prefix}… ({tok.id})")
+    return "", 204
+
+
+@bp.get("/admin/audit")
+@auth_required(admin=True)
+def audit_log():
+    limit = request.args.get("limit", "200")
+    limit = int(limit) if limit.isdigit() and 0 < int(limit) <= 5000 else 200
+    with services().store.session() as s:
+        events = audit.list_events(s, limit, request.args.get("actor") or None, request.args.get("object") or None)
+        return {"events": [ser.audit_event(e) for e in events]}

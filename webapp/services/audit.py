@@ -1,0 +1,39 @@
+"""The audit log: who did what to which object, when, from where, and how it ended."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from webapp.store.models import AuditEvent
+
+
+@dataclass(frozen=True)
+class Actor:
+    username: str
+    is_admin: bool = False
+    user_id: int | None = None
+    remote_addr: str = ""
+
+
+def record(s: Session, actor: Actor, action: str, object_type: str, object_name: str, outcome: str = "ok",
+           detail: str = "") -> None:
+    s.add(AuditEvent(actor=actor.username, action=action, object_type=object_type, object_name=object_name,
+                     remote_addr=actor.remote_addr or "", outcome=outcome, detail=detail[:2000]))
+
+
+def record_separately(store, actor: Actor, action: str, object_type: str, object_name: str, outcome: str,
+                      detail: str = "") -> None:
+    """For failures: the request's own transaction is rolled back, the audit row must still land."""
+    with store.session() as s:
+        record(s, actor, action, object_type, object_name, outcome, detail)
+
+
+def list_events(s: Session, limit: int = 200, actor: str | None = None, object_name: str | None = None):
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if actor:
+        q = q.where(AuditEvent.actor == actor)
+    if object_name:
+        q = q.where(AuditEvent.object_name == object_name)
+    return list(s.scalars(q))

@@ -1,0 +1,204 @@
+"""Tenant databases: created, changed and dropped in the database itself over a direct psycopg connection to the
+primary (fast, no playbook). Identifiers always go through psycopg.sql; names are validated before."""
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from webapp.services import Conflict, Invalid, NotFound
+from webapp.services import audit
+from webapp.services import instances as isvc
+from webapp.services.audit import Actor
+from webapp.services.crypto import SecretBox, generate_password
+from webapp.services.pgconn import connect_primary, scram_verifier
+from webapp.store.models import Database, Instance, User
+
+DB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_NAMES = {"postgres", "template0", "template1", "dbadmin", "replicator", "pgaas", "public"}
+# PostgreSQL's reserved key words (pg_get_keywords() catcode R), checked before any SQL runs.
+SQL_RESERVED = set("""all analyse analyze and any array as asc asymmetric both case cast check collate column
+constraint create current_catalog current_date current_role current_time current_timestamp current_user default
+deferrable desc distinct do else end except false fetch for foreign from grant group having in initially intersect
+into lateral leading limit localtime localtimestamp not null offset on only or order placing primary references
+returning select session_user some symmetric system_user table then to trailing true union unique user using
+variadic when where window with authorization binary collation concurrently cross current_schema freeze full ilike
+inner is isnull join left like natural notnull outer overlaps right similar tablesample verbose""".split())
+
+
+def check_db_name(name) -> str:
+    if not isinstance(name, str) or not DB_NAME_RE.match(name):
+        raise Invalid("name must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or "
+                      "underscores", field="name")
+    if name.startswith("pg_") or name in RESERVED_NAMES or name in SQL_RESERVED:
+        raise Invalid(f"name {name!r} is reserved", field="name")
+    return name
+
+
+def _opt_int(value, field, lo, hi):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise Invalid(f"{field} must be an integer from {lo} to {hi}", field=field)
+    return value
+
+
+def uris(db: Database) -> tuple[str, str]:
+    hosts = ",".join(f"{m.address}:{m.pg_port}" for m in db.instance.members)
+    base = f"postgresql://{db.role_name}@{hosts}/{db.name}"
+    return f"{base}?target_session_attrs=read-write", f"{base}?target_session_attrs=read-only"
+
+
+# -- lookups (a user sees only their own; another user's database is a 404) ---------------------------------
+def visible(s: Session, actor: Actor, instance: str | None = None, owner: str | None = None) -> list[Database]:
+    q = select(Database).join(Instance).order_by(Instance.name, Database.name)
+    if not actor.is_admin:
+        q = q.where(Database.owner_id == actor.user_id)
+    elif owner:
+        q = q.join(User, Database.owner_id == User.id).where(User.username == owner)
+    if instance:
+        q = q.where(Instance.name == instance)
+    return list(s.scalars(q))
+
+
+def get(s: Session, actor: Actor, instance: str, name: str) -> Database:
+    db = s.scalar(select(Database).join(Instance).where(Instance.name == instance, Database.name == name))
+    if db is None or (not actor.is_admin and db.owner_id != actor.user_id):
+        raise NotFound(f"no database {name!r} on instance {instance!r}")
+    return db
+
+
+# -- changes --------------------------------------------------------------------------------------------------
+def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_mb=None,
+           connection_limit=None) -> tuple[Database, str]:
+    check_db_name(name)
+    quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
+    connection_limit = _opt_int(connection_limit, "connection_limit", 1, 10000)
+    inst = isvc.get(s, instance)
+    if s.scalar(select(Database).where(Database.instance_id == inst.id, Database.name == name)):
+        raise Conflict(f"database {name!r} already exists on instance {instance!r}")
+    db = Database(instance=inst, owner_id=actor.user_id, name=name, role_name=name, quota_mb=quota_mb,
+                  connection_limit=connection_limit, parameters={})
+    s.add(db)
+    try:
+        s.flush()  # the unique constraint settles a race between two creates of one name
+    except IntegrityError:
+        s.rollback()
+        raise Conflict(f"database {name!r} already exists on instance {instance!r}") from None
+    password = generate_password(24)
+    limit = connection_limit if connection_limit is not None else -1
+    with connect_primary(inst, box) as conn:
+        exists = conn.execute("SELECT (SELECT count(*) FROM pg_roles WHERE rolname = %s) + "
+                              "(SELECT count(*) FROM pg_database WHERE datname = %s)", (name, name)).fetchone()[0]
+        if exists:
+            raise Conflict(f"a role or database named {name!r} already exists on instance {instance!r}")
+        ident = sql.Identifier(name)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                             "CONNECTION LIMIT {} PASSWORD {}").format(
+            ident, sql.Literal(limit), sql.Literal(scram_verifier(password))))
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} CONNECTION LIMIT {}").format(
+                ident, ident, sql.Literal(limit)))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(ident, ident))
+        except psycopg.Error:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
+            raise
+    audit.record(s, actor, "database.create", "database", f"{instance}/{name}")
+    return db, password
+
+
+def set_password(s: Session, box: SecretBox, actor: Actor, db: Database, password=None) -> str:
+    if password is None:
+        password = generate_password(24)
+    elif not isinstance(password, str) or not 12 <= len(password) <= 128:
+        raise Invalid("password must be a string of 12 to 128 characters", field="password")
+    with connect_primary(db.instance, box) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(db.role_name),
+                                                                 sql.Literal(scram_verifier(password))))
+    audit.record(s, actor, "database.password", "database", f"{db.instance.name}/{db.name}")
+    return password
+
+
+def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=..., connection_limit=...,
+           parameters=None) -> Database:
+    """quota_mb / connection_limit: ... means unchanged, None means no limit."""
+    if quota_mb is not ...:
+        db.quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
+    if parameters is not None and not isinstance(parameters, dict):
+        raise Invalid("parameters must be an object of setting: value (null resets a setting)", field="parameters")
+    changed = []
+    with connect_primary(db.instance, box) as conn:
+        if connection_limit is not ...:
+            db.connection_limit = _opt_int(connection_limit, "connection_limit", 1, 10000)
+            limit = sql.Literal(db.connection_limit if db.connection_limit is not None else -1)
+            conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(sql.Identifier(db.name), limit))
+            conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(sql.Identifier(db.role_name), limit))
+            changed.append(f"connection_limit={db.connection_limit}")
+        params = dict(db.parameters or {})
+        for key, value in (parameters or {}).items():
+            if not isinstance(key, str) or not re.match(r"^[a-z_][a-z0-9_.]{0,62}$", key):
+                raise Invalid(f"unknown parameter {key!r}", field="parameters")
+            row = conn.execute("SELECT context FROM pg_settings WHERE name = %s", (key,)).fetchone()
+            if row is None:
+                raise Invalid(f"unknown parameter {key!r}", field="parameters")
+            if row[0] != "user":
+                raise Invalid(f"parameter {key!r} cannot be set per database (context {row[0]}); ask an "
+                              "administrator to change the instance's settings", field="parameters")
+            if value is None:
+                conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(sql.Identifier(db.name),
+                                                                         sql.Identifier(key)))
+                params.pop(key, None)
+                continue
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise Invalid(f"parameter {key!r} needs a string or number value", field="parameters")
+            try:
+                # the server validates the value; its message is the answer
+                conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(db.name), sql.Identifier(key), sql.Literal(str(value))))
+            except psycopg.Error as exc:
+                raise Invalid(f"{key}: {exc.diag.message_primary or exc}", field="parameters") from None
+            params[key] = str(value)
+        db.parameters = params
+    changed += [f"{k}={v}" for k, v in (parameters or {}).items()]
+    if quota_mb is not ...:
+        changed.append(f"quota_mb={db.quota_mb}")
+    audit.record(s, actor, "database.update", "database", f"{db.instance.name}/{db.name}", detail=", ".join(changed))
+    return db
+
+
+def drop(s: Session, box: SecretBox, actor: Actor, db: Database) -> None:
+    with connect_primary(db.instance, box) as conn:
+        ident = sql.Identifier(db.name)
+        conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 0").format(ident))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db.name,))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.role_name)))
+    audit.record(s, actor, "database.delete", "database", f"{db.instance.name}/{db.name}")
+    s.delete(db)
+
+
+def live_stats(box: SecretBox, dbs: list[Database]) -> dict[int, dict]:
+    """Size and connections of each database, one connection per instance."""
+    out: dict[int, dict] = {}
+    by_inst: dict[int, list[Database]] = {}
+    for db in dbs:
+        by_inst.setdefault(db.instance_id, []).append(db)
+    for group in by_inst.values():
+        inst = group[0].instance
+        try:
+            with connect_primary(inst, box) as conn:
+                rows = conn.execute("SELECT datname, pg_database_size(datname), numbackends FROM pg_stat_database "
+                                    "WHERE datname = ANY(%s)", ([d.name for d in group],)).fetchall()
+        except Conflict:
+            continue
+        sizes = {r[0]: (r[1], r[2]) for r in rows}
+        for d in group:
+            if d.name in sizes:
+                out[d.id] = {"size_bytes": sizes[d.name][0], "connections": sizes[d.name][1]}
+    return out
