@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
 """Print {"<path>": <JSON answer or null>, ...} for GET http://127.0.0.1:PORT<path> of Patroni's REST API.
-usage: pgaas-patroni-get.py PORT PATH..."""
+With --containers a,b also report, under "exited", which of those containers are not running (so that a
+wait can stop at once instead of timing out).
+usage: pgaas-patroni-get.py [--containers NAME,NAME] PORT PATH..."""
 import json
+import subprocess
 import sys
 import urllib.request
 
-port, paths = sys.argv[1], sys.argv[2:]
+args = sys.argv[1:]
+containers = []
+if args[:1] == ["--containers"]:
+    containers = [c for c in args[1].split(",") if c]
+    args = args[2:]
+port, paths = args[0], args[1:]
 out = {}
 for path in paths:
     try:
@@ -14,4 +22,15 @@ for path in paths:
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
         out[path] = None
         out.setdefault("errors", []).append(f"{path}: {exc}")
+if containers:
+    cmd = ["podman", "ps", "--all", "--format", "json"]
+    for name in containers:
+        cmd += ["--filter", f"name=^{name}$"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        listed = json.loads(res.stdout or "[]")
+    except ValueError:
+        listed = []
+    states = {(c.get("Names") or [""])[0]: str(c.get("State", "")).lower() for c in listed}
+    out["exited"] = [c for c in containers if states.get(c, "missing") not in ("running", "created")]
 print(json.dumps(out))
