@@ -133,8 +133,8 @@ class Live:
         self.thread.start()
         self.stop = threading.Event()
         self.workers = []
-        for _ in range(workers):
-            w = app.extensions["pgaas"].make_worker()
+        for i in range(workers):
+            w = app.extensions["pgaas"].make_worker(maintenance=(i == 0))
             t = threading.Thread(target=w.run_forever, args=(self.stop,), daemon=True)
             t.start()
             self.workers.append(t)

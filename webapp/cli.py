@@ -33,7 +33,7 @@ def main():
 def _start_workers(app, count: int, stop: threading.Event) -> list[threading.Thread]:
     threads = []
     for i in range(count):
-        worker = _svc(app).make_worker()
+        worker = _svc(app).make_worker(maintenance=(i == 0))
         t = threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{i}", daemon=True)
         t.start()
         threads.append(t)

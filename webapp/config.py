@@ -32,6 +32,12 @@ class Defaults:
     # The project (ansible.cfg, playbooks/, roles/) handed to ansible-runner.
     PROJECT_DIR = str(REPO_ROOT)
     CONTAINERS_CONF = str(REPO_ROOT / "etc" / "containers.conf")
+    # Tenant databases: the final dump kept on delete (grace period), where dumps live, the PostgreSQL client
+    # binaries used for pg_dump/pg_restore, and how often quotas are checked.
+    DUMP_GRACE_SECONDS = 7 * 24 * 3600
+    DUMPS_DIR = ""
+    PG_CLIENT_BIN = "/usr/lib/postgresql/15/bin"
+    QUOTA_CHECK_SECONDS = 30.0
     WTF_CSRF_ENABLED = True
     WTF_CSRF_TIME_LIMIT = None
     JSON_SORT_KEYS = False
@@ -51,6 +57,8 @@ def load(app, test_config: dict | None = None) -> None:
         app.config["DATABASE_URL"] = f"sqlite:///{inst / 'pgaas.sqlite'}"
     if not app.config["JOBS_DIR"]:
         app.config["JOBS_DIR"] = str(inst / "jobs")
+    if not app.config["DUMPS_DIR"]:
+        app.config["DUMPS_DIR"] = str(inst / "dumps")
     if not app.config["ENCRYPTION_KEY"]:
         app.config["ENCRYPTION_KEY"] = _key_file(inst / "encryption.key", fernet=True)
     if not app.config["SECRET_KEY"]:

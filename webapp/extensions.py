@@ -32,12 +32,26 @@ class Services:
             poll_seconds=float(c["WORKER_POLL_SECONDS"]),
         )
 
-    def make_worker(self, worker_id: str | None = None):
+    def dump_settings(self):
+        from webapp.services.databases import DumpSettings
+
+        c = self.config
+        return DumpSettings(c["DUMPS_DIR"], float(c["DUMP_GRACE_SECONDS"]), c["PG_CLIENT_BIN"])
+
+    def maintenance(self) -> list:
+        """Periodic work a worker does between jobs: (interval seconds, name, function of a session)."""
+        from webapp.services import databases
+
+        return [(float(self.config["QUOTA_CHECK_SECONDS"]), "quota check",
+                 lambda s: databases.enforce_quotas(s, self.box)),
+                (60.0, "dump pruning", databases.prune_dumps)]
+
+    def make_worker(self, worker_id: str | None = None, maintenance: bool = True):
         from webapp.jobs.worker import Worker
         from webapp.services import instances
 
         return Worker(self.store, instances.handlers(self.box, self.config["IMAGE"]), worker_id=worker_id,
-                      **self.worker_settings())
+                      periodic=self.maintenance() if maintenance else [], **self.worker_settings())
 
 
 def services() -> Services:

@@ -11,7 +11,8 @@ from tests.e2e.helpers import create
 @pytest.fixture(scope="session")
 def cp(tmp_path_factory, metadata_pg):
     """The control plane with PostgreSQL metadata and two worker threads."""
-    srv = Live(make_app(metadata_pg.new_database(), tmp_path_factory.mktemp("cp") / "instance"), workers=2)
+    srv = Live(make_app(metadata_pg.new_database(), tmp_path_factory.mktemp("cp") / "instance",
+                        QUOTA_CHECK_SECONDS=1), workers=2)
     yield srv
     for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
         r = srv.admin.delete(f"/api/v1/instances/{inst['name']}?force=true")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.api.test_api import error_of
-from tests.e2e.helpers import connect
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +157,97 @@ def test_instance_delete_and_user_delete_guard_tenant_data(cp, tenants, tina_db)
     assert "tina_app" in err["message"]
     events = cp.admin.get("/api/v1/admin/audit?actor=tina").json()["events"]
     assert {"database.create", "database.password", "database.update"} <= {e["action"] for e in events}
+
+
+def test_delete_keeps_a_final_dump_and_restore_brings_every_row_back(cp, tenants):
+    tina, tom = tenants
+    db = tina.post("/api/v1/instances/e2e-async/databases", json={"name": "keep_me", "connection_limit": 4}).json()
+    db = db["database"]
+    with psycopg.connect(db["uri"], password=db["password"], connect_timeout=5, autocommit=True) as c:
+        c.execute("create table rows (id int primary key, v text)")
+        c.execute("insert into rows select i, md5(i::text) from generate_series(1, 5000) i")
+        c.execute("create view odd as select * from rows where id % 2 = 1")
+        checksum = c.execute("select md5(string_agg(v, ',' order by id)) from rows").fetchone()[0]
+    tina.patch("/api/v1/instances/e2e-async/databases/keep_me", json={"parameters": {"work_mem": "6MB"}})
+    error_of(tina.post("/api/v1/instances/e2e-async/databases/keep_me/restore"), 409)  # it still exists
+    assert tina.delete("/api/v1/instances/e2e-async/databases/keep_me").status_code == 204
+    error_of(tina.get("/api/v1/instances/e2e-async/databases/keep_me"), 404)
+    error_of(tom.post("/api/v1/instances/e2e-async/databases/keep_me/restore"), 404)  # not his dump
+    r = tina.post("/api/v1/instances/e2e-async/databases/keep_me/restore")
+    assert r.status_code == 201, r.text
+    back = r.json()["database"]
+    assert back["connection_limit"] == 4 and back["parameters"] == {"work_mem": "6MB"} and back["owner"] == "tina"
+    with psycopg.connect(back["uri"], password=back["password"], connect_timeout=5) as c:
+        assert c.execute("select md5(string_agg(v, ',' order by id)) from rows").fetchone()[0] == checksum
+        assert c.execute("select count(*) from odd").fetchone()[0] == 2500
+        assert c.execute("show work_mem").fetchone()[0] == "6MB"
+        owner = c.execute("select tableowner from pg_tables where tablename = 'rows'").fetchone()[0]
+        assert owner == "keep_me"
+    # a dump is used once; deleting without a final dump keeps none
+    error_of(tina.post("/api/v1/instances/e2e-async/databases/keep_me/restore"), 409)  # exists again
+    assert tina.delete("/api/v1/instances/e2e-async/databases/keep_me?final_dump=false").status_code == 204
+    error_of(tina.post("/api/v1/instances/e2e-async/databases/keep_me/restore"), 404)
+
+
+def test_expired_dumps_are_pruned(cp, tenants):
+    from webapp.services import databases as dbsvc
+    from webapp.store.models import DatabaseDump, utcnow
+
+    tina, _ = tenants
+    db = tina.post("/api/v1/instances/e2e-async/databases", json={"name": "short_lived"}).json()["database"]
+    assert tina.delete("/api/v1/instances/e2e-async/databases/short_lived").status_code == 204
+    store = cp.app.extensions["pgaas"].store
+    with store.session() as s:
+        dump = s.query(DatabaseDump).filter_by(database_name="short_lived").one()
+        path = Path(dump.path)
+        assert path.exists() and oct(path.stat().st_mode & 0o777) == "0o600"
+        assert db["password"] not in path.read_bytes().decode("latin-1")
+        dump.expires_at = utcnow()  # the grace period is over
+    with store.session() as s:
+        assert dbsvc.prune_dumps(s) >= 1
+    assert not path.exists()
+    error_of(tina.post("/api/v1/instances/e2e-async/databases/short_lived/restore"), 404)
+
+
+def wait_status(api, path, status, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.get(path).json()
+        if body["status"] == status:
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"{path} never became {status}: {body}")
+
+
+def test_quota_makes_a_database_read_only_and_raising_it_restores_writes(cp, tenants):
+    tina, _ = tenants
+    db = tina.post("/api/v1/instances/e2e-async/databases", json={"name": "quota_db", "quota_mb": 12}).json()
+    db = db["database"]
+    path = "/api/v1/instances/e2e-async/databases/quota_db"
+    with psycopg.connect(db["uri"], password=db["password"], connect_timeout=5, autocommit=True) as c:
+        c.execute("create table blob (id serial primary key, v text)")
+        c.execute("insert into blob (v) select repeat(md5(i::text), 40) from generate_series(1, 4000) i")  # ~6 MB
+        rows = c.execute("select count(*) from blob").fetchone()[0]
+    body = wait_status(tina, path, "over_quota")
+    assert body["size_bytes"] > 12 * 1024 * 1024
+    # reads still work (the read-only URI reaches the primary too); the read-write URI finds no writable session
+    with psycopg.connect(db["readonly_uri"], password=db["password"], connect_timeout=5) as c:
+        assert c.execute("select count(*) from blob").fetchone()[0] == rows
+    with pytest.raises(psycopg.OperationalError, match="read-only"):
+        psycopg.connect(db["uri"], password=db["password"], connect_timeout=5)
+    primary = cp.admin.get("/api/v1/instances/e2e-async").json()["primary"]
+    with psycopg.connect(host=primary["address"], port=primary["port"], dbname="quota_db", user="quota_db",
+                         password=db["password"], connect_timeout=5, autocommit=True) as c:
+        assert c.execute("select count(*) from blob").fetchone()[0] == rows
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            c.execute("insert into blob (v) values ('more')")
+    assert tina.patch(path, json={"quota_mb": 100}).status_code == 200
+    wait_status(tina, path, "ok")
+    with psycopg.connect(db["uri"], password=db["password"], connect_timeout=5, autocommit=True) as c:
+        c.execute("insert into blob (v) values ('more')")
+        assert c.execute("select count(*) from blob").fetchone()[0] == rows + 1  # no row lost
+    audit = cp.admin.get("/api/v1/admin/audit?object=e2e-async/quota_db").json()["events"]
+    assert {"database.over_quota", "database.quota_ok"} <= {e["action"] for e in audit}
 
 
 def test_unknown_instance_or_unavailable(cp, tenants):

@@ -76,9 +76,26 @@ def reset_database_password(instance, name):
 @bp.delete("/instances/<instance>/databases/<name>")
 @auth_required()
 def delete_database(instance, name):
+    """Ends its sessions and drops it with its role; a final dump is kept for the grace period unless
+    ?final_dump=false."""
     audited("database.delete", "database", f"{instance}/{name}")
+    keep = request.args.get("final_dump", "true").lower() not in ("0", "false", "no")
     svc = services()
     with svc.store.session() as s:
         db = dbsvc.get(s, actor(), instance, name)
+        if keep:
+            dbsvc.final_dump(s, svc.box, svc.dump_settings(), db)
         dbsvc.drop(s, svc.box, actor(), db)
     return "", 204
+
+
+@bp.post("/instances/<instance>/databases/<name>/restore")
+@auth_required()
+def restore_database(instance, name):
+    json_body(set())
+    audited("database.restore", "database", f"{instance}/{name}")
+    svc = services()
+    with svc.store.session() as s:
+        db, password = dbsvc.restore(s, svc.box, svc.dump_settings(), actor(), instance, name)
+        body = {"database": {**ser.database(db), "password": password}}
+    return body, 201, {"Location": url_for("api.get_database", instance=instance, name=db.name)}

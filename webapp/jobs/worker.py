@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -71,7 +72,8 @@ def _worker_is_dead(worker_id: str | None) -> bool:
 class Worker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, jobs_dir: str, project_dir: str,
                  inventory: str, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
-                 stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None):
+                 stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None,
+                 periodic: list | None = None):
         self.store = store
         self.handlers = handlers
         self.jobs_dir = Path(jobs_dir)
@@ -81,6 +83,8 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.poll_seconds = poll_seconds
+        # (interval, name, fn(session)): maintenance run between jobs, each at most once per interval
+        self.periodic = [[interval, name, fn, 0.0] for interval, name, fn in (periodic or [])]
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     # -- claiming -------------------------------------------------------------------------------------------
@@ -191,6 +195,19 @@ class Worker:
             job.finished_at = utcnow()
             handler.finish(s, job, outcome)
 
+    def run_periodic(self) -> None:
+        now = time.monotonic()
+        for task in self.periodic:
+            interval, name, fn, last = task
+            if now - last < interval:
+                continue
+            task[3] = now
+            try:
+                with self.store.session() as s:
+                    fn(s)
+            except Exception:
+                log.exception("%s failed; trying again in %.0f s", name, interval)
+
     def run_forever(self, stop: threading.Event) -> None:
         self.recover_stale()
         sweeps = 0
@@ -202,6 +219,7 @@ class Worker:
                 if sweeps * self.poll_seconds >= self.heartbeat_seconds:
                     sweeps = 0
                     self.recover_stale()
+                self.run_periodic()
             except Exception:
                 log.exception("worker loop error; continuing")
             stop.wait(self.poll_seconds)

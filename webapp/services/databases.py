@@ -2,7 +2,12 @@
 primary (fast, no playbook). Identifiers always go through psycopg.sql; names are validated before."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -16,7 +21,7 @@ from webapp.services import instances as isvc
 from webapp.services.audit import Actor
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.services.pgconn import connect_primary, scram_verifier
-from webapp.store.models import Database, Instance, User
+from webapp.store.models import Database, DatabaseDump, Instance, User, utcnow
 
 DB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_NAMES = {"postgres", "template0", "template1", "dbadmin", "replicator", "pgaas", "public"}
@@ -172,14 +177,15 @@ def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=...,
     return db
 
 
-def drop(s: Session, box: SecretBox, actor: Actor, db: Database) -> None:
+def drop(s: Session, box: SecretBox, actor: Actor, db: Database, record: bool = True) -> None:
     with connect_primary(db.instance, box) as conn:
         ident = sql.Identifier(db.name)
         conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 0").format(ident))
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db.name,))
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.role_name)))
-    audit.record(s, actor, "database.delete", "database", f"{db.instance.name}/{db.name}")
+    if record:
+        audit.record(s, actor, "database.delete", "database", f"{db.instance.name}/{db.name}")
     s.delete(db)
 
 
@@ -202,3 +208,149 @@ def live_stats(box: SecretBox, dbs: list[Database]) -> dict[int, dict]:
             if d.name in sizes:
                 out[d.id] = {"size_bytes": sizes[d.name][0], "connections": sizes[d.name][1]}
     return out
+
+
+# -- final dumps and restore ----------------------------------------------------------------------------------
+@dataclass
+class DumpSettings:
+    dumps_dir: str
+    grace_seconds: float
+    pg_bin: str
+
+
+def _pg_env(password: str) -> dict:
+    return {"PATH": "/usr/bin:/bin", "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5", "LC_ALL": "C.UTF-8"}
+
+
+def _conn_args(inst: Instance, dbname: str, user: str) -> list[str]:
+    from webapp.services.pgconn import conninfo
+
+    ci = conninfo(inst, dbname)
+    dsn = " ".join(f"{k}={v}" for k, v in ci.items())
+    return [f"--dbname={dsn}", f"--username={user}"]
+
+
+def final_dump(s: Session, box: SecretBox, cfg: DumpSettings, db: Database) -> DatabaseDump:
+    """pg_dump -Fc of the database before it is dropped; if it fails, nothing is dropped."""
+    inst = db.instance
+    if inst.status != "available":
+        raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+    folder = Path(cfg.dumps_dir) / inst.name / db.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in (Path(cfg.dumps_dir), folder.parent, folder):
+        os.chmod(d, 0o700)
+    path = folder / f"{stamp}.dump"
+    pw = box.open(inst.secrets_enc)["pgaas_superuser_password"]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    r = subprocess.run([f"{cfg.pg_bin}/pg_dump", "--format=custom", f"--file={path}",
+                        *_conn_args(inst, db.name, "postgres")], env=_pg_env(pw), capture_output=True, text=True,
+                       timeout=3600)
+    if r.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise Conflict(f"the final dump of {db.name!r} failed, so nothing was deleted: "
+                       f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'pg_dump failed'}")
+    dump = DatabaseDump(instance_name=inst.name, database_name=db.name, owner_id=db.owner_id, path=str(path),
+                        size_bytes=path.stat().st_size,
+                        settings={"quota_mb": db.quota_mb, "connection_limit": db.connection_limit,
+                                  "parameters": db.parameters or {}},
+                        expires_at=utcnow() + timedelta(seconds=cfg.grace_seconds))
+    s.add(dump)
+    return dump
+
+
+def latest_dump(s: Session, actor: Actor, instance: str, name: str) -> DatabaseDump:
+    q = (select(DatabaseDump).where(DatabaseDump.instance_name == instance, DatabaseDump.database_name == name,
+                                    DatabaseDump.restored_at.is_(None), DatabaseDump.expires_at > utcnow())
+         .order_by(DatabaseDump.id.desc()))
+    if not actor.is_admin:
+        q = q.where(DatabaseDump.owner_id == actor.user_id)
+    dump = s.scalars(q).first()
+    if dump is None or not Path(dump.path).exists():
+        raise NotFound(f"no final dump of {name!r} on instance {instance!r} to restore (none kept, or expired)")
+    return dump
+
+
+def restore(s: Session, box: SecretBox, cfg: DumpSettings, actor: Actor, instance: str, name: str
+            ) -> tuple[Database, str]:
+    """Bring a deleted database back from its final dump, as a new database with a new password."""
+    inst = isvc.get(s, instance)
+    if s.scalar(select(Database).where(Database.instance_id == inst.id, Database.name == name)):
+        raise Conflict(f"database {name!r} exists on instance {instance!r}; delete it first to restore its dump")
+    dump = latest_dump(s, actor, instance, name)
+    settings = dump.settings or {}
+    owner = Actor(actor.username, actor.is_admin, dump.owner_id or actor.user_id, actor.remote_addr)
+    db, password = create(s, box, owner, instance, name, settings.get("quota_mb"), settings.get("connection_limit"))
+    r = subprocess.run([f"{cfg.pg_bin}/pg_restore", "--no-owner", "--no-acl", "--exit-on-error",
+                        *_conn_args(db.instance, db.name, db.role_name), dump.path],
+                       env=_pg_env(password), capture_output=True, text=True, timeout=3600)
+    if r.returncode != 0:
+        drop(s, box, actor, db, record=False)
+        raise Conflict(f"restore of {name!r} failed; the dump is kept: "
+                       f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'pg_restore failed'}")
+    if settings.get("parameters"):
+        update(s, box, actor, db, parameters=settings["parameters"])
+    dump.restored_at = utcnow()
+    audit.record(s, actor, "database.restore", "database", f"{instance}/{name}", detail=f"from dump {dump.id}")
+    return db, password
+
+
+def prune_dumps(s: Session) -> int:
+    """Delete expired and restored dumps (files and rows)."""
+    gone = 0
+    for dump in s.scalars(select(DatabaseDump).where(
+            (DatabaseDump.expires_at <= utcnow()) | DatabaseDump.restored_at.is_not(None))):
+        Path(dump.path).unlink(missing_ok=True)
+        s.delete(dump)
+        gone += 1
+    return gone
+
+
+# -- quotas ---------------------------------------------------------------------------------------------------
+def enforce_quotas(s: Session, box: SecretBox) -> dict[str, str]:
+    """One pass: a database over its quota becomes read-only (default_transaction_read_only for new sessions;
+    existing sessions are ended, and any session that still writes, e.g. after SET default_transaction_read_only
+    = off, is ended at every pass). Back under its quota (or the quota raised), writes come back. Nothing is
+    deleted. Returns {instance/db: new status} for the databases whose status changed."""
+    changed: dict[str, str] = {}
+    dbs = list(s.scalars(select(Database).join(Instance).where(Instance.status == "available")))
+    by_inst: dict[int, list[Database]] = {}
+    for db in dbs:
+        if db.quota_mb is not None or db.status != "ok":
+            by_inst.setdefault(db.instance_id, []).append(db)
+    system = Actor("pgaas-quota")
+    for group in by_inst.values():
+        try:
+            conn = connect_primary(group[0].instance, box)
+        except Conflict:
+            continue  # instance unreachable: check again next pass
+        with conn:
+            sizes = dict(conn.execute("SELECT datname, pg_database_size(datname) FROM pg_database "
+                                      "WHERE datname = ANY(%s)", ([d.name for d in group],)).fetchall())
+            for db in group:
+                if db.name not in sizes:
+                    continue
+                over = db.quota_mb is not None and sizes[db.name] > db.quota_mb * 1024 * 1024
+                ident = sql.Identifier(db.name)
+                if over and db.status != "over_quota":
+                    conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(ident))
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                                 "AND pid <> pg_backend_pid()", (db.name,))
+                    db.status = "over_quota"
+                    changed[f"{db.instance.name}/{db.name}"] = db.status
+                    audit.record(s, system, "database.over_quota", "database", f"{db.instance.name}/{db.name}",
+                                 detail=f"size {sizes[db.name]} > quota {db.quota_mb} MB: read-only")
+                elif over:
+                    # sessions that wrote anyway (they overrode the read-only default) are ended
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                                 "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()", (db.name,))
+                elif db.status == "over_quota":
+                    conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(ident))
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                                 "AND pid <> pg_backend_pid()", (db.name,))
+                    db.status = "ok"
+                    changed[f"{db.instance.name}/{db.name}"] = db.status
+                    audit.record(s, system, "database.quota_ok", "database", f"{db.instance.name}/{db.name}",
+                                 detail=f"size {sizes[db.name]} within quota {db.quota_mb} MB: writable")
+    return changed

@@ -162,3 +162,19 @@ class AuditEvent(Base):
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok | failed | denied
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class DatabaseDump(Base):
+    """The final dump (pg_dump custom format) kept when a database is deleted, for a grace period."""
+
+    __tablename__ = "database_dumps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_name: Mapped[str] = mapped_column(String(40), index=True)
+    database_name: Mapped[str] = mapped_column(String(63))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)  # quota_mb, connection_limit, parameters
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    restored_at: Mapped[datetime | None] = mapped_column(nullable=True)
