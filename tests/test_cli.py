@@ -18,16 +18,22 @@ def env_for(tmp_path):
     return {**os.environ, "PGAAS_INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONUNBUFFERED": "1"}
 
 
+def start_run(port, env) -> tuple[subprocess.Popen, str]:
+    """Start `pgaas run`; return the process and what it printed until it serves."""
+    proc = subprocess.Popen([PGAAS, "run", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = ""
+    deadline = time.monotonic() + 60
+    while "serving" not in out and time.monotonic() < deadline and proc.poll() is None:
+        out += proc.stdout.readline()
+    return proc, out
+
+
 def test_run_prints_the_admin_login_once_and_serves_the_api(tmp_path):
     port = free_port()
     env = env_for(tmp_path)
-    proc = subprocess.Popen([PGAAS, "run", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc, out = start_run(port, env)
     try:
-        out = ""
-        deadline = time.monotonic() + 60
-        while "serving" not in out and time.monotonic() < deadline:
-            out += proc.stdout.readline()
         password = re.search(r"password: (\S+)", out).group(1)
         base = f"http://127.0.0.1:{port}"
         for _ in range(50):
@@ -47,14 +53,9 @@ def test_run_prints_the_admin_login_once_and_serves_the_api(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
     # a second start does not print (or reset) the password again
-    proc = subprocess.Popen([PGAAS, "run", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc, out = start_run(port, env)
     try:
-        out = ""
-        deadline = time.monotonic() + 60
-        while "serving" not in out and time.monotonic() < deadline:
-            out += proc.stdout.readline()
-        assert "password" not in out
+        assert "serving" in out and "password" not in out
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -181,7 +181,7 @@ def drop(s: Session, box: SecretBox, actor: Actor, db: Database, record: bool = 
     with connect_primary(db.instance, box) as conn:
         ident = sql.Identifier(db.name)
         conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 0").format(ident))
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db.name,))
+        _end_sessions(conn, db.name)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.role_name)))
     if record:
@@ -307,6 +307,12 @@ def prune_dumps(s: Session) -> int:
     return gone
 
 
+def _end_sessions(conn, dbname: str, writers_only: bool = False) -> None:
+    """End the database's sessions (only those holding a transaction id, i.e. that wrote, with writers_only)."""
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                 "pg_backend_pid()" + (" AND backend_xid IS NOT NULL" if writers_only else ""), (dbname,))
+
+
 # -- quotas ---------------------------------------------------------------------------------------------------
 def enforce_quotas(s: Session, box: SecretBox) -> dict[str, str]:
     """One pass: a database over its quota becomes read-only (default_transaction_read_only for new sessions;
@@ -335,20 +341,16 @@ def enforce_quotas(s: Session, box: SecretBox) -> dict[str, str]:
                 ident = sql.Identifier(db.name)
                 if over and db.status != "over_quota":
                     conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(ident))
-                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                                 "AND pid <> pg_backend_pid()", (db.name,))
+                    _end_sessions(conn, db.name)
                     db.status = "over_quota"
                     changed[f"{db.instance.name}/{db.name}"] = db.status
                     audit.record(s, system, "database.over_quota", "database", f"{db.instance.name}/{db.name}",
                                  detail=f"size {sizes[db.name]} > quota {db.quota_mb} MB: read-only")
                 elif over:
-                    # sessions that wrote anyway (they overrode the read-only default) are ended
-                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                                 "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()", (db.name,))
+                    _end_sessions(conn, db.name, writers_only=True)  # they overrode the read-only default
                 elif db.status == "over_quota":
                     conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(ident))
-                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                                 "AND pid <> pg_backend_pid()", (db.name,))
+                    _end_sessions(conn, db.name)
                     db.status = "ok"
                     changed[f"{db.instance.name}/{db.name}"] = db.status
                     audit.record(s, system, "database.quota_ok", "database", f"{db.instance.name}/{db.name}",
