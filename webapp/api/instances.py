@@ -3,9 +3,10 @@ from flask import g, request, url_for
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.extensions import services
-from webapp.services import audit
+from webapp.services import Conflict, audit
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
+from webapp.services import settings as ssvc
 
 CREATE_FIELDS = {"name", "synchronous", "replicas", "storage_gb", "cpus", "memory_mb", "admin_password"}
 
@@ -64,3 +65,38 @@ def retry_instance(name):
         job = isvc.retry(s, name, g.username)
         audit.record(s, actor(), "instance.retry", "instance", name, detail=f"job {job.id}")
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
+
+
+@bp.patch("/instances/<name>")
+@auth_required(admin=True)
+def change_instance(name):
+    data = json_body(ssvc.PATCH_FIELDS)
+    audited("instance.settings", "instance", name)
+    svc = services()
+    with svc.store.session() as s:
+        job = ssvc.change(s, svc.box, isvc.get(s, name), g.username, **data)
+        audit.record(s, actor(), "instance.settings", "instance", name,
+                     detail=f"job {job.id}: {', '.join(sorted(data.get('settings') or {})) or 'sizes'}")
+        return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
+
+
+@bp.post("/instances/<name>/restart")
+@auth_required(admin=True)
+def restart_instance(name):
+    json_body(set())
+    audited("instance.restart", "instance", name)
+    with services().store.session() as s:
+        job = ssvc.restart(s, isvc.get(s, name), g.username)
+        audit.record(s, actor(), "instance.restart", "instance", name, detail=f"job {job.id}")
+        return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
+
+
+@bp.get("/instances/<name>/settings")
+@auth_required(admin=True)
+def instance_settings(name):
+    svc = services()
+    with svc.store.session() as s:
+        inst = isvc.get(s, name)
+        if inst.status != "available":
+            raise Conflict(f"instance {name!r} is {inst.status}, not available")
+        return ssvc.current(inst, svc.box, float(svc.config["PROBE_TIMEOUT"]) + 1)

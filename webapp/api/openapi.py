@@ -126,6 +126,32 @@ SPEC = {
                                           "remote_addr": {"type": "string"},
                                           "outcome": {"enum": ["ok", "failed", "denied"]},
                                           "detail": {"type": "string"}}},
+            "InstanceChange": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"settings": {"type": "object", "description": "setting name -> value; null resets it",
+                                            "additionalProperties": {"type": ["string", "number", "boolean",
+                                                                              "null"]}},
+                               "cpus": {"type": "number", "minimum": 0.1},
+                               "memory_mb": {"type": "integer", "minimum": 256},
+                               "storage_gb": {"type": "integer", "minimum": 1}}},
+            "InstanceSettings": {
+                "type": "object", "required": ["instance", "requested", "pending_restart", "members"],
+                "properties": {
+                    "instance": {"type": "string"},
+                    "requested": {"type": "object", "description": "settings changed through pgaas, as given"},
+                    "pending_restart": {"type": "boolean"},
+                    "members": {"type": "array", "items": {
+                        "type": "object", "required": ["name", "pending_restart", "settings"],
+                        "properties": {
+                            "name": {"type": "string"}, "role": {"type": ["string", "null"]},
+                            "state": {"type": "string"}, "pending_restart": {"type": "boolean"},
+                            "error": {"type": "string"},
+                            "settings": {"type": "array", "items": {
+                                "type": "object", "required": ["name", "setting", "context", "pending_restart"],
+                                "properties": {"name": {"type": "string"}, "setting": {"type": "string"},
+                                               "unit": {"type": ["string", "null"]},
+                                               "context": {"type": "string"},
+                                               "pending_restart": {"type": "boolean"}}}}}}}}},
             "JobAccepted": {"type": "object", "required": ["job"],
                             "properties": {"job": {"$ref": "#/components/schemas/JobRef"}}},
         },
@@ -162,6 +188,14 @@ SPEC = {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "Show an instance with its live Patroni state",
                     "responses": {"200": _json("#/components/schemas/Instance"), **_errors(401, 404)}},
+            "patch": {"summary": "Change settings and sizes (admins): a job applies settings through Patroni's "
+                                 "dynamic configuration on every member (reloadable ones at once, others pending a "
+                                 "restart) and container limits one member at a time. Names and values are "
+                                 "checked first (422)",
+                      "requestBody": {"required": True, "content": {"application/json": {
+                          "schema": {"$ref": "#/components/schemas/InstanceChange"}}}},
+                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
+                                    **_errors(400, 401, 403, 404, 409, 422)}},
             "delete": {"summary": "Delete an instance (admins): a job removes its containers, volumes and network. "
                                   "Refused (409) while it holds tenant databases, unless force=true",
                        "parameters": [{"name": "force", "in": "query", "schema": {"type": "boolean"}}],
@@ -173,6 +207,20 @@ SPEC = {
             "post": {"summary": "Retry the failed create or delete of an instance (admins)",
                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                    **_errors(400, 401, 403, 404, 409)}},
+        },
+        "/instances/{name}/restart": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Restart every member (admins): a job restarts the standbys one at a time, then "
+                               "switches over to one of them, so writes pause for a switchover, not a restart",
+                     "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
+                                   **_errors(400, 401, 403, 404, 409)}},
+        },
+        "/instances/{name}/settings": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "Settings changed through pgaas and any waiting for a restart, as each member has "
+                               "them (admins)",
+                    "responses": {"200": _json("#/components/schemas/InstanceSettings"),
+                                  **_errors(401, 403, 404, 409)}},
         },
         "/jobs": {"get": {
             "summary": "List jobs (admins: all; others: their own)",
@@ -266,8 +314,20 @@ SPEC = {
                                          "parameters": {"type": "object"}}}}}},
                       "responses": {"200": _json("#/components/schemas/Database"),
                                     **_errors(400, 401, 404, 409, 422, 503)}},
-            "delete": {"summary": "Drop the database and its role after ending its sessions",
+            "delete": {"summary": "Drop the database and its role after ending its sessions; a final dump (pg_dump "
+                                  "custom format) is kept for the grace period unless final_dump=false",
+                       "parameters": [{"name": "final_dump", "in": "query", "schema": {"type": "boolean",
+                                                                                     "default": True}}],
                        "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 409, 503)}},
+        },
+        "/instances/{instance}/databases/{name}/restore": {
+            "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Bring a deleted database back from its final dump, with a new password",
+                     "responses": {"201": {"description": "Restored", "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["database"],
+                         "properties": {"database": {"$ref": "#/components/schemas/Database"}}}}}},
+                         **_errors(400, 401, 404, 409, 503)}},
         },
         "/instances/{instance}/databases/{name}/password": {
             "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -277,6 +337,26 @@ SPEC = {
                          "type": "object", "properties": {"password": {"type": "string"}}}}}},
                      "responses": {"200": {"description": "OK"}, **_errors(400, 401, 404, 409, 422, 503)}},
         },
+        "/instances/{instance}/databases/{name}/metrics": {
+            "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                           {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
+            "get": {"summary": "A database's samples in a period (default: the last hour): size, connections, "
+                               "tps, cache hit ratio, quota use, tuples written, deadlocks, temp bytes",
+                    "responses": {"200": {"description": "OK"}, **_errors(401, 404, 422)}}},
+        "/instances/{name}/metrics": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                           {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
+            "get": {"summary": "An instance's samples (admins): connections, WAL rate, lag per standby, timeline, "
+                               "member states, container CPU, memory and volume use",
+                    "responses": {"200": {"description": "OK"}, **_errors(401, 403, 404, 422)}}},
+        "/admin/usage": {"get": {"summary": "The newest sample of every instance and database (admins)",
+                                 "responses": {"200": {"description": "OK"}, **_errors(401, 403)}}},
+        "/metrics": {"get": {"summary": "Prometheus text format (admins); also served at /metrics",
+                             "responses": {"200": {"description": "OK", "content": {"text/plain": {}}},
+                                           **_errors(401, 403)}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [],
                                   "responses": {"200": {"description": "OK"}}}},
     },

@@ -323,13 +323,16 @@ class DeleteHandler(CreateHandler):
 
 
 def handlers(box: SecretBox, image: str) -> dict:
-    return {"instance_create": CreateHandler(box, image), "instance_delete": DeleteHandler(box, image)}
+    from webapp.services import settings
+
+    return {"instance_create": CreateHandler(box, image), "instance_delete": DeleteHandler(box, image),
+            **settings.handlers(box)}
 
 
 def on_queued_cancel(s, job: Job) -> None:
     """A job canceled before it started: the instance goes to failed, from where retry or delete works."""
     inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
-    if inst is not None:
+    if inst is not None and job.kind in ("instance_create", "instance_delete"):  # others leave it available
         inst.status = "failed"
         inst.status_reason = f"job {job.id} ({job.kind}) canceled before it started; retry or delete"
         inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}

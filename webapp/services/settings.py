@@ -1,0 +1,415 @@
+"""Instance settings and rolling restarts, as jobs.
+
+Settings go to Patroni's dynamic configuration (PATCH /config on the leader), which every member applies:
+reloadable ones at once, the others (context postmaster, or passed on the command line by Patroni) wait for a
+restart, which Patroni and PostgreSQL both report as pending. Everything is validated here, against the
+instance's own pg_settings, before any job is queued: a bad name or value is an Invalid (422) naming the setting.
+
+A restart restarts the standbys one at a time, then switches over to one of them and restarts the old primary
+(now a standby): the primary never restarts in place, so writes pause for a switchover rather than a restart.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import urllib.request
+
+import psycopg
+from sqlalchemy import select
+
+from webapp.jobs.runner import Outcome, RunSpec
+from webapp.services import Conflict, Invalid
+from webapp.services import jobs as jobsvc
+from webapp.services.crypto import SecretBox
+from webapp.services.pgconn import connect_primary
+from webapp.store.models import Instance, Job, Member
+
+SETTABLE_CONTEXTS = {"postmaster", "sighup", "superuser", "user", "superuser-backend", "backend"}
+SESSION_CONTEXTS = {"superuser", "user"}  # PostgreSQL can check these itself with set_config()
+
+# Settings that Patroni owns, or that would break the pair (replication, failover, authentication).
+FORBIDDEN = {
+    **dict.fromkeys(("listen_addresses", "port", "unix_socket_directories", "data_directory", "hba_file",
+                     "ident_file", "config_file", "external_pid_file", "cluster_name"),
+                    "Patroni manages it for every member"),
+    **dict.fromkeys(("archive_command", "archive_mode", "archive_library", "restore_command",
+                     "archive_cleanup_command", "recovery_end_command", "primary_conninfo", "primary_slot_name",
+                     "promote_trigger_file", "recovery_target", "recovery_target_lsn", "recovery_target_name",
+                     "recovery_target_time", "recovery_target_xid", "recovery_target_timeline",
+                     "recovery_target_action", "recovery_target_inclusive", "recovery_min_apply_delay",
+                     "synchronous_standby_names", "synchronous_commit", "hot_standby_feedback",
+                     "wal_receiver_status_interval"),
+                    "replication and recovery are Patroni's (use the instance's synchronous option)"),
+    **dict.fromkeys(("ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file", "ssl_crl_dir",
+                     "krb_server_keyfile", "log_directory", "log_filename", "logging_collector",
+                     "dynamic_library_path", "local_preload_libraries", "session_preload_libraries",
+                     "jit_provider", "event_source", "data_sync_retry", "ignore_system_indexes",
+                     "allow_system_table_mods", "zero_damaged_pages", "ignore_checksum_failure",
+                     "ignore_invalid_pages", "fsync", "full_page_writes"),
+                    "it would break the instance or its files, or risk its data"),
+}
+# Patroni passes these on PostgreSQL's command line: PostgreSQL's own pending_restart never sees a change of
+# them, Patroni's does. Their values without a setting (what null restores) are Patroni's defaults.
+PATRONI_CMDLINE = {"max_connections": "100", "max_wal_senders": "10", "max_replication_slots": "10",
+                   "max_prepared_transactions": "0", "max_locks_per_transaction": "64",
+                   "max_worker_processes": "8", "track_commit_timestamp": "off", "wal_log_hints": "on",
+                   "wal_level": "replica", "hot_standby": "on"}
+
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+MEMORY_UNITS = {"B": 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
+TIME_UNITS = {"us": 1, "ms": 1000, "s": 1000 ** 2, "min": 60 * 1000 ** 2, "h": 3600 * 1000 ** 2,
+              "d": 86400 * 1000 ** 2}
+_NUMBER_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+PATCH_FIELDS = {"settings", "cpus", "memory_mb", "storage_gb"}
+
+
+# -- values ---------------------------------------------------------------------------------------------------
+def _as_text(name: str, value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Invalid(f"setting {name}: {value!r} is not a finite number", field=name)
+        return repr(value)
+    if isinstance(value, str):
+        if "\x00" in value or len(value) > 1024 or any(c in value for c in "\n\r"):
+            raise Invalid(f"setting {name}: the value must be one line of at most 1024 characters", field=name)
+        return value
+    raise Invalid(f"setting {name}: the value must be a string, number, boolean or null (to reset it)",
+                  field=name)
+
+
+def _base_factor(unit: str | None) -> tuple[dict | None, float]:
+    """The unit table of a pg_settings unit ('8kB', 'ms', ...) and how many of its smallest unit one step is."""
+    if not unit:
+        return None, 1
+    m = re.match(r"^(\d*)(\w+)$", unit)
+    mult, u = int(m.group(1) or 1), m.group(2)
+    for table in (MEMORY_UNITS, TIME_UNITS):
+        if u in table:
+            return table, mult * table[u]
+    return None, 1
+
+
+def _number(name: str, row: dict, text: str) -> float:
+    m = _NUMBER_RE.match(text)
+    if not m:
+        raise Invalid(f"setting {name}: {text!r} is not a number{_unit_hint(row)}", field=name)
+    number, unit = float(m.group(1)), m.group(2)
+    table, base = _base_factor(row["unit"])
+    if unit:
+        if table is None or unit not in table:
+            allowed = ", ".join(table) if table else "none"
+            raise Invalid(f"setting {name}: unknown unit {unit!r} (valid units: {allowed})", field=name)
+        number = number * table[unit] / base
+    return number
+
+
+def _unit_hint(row) -> str:
+    return f" (in {row['unit']}, or with a unit)" if row["unit"] else ""
+
+
+def normalize(name: str, row: dict, text: str) -> str:
+    """Check a value against pg_settings' type, range and enum values; return it as pg_settings.setting shows
+    it (integers and reals in the setting's base unit, booleans on/off, enums as listed)."""
+    vartype = row["vartype"]
+    if vartype == "bool":  # PostgreSQL's parse_bool: unique prefixes of true/false/yes/no, on/off, 1/0
+        t = text.strip().lower()
+        if t == "1" or t == "on" or (t and ("true".startswith(t) or "yes".startswith(t))):
+            return "on"
+        if t == "0" or (len(t) >= 2 and "off".startswith(t)) or (t and ("false".startswith(t) or "no".startswith(t))):
+            return "off"
+        raise Invalid(f"setting {name}: {text!r} is not a boolean (on/off, true/false, yes/no, 1/0)", field=name)
+    if vartype in ("integer", "real"):
+        number = _number(name, row, text)
+        if vartype == "integer":
+            number = float(round(number))  # PostgreSQL rounds to the nearest step of the unit too
+        lo, hi = float(row["min_val"]), float(row["max_val"])
+        if not lo <= number <= hi:
+            raise Invalid(f"setting {name}: {text!r} is out of range ({row['min_val']} to {row['max_val']}"
+                          f"{' ' + row['unit'] if row['unit'] else ''})", field=name)
+        return str(int(number)) if vartype == "integer" else f"{number:g}"
+    if vartype == "enum":
+        values = row["enumvals"] or []
+        for v in values:
+            if v.lower() == text.strip().lower():
+                return v
+        raise Invalid(f"setting {name}: {text!r} is not one of {', '.join(values)}", field=name)
+    return text  # string: checked by PostgreSQL when it is a session setting, taken as given otherwise
+
+
+def _pair_rules(name: str, normalized: str, members: int) -> None:
+    """Values that would break the primary/standby pair."""
+    if name == "wal_level" and normalized not in ("replica", "logical"):
+        raise Invalid("setting wal_level: must stay replica or logical (standbys need it)", field=name)
+    if name == "hot_standby" and normalized != "on":
+        raise Invalid("setting hot_standby: must stay on (standbys serve reads and health checks)", field=name)
+    if name == "max_wal_senders" and int(normalized) < members + 2:
+        raise Invalid(f"setting max_wal_senders: must be at least {members + 2} (one per standby plus room for "
+                      "a re-clone)", field=name)
+    if name == "max_replication_slots" and int(normalized) < members + 1:
+        raise Invalid(f"setting max_replication_slots: must be at least {members + 1} (one slot per member)",
+                      field=name)
+    if name == "password_encryption" and normalized != "scram-sha-256":
+        raise Invalid("setting password_encryption: must stay scram-sha-256 (the instance only accepts SCRAM "
+                      "logins)", field=name)
+
+
+_ROW_SQL = ("SELECT name, setting, unit, vartype, context, min_val, max_val, enumvals, boot_val "
+            "FROM pg_settings WHERE name = %s")
+
+
+def _row(conn, name: str) -> dict | None:
+    cur = conn.execute(_ROW_SQL, (name,))
+    r = cur.fetchone()
+    return dict(zip([d.name for d in cur.description], r)) if r else None
+
+
+def validate(conn, settings, members: int) -> dict[str, dict]:
+    """Check each setting on a connection to the instance; change nothing. Returns
+    {name: {"value": text or None, "expected": what pg_settings.setting will show, "context": ...}}."""
+    if not isinstance(settings, dict):
+        raise Invalid("settings must be an object of setting names and values", field="settings")
+    if len(settings) > 100:
+        raise Invalid("at most 100 settings per change", field="settings")
+    out = {}
+    for raw_name, value in settings.items():
+        name = raw_name.lower() if isinstance(raw_name, str) else raw_name
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise Invalid(f"setting {raw_name!r}: not a valid setting name", field=str(raw_name))
+        if name in FORBIDDEN:
+            raise Invalid(f"setting {name} cannot be changed: {FORBIDDEN[name]}", field=name)
+        row = _row(conn, name)
+        if row is None:
+            raise Invalid(f"setting {name}: PostgreSQL has no such setting", field=name)
+        if row["context"] not in SETTABLE_CONTEXTS:
+            raise Invalid(f"setting {name} cannot be changed (context {row['context']}: fixed at build or initdb)",
+                          field=name)
+        text = _as_text(name, value)
+        if text is None:  # reset: Patroni's default for its command-line settings, PostgreSQL's otherwise
+            expected = PATRONI_CMDLINE.get(name, row["boot_val"])
+            if name in PATRONI_CMDLINE:
+                _pair_rules(name, normalize(name, row, expected), members)
+        else:
+            expected = normalize(name, row, text)
+            if row["context"] in SESSION_CONTEXTS:
+                expected = _checked_by_postgres(conn, name, text)
+            _pair_rules(name, expected, members)
+            if name == "shared_preload_libraries":
+                _check_libraries(conn, text)
+        out[name] = {"value": text, "expected": expected, "context": row["context"],
+                     "restart": row["context"] == "postmaster" or name in PATRONI_CMDLINE}
+    return out
+
+
+def _checked_by_postgres(conn, name: str, text: str) -> str:
+    """PostgreSQL's own parser, in a transaction that is rolled back: nothing changes."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT set_config(%s, %s, true)", (name, text))
+            return conn.execute("SELECT setting FROM pg_settings WHERE name = %s", (name,)).fetchone()[0]
+    except psycopg.errors.DataError as exc:
+        raise Invalid(f"setting {name}: {exc.diag.message_primary}", field=name) from None
+    except psycopg.errors.InvalidParameterValue as exc:
+        raise Invalid(f"setting {name}: {exc.diag.message_primary}", field=name) from None
+
+
+def _check_libraries(conn, text: str) -> None:
+    """A library that is not installed would stop PostgreSQL from starting after the restart."""
+    libdir = conn.execute("SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'").fetchone()[0]
+    for lib in [x.strip().strip('"') for x in text.split(",") if x.strip()]:
+        if not re.match(r"^[a-z0-9_]+$", lib):
+            raise Invalid(f"setting shared_preload_libraries: {lib!r} is not a library name",
+                          field="shared_preload_libraries")
+        found = conn.execute("SELECT pg_stat_file(%s, true) IS NOT NULL", (f"{libdir}/{lib}.so",)).fetchone()[0]
+        if not found:
+            raise Invalid(f"setting shared_preload_libraries: library {lib!r} is not installed",
+                          field="shared_preload_libraries")
+
+
+# -- requests -------------------------------------------------------------------------------------------------
+def _sizes(inst: Instance, cpus, memory_mb, storage_gb) -> dict:
+    from webapp.services.instances import _int, _number as _num
+
+    sizes = {}
+    if cpus is not None:
+        sizes["cpus"] = _num(cpus, "cpus", 0.1, 256)
+    if memory_mb is not None:
+        sizes["memory_mb"] = _int(memory_mb, "memory_mb", 256, 1048576)
+    if storage_gb is not None:
+        sizes["storage_gb"] = _int(storage_gb, "storage_gb", 1, 65536)
+        if inst.storage_gb is not None and sizes["storage_gb"] < inst.storage_gb:
+            raise Invalid("storage_gb cannot shrink", field="storage_gb")
+    return sizes
+
+
+def change(s, box: SecretBox, inst: Instance, by: str, *, settings=None, cpus=None, memory_mb=None,
+           storage_gb=None) -> Job:
+    """Validate a settings/size change against the live instance, then queue the job that applies it."""
+    if inst.status != "available":
+        raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
+    if settings is None and cpus is None and memory_mb is None and storage_gb is None:
+        raise Invalid("nothing to change: give settings, cpus, memory_mb or storage_gb")
+    sizes = _sizes(inst, cpus, memory_mb, storage_gb)
+    checked = {}
+    if settings is not None:
+        if not isinstance(settings, dict) or not settings:
+            raise Invalid("settings must be a non-empty object of setting names and values", field="settings")
+        if busy := jobsvc.active_job(s, inst.name):  # no need to ask PostgreSQL when the answer is 409 anyway
+            raise Conflict(f"instance {inst.name!r} is busy with job {busy.id} ({busy.kind}, {busy.status}); "
+                           "wait for it or cancel it", job_id=busy.id)
+        with connect_primary(inst, box) as conn:
+            checked = validate(conn, settings, len(inst.members))
+    return jobsvc.enqueue(s, "instance_settings", inst.name, by, params={"settings": checked, "sizes": sizes})
+
+
+def restart(s, inst: Instance, by: str) -> Job:
+    if inst.status != "available":
+        raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
+    return jobsvc.enqueue(s, "instance_restart", inst.name, by)
+
+
+# -- reads ----------------------------------------------------------------------------------------------------
+def _patroni(member: Member, path: str, timeout: float) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://{member.address}:{member.api_port}{path}",  # noqa: S310 (loopback)
+                                    timeout=timeout) as r:
+            return json.load(r)
+    except (OSError, ValueError):
+        return None
+
+
+def current(inst: Instance, box: SecretBox, timeout: float = 2.0) -> dict:
+    """Each setting changed through pgaas, plus any that waits for a restart, as every member has it."""
+    managed = (inst.meta or {}).get("settings") or {}
+    secrets = box.open(inst.secrets_enc)
+    members = []
+    for m in inst.members:
+        patroni = _patroni(m, "/patroni", timeout) or {}
+        entry = {"name": m.name, "role": patroni.get("role"), "state": patroni.get("state", "unreachable"),
+                 "pending_restart": bool(patroni.get("pending_restart")), "settings": []}
+        try:
+            with psycopg.connect(host=m.address, port=m.pg_port, user="postgres", dbname="postgres",
+                                 password=secrets["pgaas_superuser_password"], connect_timeout=int(timeout) + 1,
+                                 autocommit=True, application_name="pgaas-control-plane") as conn:
+                rows = conn.execute(
+                    "SELECT name, setting, unit, context, pending_restart FROM pg_settings "
+                    "WHERE name = ANY(%s) OR pending_restart ORDER BY name", (sorted(managed),)).fetchall()
+        except psycopg.Error as exc:
+            entry["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            rows = []
+        for name, setting, unit, context, pending in rows:
+            want = (managed.get(name) or {}).get("expected")
+            # Patroni's command-line settings: PostgreSQL cannot know a change is pending, Patroni does
+            if not pending and want is not None and setting != want and entry["pending_restart"] \
+                    and (context == "postmaster" or name in PATRONI_CMDLINE):
+                pending = True
+            entry["settings"].append({"name": name, "setting": setting, "unit": unit, "context": context,
+                                      "pending_restart": bool(pending)})
+        members.append(entry)
+    return {"instance": inst.name,
+            "requested": {k: v.get("value") for k, v in sorted(managed.items())},
+            "pending_restart": any(e["pending_restart"] or any(x["pending_restart"] for x in e["settings"])
+                                   for e in members),
+            "members": members}
+
+
+# -- job handlers ---------------------------------------------------------------------------------------------
+def _members(inst: Instance) -> list[dict]:
+    return [{"name": m.name, "host": m.host, "pg_port": m.pg_port, "api_port": m.api_port} for m in inst.members]
+
+
+def _secrets(box: SecretBox, inst: Instance) -> dict:
+    return {"pgaas_restapi_password": box.open(inst.secrets_enc)["pgaas_restapi_password"]}
+
+
+def _instance(s, job: Job) -> Instance | None:
+    return s.scalar(select(Instance).where(Instance.name == job.instance_name))
+
+
+class _AdminHandler:
+    """Jobs on a running instance: a failure leaves it available (Patroni keeps the pair consistent); the job
+    says what happened."""
+
+    def __init__(self, box: SecretBox):
+        self.box = box
+
+    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        return None
+
+    def lost(self, s, job: Job) -> None:
+        inst = _instance(s, job)
+        if inst is not None:
+            inst.meta = {**(inst.meta or {}), "last_job": {"id": job.id, "kind": job.kind, "status": job.status}}
+
+    def _finish_common(self, inst: Instance, job: Job, outcome: Outcome) -> dict:
+        meta = dict(inst.meta or {})
+        meta["last_job"] = {"id": job.id, "kind": job.kind, "status": job.status,
+                            "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+        result = outcome.artifact_data.get("pgaas_result", {}) or {}
+        job.result = {"instance": inst.name, **result}
+        return meta
+
+
+class SettingsHandler(_AdminHandler):
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
+        params = job.params or {}
+        sizes = params.get("sizes") or {}
+        return RunSpec("playbooks/instance_settings.yml", {
+            "pgaas_instance_name": inst.name,
+            "pgaas_members": _members(inst),
+            "pgaas_settings": {k: v["value"] for k, v in (params.get("settings") or {}).items()},
+            "pgaas_settings_expected": {k: {"setting": v["expected"], "restart": v["restart"]}
+                                        for k, v in (params.get("settings") or {}).items()},
+            "pgaas_cpus": sizes.get("cpus"),
+            "pgaas_memory_mb": sizes.get("memory_mb"),
+        }, secrets=_secrets(self.box, inst), label="Apply settings through Patroni's dynamic configuration")
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        inst = _instance(s, job)
+        if inst is None:
+            return
+        meta = self._finish_common(inst, job, outcome)
+        if job.status == "succeeded":
+            managed = dict(meta.get("settings") or {})
+            for name, v in ((job.params or {}).get("settings") or {}).items():
+                if v["value"] is None:
+                    managed.pop(name, None)
+                else:
+                    managed[name] = {"value": v["value"], "expected": v["expected"]}
+            meta["settings"] = managed
+            sizes = (job.params or {}).get("sizes") or {}
+            for key in ("cpus", "memory_mb", "storage_gb"):
+                if key in sizes:
+                    setattr(inst, key, sizes[key])
+        inst.meta = meta
+
+
+class RestartHandler(_AdminHandler):
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = _instance(s, job)
+        return RunSpec("playbooks/instance_restart.yml",
+                       {"pgaas_instance_name": inst.name, "pgaas_members": _members(inst)},
+                       secrets=_secrets(self.box, inst),
+                       label="Restart the members one at a time, standbys first, with a switchover")
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        inst = _instance(s, job)
+        if inst is None:
+            return
+        meta = self._finish_common(inst, job, outcome)
+        if job.status == "succeeded":
+            meta["last_restart"] = job.result
+        inst.meta = meta
+
+
+def handlers(box: SecretBox) -> dict:
+    return {"instance_settings": SettingsHandler(box), "instance_restart": RestartHandler(box)}
