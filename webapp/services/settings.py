@@ -50,11 +50,14 @@ FORBIDDEN = {
                     "it would break the instance or its files, or risk its data"),
 }
 # Patroni passes these on PostgreSQL's command line: PostgreSQL's own pending_restart never sees a change of
-# them, Patroni's does. Their values without a setting (what null restores) are Patroni's defaults.
-PATRONI_CMDLINE = {"max_connections": "100", "max_wal_senders": "10", "max_replication_slots": "10",
-                   "max_prepared_transactions": "0", "max_locks_per_transaction": "64",
-                   "max_worker_processes": "8", "track_commit_timestamp": "off", "wal_log_hints": "on",
-                   "wal_level": "replica", "hot_standby": "on"}
+# them, Patroni's does. Patroni's default (what null restores) and the least value it accepts (it silently ignores
+# smaller ones) for each.
+PATRONI_CMDLINE = {"max_connections": ("100", 25), "max_wal_senders": ("10", 3),
+                   "max_replication_slots": ("10", 4), "max_prepared_transactions": ("0", 0),
+                   "max_locks_per_transaction": ("64", 32), "max_worker_processes": ("8", 2),
+                   "track_commit_timestamp": ("off", None), "wal_level": ("replica", None),
+                   "wal_keep_size": ("128", 16)}
+FORBIDDEN.update(dict.fromkeys(("hot_standby", "wal_log_hints"), "Patroni keeps it on for every member"))
 
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 MEMORY_UNITS = {"B": 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
@@ -163,7 +166,7 @@ def _pair_rules(name: str, normalized: str, members: int) -> None:
 
 
 _ROW_SQL = ("SELECT name, setting, unit, vartype, context, min_val, max_val, enumvals, boot_val "
-            "FROM pg_settings WHERE name = %s")
+            "FROM pg_settings WHERE lower(name) = lower(%s)")
 
 
 def _row(conn, name: str) -> dict | None:
@@ -189,12 +192,13 @@ def validate(conn, settings, members: int) -> dict[str, dict]:
         row = _row(conn, name)
         if row is None:
             raise Invalid(f"setting {name}: PostgreSQL has no such setting", field=name)
+        name = row["name"]  # as PostgreSQL spells it (DateStyle, TimeZone, ...)
         if row["context"] not in SETTABLE_CONTEXTS:
             raise Invalid(f"setting {name} cannot be changed (context {row['context']}: fixed at build or initdb)",
                           field=name)
         text = _as_text(name, value)
         if text is None:  # reset: Patroni's default for its command-line settings, PostgreSQL's otherwise
-            expected = PATRONI_CMDLINE.get(name, row["boot_val"])
+            expected = PATRONI_CMDLINE[name][0] if name in PATRONI_CMDLINE else row["boot_val"]
             if name in PATRONI_CMDLINE:
                 _pair_rules(name, normalize(name, row, expected), members)
         else:
@@ -202,6 +206,12 @@ def validate(conn, settings, members: int) -> dict[str, dict]:
             if row["context"] in SESSION_CONTEXTS:
                 expected = _checked_by_postgres(conn, name, text)
             _pair_rules(name, expected, members)
+            least = PATRONI_CMDLINE.get(name, (None, None))[1]
+            if least is not None and int(expected) < least:
+                raise Invalid(f"setting {name}: must be at least {least}{' ' + row['unit'] if row['unit'] else ''} "
+                              "(Patroni ignores smaller values)", field=name)
+            if name in PATRONI_CMDLINE:
+                text = expected  # Patroni reads these as plain numbers, without units
             if name == "shared_preload_libraries":
                 _check_libraries(conn, text)
         out[name] = {"value": text, "expected": expected, "context": row["context"],
