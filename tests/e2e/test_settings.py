@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from tests.e2e.helpers import create, secrets_of
+from tests.e2e.helpers import create, podman, secrets_of
 
 NAME = "e2e-settings"
 ADMIN_PASSWORD = "Admin-password-456"
@@ -154,6 +154,8 @@ def test_max_connections_pending_then_rolling_restart(cp, inst):
     assert set(rows) == {m["name"] for m in view["members"]} and len(rows) == 2
     assert all(r["setting"] == "100" and r["pending_restart"] for r in rows.values()), view
     assert view["pending_restart"] is True
+    shown = cp.admin.get(f"/api/v1/instances/{NAME}").json()
+    assert shown["pending_restart"] is True and shown["settings"]["max_connections"] == "150"
 
     writer = Writer(before["uri"], ADMIN_PASSWORD)
     writer.start()
@@ -177,6 +179,7 @@ def test_max_connections_pending_then_rolling_restart(cp, inst):
     assert view["pending_restart"] is False
     after = cp.admin.get(f"/api/v1/instances/{NAME}").json()
     assert after["status"] == "available", after
+    assert after["pending_restart"] is False
     assert after["primary"]["name"] != old_primary
     assert job["result"]["old_leader"] == old_primary and job["result"]["leader"] == after["primary"]["name"]
     audit = cp.admin.get(f"/api/v1/admin/audit?object={NAME}").json()["events"]
@@ -188,3 +191,21 @@ def test_reset_removes_a_setting(cp, inst):
     view = settings_view(cp)
     assert "work_mem" not in view["requested"]
     assert all(r is None for r in member_setting(view, "work_mem").values())
+
+
+def _limits(container: str) -> tuple[int, int]:
+    """(memory limit in bytes, CPU quota in microseconds per 100 ms) as the container's cgroup has them."""
+    out = podman("exec", container, "sh", "-c",
+                 "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max 2>/dev/null || "
+                 "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us").split()
+    return int(out[0]), int(out[1])
+
+
+def test_sizes_become_container_limits(cp, inst):
+    job = patch(cp, {"cpus": 1.5, "memory_mb": 768})
+    assert any(e["task"] == "Update the container limits, standbys first" and e["status"] == "changed"
+               for e in job["events"]), job["events"]
+    shown = cp.admin.get(f"/api/v1/instances/{NAME}").json()
+    assert (shown["cpus"], shown["memory_mb"], shown["status"]) == (1.5, 768, "available")
+    for m in [shown["primary"], *shown["replicas"]]:
+        assert _limits(m["container"]) == (768 * 1024 * 1024, 150000)

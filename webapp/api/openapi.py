@@ -21,7 +21,8 @@ MEMBER = {
     "required": ["host", "port", "container", "state"],
     "properties": {"name": {"type": "string"}, "host": {"type": "string"}, "address": {"type": "string"},
                    "port": {"type": "integer"}, "container": {"type": "string"}, "state": {"type": "string"},
-                   "timeline": {"type": ["integer", "null"]}},
+                   "timeline": {"type": ["integer", "null"]},
+                   "pending_restart": {"type": "boolean", "description": "a changed setting waits for a restart"}},
 }
 SPEC = {
     "openapi": "3.1.0",
@@ -84,6 +85,9 @@ SPEC = {
                     "metadata": {"type": "object", "description": "admins only: deploy results and host facts"},
                     "created_at": {"type": "string"}, "updated_at": {"type": "string"}, "url": {"type": "string"},
                     "active_job": {"oneOf": [{"$ref": "#/components/schemas/JobRef"}, {"type": "null"}]},
+                    "settings": {"type": "object", "description": "settings changed through pgaas, as given"},
+                    "pending_restart": {"type": "boolean",
+                                        "description": "some member waits for a restart (POST .../restart)"},
                 },
             },
             "InstanceCreate": {

@@ -13,7 +13,7 @@ def _ts(dt):
 
 def member_state(ms) -> dict:
     return {"name": ms.name, "host": ms.host, "address": ms.address, "port": ms.port, "container": ms.container,
-            "state": ms.state, "timeline": ms.timeline}
+            "state": ms.state, "timeline": ms.timeline, "pending_restart": ms.pending_restart}
 
 
 def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) -> dict:
@@ -24,7 +24,7 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
     else:
         state = "unknown" if inst.status == "available" else inst.status
         ms = [{"name": m.name, "host": m.host, "address": m.address, "port": m.pg_port, "container": m.name,
-               "state": state, "timeline": None} for m in inst.members]
+               "state": state, "timeline": None, "pending_restart": False} for m in inst.members]
         primary = ms[0] if ms else None
         replicas = [{**m, "lag_bytes": None, "sync_state": None} for m in ms[1:]]
     body = {
@@ -49,6 +49,8 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
         "updated_at": _ts(inst.updated_at),
         "url": url_for("api.get_instance", name=inst.name),
         "active_job": job_ref(active_job) if active_job else None,
+        "settings": {k: v.get("value") for k, v in sorted(((inst.meta or {}).get("settings") or {}).items())},
+        "pending_restart": any(m["pending_restart"] for m in ([primary] if primary else []) + replicas),
     }
     if admin:
         body["metadata"] = inst.meta or {}

@@ -34,6 +34,7 @@ class MemberState:
     lag_bytes: int | None = None
     sync_state: str | None = None  # sync | async (replicas)
     timeline: int | None = None
+    pending_restart: bool = False  # Patroni: a changed setting waits for a restart of this member
 
 
 @dataclass
@@ -184,7 +185,8 @@ def live_state(inst: Instance, timeout: float = 1.0) -> ClusterState:
         if m is None:
             continue
         ms = MemberState(name=m.name, host=m.host, address=m.address, port=m.pg_port, container=m.name,
-                         state=str(pm.get("state", "unknown")), timeline=pm.get("timeline"))
+                         state=str(pm.get("state", "unknown")), timeline=pm.get("timeline"),
+                         pending_restart=bool(pm.get("pending_restart")))
         role = pm.get("role", "")
         if role in ("leader", "master", "primary", "standby_leader"):
             ms.role = "primary"
