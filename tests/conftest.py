@@ -121,6 +121,13 @@ class Api:
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} did not reach {until} in {timeout}s: {job}")
 
+    def wait_ok(self, job_id: int, timeout: float = 240) -> dict:
+        """Wait for a job and insist that it succeeded; the message names the failed tasks."""
+        job = self.wait_job(job_id, timeout)
+        failed = [(e["task"], e["message"][-500:]) for e in job.get("events", []) if e["status"] == "failed"]
+        assert job["status"] == "succeeded", (job_id, job["status"], job["error"], failed)
+        return job
+
 
 class Live:
     def __init__(self, app, workers: int):

@@ -34,6 +34,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
+    from webapp.api.metrics import prometheus_api
+
+    app.add_url_rule("/metrics", "prometheus", prometheus_api)  # where Prometheus looks by default
 
     from webapp.errors import register as register_errors
 

@@ -38,6 +38,10 @@ class Defaults:
     DUMPS_DIR = ""
     PG_CLIENT_BIN = "/usr/lib/postgresql/15/bin"
     QUOTA_CHECK_SECONDS = 30.0
+    # Monitoring: sampling interval, raw history kept, 5-minute roll-ups kept.
+    SAMPLE_SECONDS = 15.0
+    METRICS_RAW_SECONDS = 24 * 3600
+    METRICS_ROLLUP_SECONDS = 30 * 24 * 3600
     WTF_CSRF_ENABLED = True
     WTF_CSRF_TIME_LIMIT = None
     JSON_SORT_KEYS = False

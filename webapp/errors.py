@@ -6,7 +6,8 @@ import logging
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from webapp.api.errors import error_response, wants_json
+from webapp.api.errors import error_response, from_service_error, wants_json
+from webapp.services import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,10 @@ def register(app: Flask) -> None:
             code = (exc.name or "error").lower().replace(" ", "_")
             return error_response(exc.code or 500, code, exc.description or exc.name)
         return f"<h1>{exc.code} {exc.name}</h1><p>{exc.description}</p>", exc.code
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):  # raised outside the API blueprint (e.g. /metrics)
+        return from_service_error(exc)
 
     @app.errorhandler(Exception)
     def unhandled(exc: Exception):

@@ -40,10 +40,14 @@ class Services:
 
     def maintenance(self) -> list:
         """Periodic work a worker does between jobs: (interval seconds, name, function of a session)."""
-        from webapp.services import databases
+        from webapp.services import databases, metrics
 
-        return [(float(self.config["QUOTA_CHECK_SECONDS"]), "quota check",
-                 lambda s: databases.enforce_quotas(s, self.box)),
+        c = self.config
+        retention = metrics.Retention(float(c["METRICS_RAW_SECONDS"]), float(c["METRICS_ROLLUP_SECONDS"]))
+        return [(float(c["QUOTA_CHECK_SECONDS"]), "quota check", lambda s: databases.enforce_quotas(s, self.box)),
+                (float(c["SAMPLE_SECONDS"]), "metrics sampling",
+                 lambda s: metrics.sample_all(s, self.box, self.provider)),
+                (600.0, "metrics roll-up", lambda s: metrics.rollup_and_prune(s, retention)),
                 (60.0, "dump pruning", databases.prune_dumps)]
 
     def make_worker(self, worker_id: str | None = None, maintenance: bool = True):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Live, make_app
-from tests.e2e.helpers import create
+from tests.e2e.helpers import INST, create
 
 
 @pytest.fixture(scope="session")
 def cp(tmp_path_factory, metadata_pg):
     """The control plane with PostgreSQL metadata and two worker threads."""
     srv = Live(make_app(metadata_pg.new_database(), tmp_path_factory.mktemp("cp") / "instance",
-                        QUOTA_CHECK_SECONDS=1), workers=2)
+                        QUOTA_CHECK_SECONDS=1, SAMPLE_SECONDS=1), workers=2)
     yield srv
     for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
         r = srv.admin.delete(f"/api/v1/instances/{inst['name']}?force=true")
@@ -23,7 +23,7 @@ def cp(tmp_path_factory, metadata_pg):
 
 @pytest.fixture(scope="session")
 def pair(cp):
-    created, job = create(cp, "e2e-async", admin_password="Admin-password-123")
+    created, job = create(cp, INST, admin_password="Admin-password-123")
     assert job["status"] == "succeeded", (job["error"], [e for e in job["events"] if e["status"] == "failed"])
     return created
 

@@ -8,6 +8,10 @@ import psycopg
 
 from tests.conftest import REPO
 
+# The shared instance of the end-to-end session. Container names are global on a machine: give concurrent runs of
+# the suite (several engineers on one host) names of their own with PGAAS_E2E_INSTANCE.
+INST = os.environ.get("PGAAS_E2E_INSTANCE", "e2e-async")
+
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "etc" / "containers.conf")}
 
 

@@ -13,15 +13,15 @@ import psycopg
 import pytest
 
 from tests.conftest import Live, make_app
-from tests.e2e.helpers import PODMAN_ENV, connect, create, leftovers, podman, secrets_of
+from tests.e2e.helpers import INST, PODMAN_ENV, connect, create, leftovers, podman, secrets_of
 
 pytestmark = pytest.mark.slow
 
 
 def test_create_gives_a_streaming_pair(cp, pair):
-    inst = cp.admin.get("/api/v1/instances/e2e-async").json()
+    inst = cp.admin.get(f"/api/v1/instances/{INST}").json()
     assert inst["status"] == "available", inst
-    assert inst["primary"]["state"] == "running" and inst["primary"]["container"] == "pgaas-e2e-async-0"
+    assert inst["primary"]["state"] == "running" and inst["primary"]["container"] == f"pgaas-{INST}-0"
     assert len(inst["replicas"]) == 1
     rep = inst["replicas"][0]
     assert rep["state"] in ("running", "streaming") and rep["sync_state"] == "async"
@@ -30,10 +30,10 @@ def test_create_gives_a_streaming_pair(cp, pair):
     meta = inst["metadata"]
     assert meta["deploy"]["server_version"].startswith("15") and meta["facts"]["localhost"]["kernel"]
     # each member has its own container and its own volume
-    running = podman("ps", "--filter", "label=pgaas.instance=e2e-async", "--format", "{{.Names}}").split()
-    assert sorted(running) == ["pgaas-e2e-async-0", "pgaas-e2e-async-1", "pgaas-e2e-async-etcd"]
-    vols = leftovers("e2e-async")["volumes"]
-    assert {"pgaas-e2e-async-0-data", "pgaas-e2e-async-1-data"} <= set(vols)
+    running = podman("ps", "--filter", f"label=pgaas.instance={INST}", "--format", "{{.Names}}").split()
+    assert sorted(running) == [f"pgaas-{INST}-0", f"pgaas-{INST}-1", f"pgaas-{INST}-etcd"]
+    vols = leftovers(INST)["volumes"]
+    assert {f"pgaas-{INST}-0-data", f"pgaas-{INST}-1-data"} <= set(vols)
 
 
 def test_job_events_are_stored_with_task_host_status_duration(cp, pair):
@@ -47,12 +47,12 @@ def test_job_events_are_stored_with_task_host_status_duration(cp, pair):
 
 
 def test_no_secret_in_events_artifacts_or_answers(cp, pair):
-    secrets = secrets_of(cp, "e2e-async")
+    secrets = secrets_of(cp, INST)
     job = cp.admin.get(f"/api/v1/jobs/{pair['job']['id']}")
     jobs_dir = Path(cp.app.config["JOBS_DIR"]) / str(pair["job"]["id"])
     assert jobs_dir.is_dir()
     files = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in jobs_dir.rglob("*") if p.is_file())
-    shown = cp.admin.get("/api/v1/instances/e2e-async").text
+    shown = cp.admin.get(f"/api/v1/instances/{INST}").text
     for value in secrets.values():
         assert value not in job.text and value not in files and value not in shown
 
@@ -76,7 +76,7 @@ def test_uri_connects_with_psql_and_psycopg_and_admin_is_not_superuser(cp, pair)
 
 
 def test_write_on_primary_is_read_on_standby_within_a_second(cp, pair):
-    inst = cp.admin.get("/api/v1/instances/e2e-async").json()
+    inst = cp.admin.get(f"/api/v1/instances/{INST}").json()
     primary = (inst["primary"]["address"], inst["primary"]["port"])
     standby = (inst["replicas"][0]["address"], inst["replicas"][0]["port"])
     pw = pair["admin_password"]
@@ -98,15 +98,15 @@ def test_write_on_primary_is_read_on_standby_within_a_second(cp, pair):
     with connect(standby, "dbadmin", pw, "e2e_app", autocommit=True) as c:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             c.execute("insert into e2e_rows values (2, 'nope')")
-    secrets = secrets_of(cp, "e2e-async")
+    secrets = secrets_of(cp, INST)
     with connect(primary, "postgres", secrets["pgaas_superuser_password"]) as c:
         rows = c.execute("select application_name, state, sync_state from pg_stat_replication").fetchall()
-    assert rows == [("pgaas-e2e-async-1", "streaming", "async")]
+    assert rows == [(f"pgaas-{INST}-1", "streaming", "async")]
 
 
 def test_synchronous_instance_and_delete_touches_nothing_else(cp, pair):
     created, job = create(cp, "e2e-sync", synchronous=True)
-    assert job["status"] == "succeeded", job["error"]
+    assert job["status"] == "succeeded", (job["error"], [e for e in job["events"] if e["status"] == "failed"])
     inst = cp.admin.get("/api/v1/instances/e2e-sync").json()
     assert inst["synchronous"] is True and inst["replicas"][0]["sync_state"] == "sync"
     secrets = secrets_of(cp, "e2e-sync")
@@ -114,15 +114,15 @@ def test_synchronous_instance_and_delete_touches_nothing_else(cp, pair):
     with connect(primary, "postgres", secrets["pgaas_superuser_password"]) as c:
         assert c.execute("select sync_state from pg_stat_replication").fetchall() == [("sync",)]
     # delete the sync instance: all of it goes, the other instance stays as it was
-    before = leftovers("e2e-async")
+    before = leftovers(INST)
     r = cp.admin.delete("/api/v1/instances/e2e-sync")
     assert r.status_code == 202
-    assert cp.admin.wait_job(r.json()["job"]["id"])["status"] == "succeeded"
+    cp.admin.wait_ok(r.json()["job"]["id"])
     assert cp.admin.get("/api/v1/instances/e2e-sync").status_code == 404
     assert leftovers("e2e-sync") == {"containers": [], "volumes": [], "networks": []}
     assert not Path("/var/lib/pgaas/instances/e2e-sync").exists()
-    assert leftovers("e2e-async") == before
-    assert cp.admin.get("/api/v1/instances/e2e-async").json()["status"] == "available"
+    assert leftovers(INST) == before
+    assert cp.admin.get(f"/api/v1/instances/{INST}").json()["status"] == "available"
     uri = pair["instance"]["uri"].replace("/postgres?", "/e2e_app?")
     with psycopg.connect(uri, password=pair["admin_password"], connect_timeout=5) as c:
         assert c.execute("select v from e2e_rows where id = 1").fetchone() == ("hello",)
@@ -162,10 +162,10 @@ def test_cancel_of_a_running_create_cleans_up_and_retry_succeeds(sqlite_cp):
     assert inst["status"] == "failed" and "canceled" in inst["status_reason"]
     r = live.admin.post("/api/v1/instances/e2e-cancel/retry")
     assert r.status_code == 202
-    assert live.admin.wait_job(r.json()["job"]["id"], timeout=240)["status"] == "succeeded"
+    live.admin.wait_ok(r.json()["job"]["id"], timeout=240)
     assert live.admin.get("/api/v1/instances/e2e-cancel").json()["status"] == "available"
     r = live.admin.delete("/api/v1/instances/e2e-cancel")
-    assert live.admin.wait_job(r.json()["job"]["id"])["status"] == "succeeded"
+    live.admin.wait_ok(r.json()["job"]["id"])
     assert leftovers("e2e-cancel") == {"containers": [], "volumes": [], "networks": []}
 
 
@@ -194,7 +194,7 @@ def test_worker_killed_mid_job_fails_the_job_and_delete_works(tmp_path):
             assert inst["status"] == "failed" and "retry or delete" in inst["status_reason"] + " retry or delete"
             r = live.admin.delete("/api/v1/instances/e2e-lost")
             assert r.status_code == 202
-            assert live.admin.wait_job(r.json()["job"]["id"], timeout=120)["status"] == "succeeded"
+            live.admin.wait_ok(r.json()["job"]["id"], timeout=120)
             assert leftovers("e2e-lost") == {"containers": [], "volumes": [], "networks": []}
         finally:
             proc2.send_signal(signal.SIGTERM)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -178,3 +178,47 @@ class DatabaseDump(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     restored_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DatabaseSample(Base):
+    """One sampling of a tenant database: counters as PostgreSQL reports them (rates are computed on read).
+    resolution 0 = raw sample, 300 = a 5-minute roll-up (counters: the last value; gauges: the mean, *_max)."""
+
+    __tablename__ = "database_samples"
+    __table_args__ = (Index("ix_database_samples_key", "instance_name", "database_name", "resolution", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column()
+    resolution: Mapped[int] = mapped_column(Integer, default=0)
+    instance_name: Mapped[str] = mapped_column(String(40))
+    database_name: Mapped[str] = mapped_column(String(63))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    numbackends: Mapped[int] = mapped_column(BigInteger)
+    numbackends_max: Mapped[int] = mapped_column(BigInteger)
+    xact_commit: Mapped[int] = mapped_column(BigInteger)
+    xact_rollback: Mapped[int] = mapped_column(BigInteger)
+    blks_hit: Mapped[int] = mapped_column(BigInteger)
+    blks_read: Mapped[int] = mapped_column(BigInteger)
+    tup_written: Mapped[int] = mapped_column(BigInteger)
+    deadlocks: Mapped[int] = mapped_column(BigInteger)
+    temp_bytes: Mapped[int] = mapped_column(BigInteger)
+    quota_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class InstanceSample(Base):
+    """One sampling of an instance (measured on its primary) and its containers."""
+
+    __tablename__ = "instance_samples"
+    __table_args__ = (Index("ix_instance_samples_key", "instance_name", "resolution", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column()
+    resolution: Mapped[int] = mapped_column(Integer, default=0)
+    instance_name: Mapped[str] = mapped_column(String(40))
+    healthy: Mapped[bool] = mapped_column(Boolean, default=True)
+    connections: Mapped[int] = mapped_column(BigInteger, default=0)
+    max_connections: Mapped[int] = mapped_column(BigInteger, default=0)
+    wal_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    timeline: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_lag_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_lag_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # per member: role, state, lag; per container: cpu_percent, memory_bytes, volume_bytes
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
