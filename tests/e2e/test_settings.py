@@ -90,6 +90,11 @@ def test_reloadable_setting_applies_at_once(cp, inst):
     assert {r["setting"] for r in member_setting(view, "work_mem").values()} == {"8192"}
     assert not any(r["pending_restart"] for r in member_setting(view, "work_mem").values())
     assert view["requested"]["work_mem"] == "8MB"
+    # the same change again touches nothing: Patroni's configuration already says so
+    again = patch(cp, {"settings": {"work_mem": "8MB"}})
+    assert [e["status"] for e in again["events"]
+            if e["task"] == "Change the dynamic configuration on the leader"] == ["skipped"], [
+        (e["task"], e["event"], e["status"]) for e in again["events"]]
     # and a client sees it
     s = secrets_of(cp, NAME)
     m = inst["primary"]

@@ -32,6 +32,8 @@ if res.returncode == 0:
 else:
     out.update(in_recovery=None, receiver=None)
     out["errors"].append(res.stderr.strip()[-500:])
+mine = [m for m in (out["cluster"] or {}).get("members", []) if m.get("name") == container]
+out["cluster_pending_restart"] = bool(mine and mine[0].get("pending_restart"))
 if expected:
     patroni_pending = bool((out["patroni"] or {}).get("pending_restart"))
     for name, want in expected.items():
@@ -40,4 +42,8 @@ if expected:
             out["waiting"].append(name)
         elif not (setting == want["setting"] or pending or (want.get("restart") and patroni_pending)):
             out["waiting"].append(name)
+    # Patroni publishes pending_restart to the other members' view (/cluster) on its next loop: wait for that too,
+    # so what the control plane reads afterwards agrees with what this wait saw.
+    if patroni_pending and not out["cluster_pending_restart"]:
+        out["waiting"].append("pending_restart in /cluster")
 print(json.dumps(out))
