@@ -214,3 +214,24 @@ def test_sizes_become_container_limits(cp, inst):
     assert (shown["cpus"], shown["memory_mb"], shown["status"]) == (1.5, 768, "available")
     for m in [shown["primary"], *shown["replicas"]]:
         assert _limits(m["container"]) == (768 * 1024 * 1024, 150000)
+
+
+def test_rolling_restart_of_a_synchronous_pair(cp):
+    """In synchronous mode Patroni only switches over to the synchronous standby: the restart picks it."""
+    name = "e2e-settings-sync"
+    _, job = create(cp, name, synchronous=True)
+    try:
+        assert job["status"] == "succeeded", job["error"]
+        before = cp.admin.get(f"/api/v1/instances/{name}").json()
+        sync = [r["name"] for r in before["replicas"] if r["sync_state"] == "sync"]
+        r = cp.admin.post(f"/api/v1/instances/{name}/restart")
+        assert r.status_code == 202, r.text
+        job = cp.admin.wait_job(r.json()["job"]["id"], timeout=240)
+        assert job["status"] == "succeeded", (job["error"], [e for e in job["events"] if e["status"] == "failed"])
+        after = cp.admin.get(f"/api/v1/instances/{name}").json()
+        assert after["status"] == "available" and after["primary"]["name"] in sync, after
+        assert after["replicas"][0]["sync_state"] == "sync"
+    finally:
+        r = cp.admin.delete(f"/api/v1/instances/{name}?force=true")
+        if r.status_code == 202:
+            cp.admin.wait_job(r.json()["job"]["id"], timeout=120)
