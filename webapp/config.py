@@ -45,6 +45,10 @@ class Defaults:
     WTF_CSRF_ENABLED = True
     WTF_CSRF_TIME_LIMIT = None
     JSON_SORT_KEYS = False
+    # Alerts: replication lag thresholds, and a URL that gets a JSON POST when an alert starts or ends (empty: none).
+    ALERT_LAG_BYTES = 16 * 1024 * 1024
+    ALERT_LAG_SECONDS = 30.0
+    ALERT_WEBHOOK_URL = ""
 
 
 def load(app, test_config: dict | None = None) -> None:

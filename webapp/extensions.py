@@ -47,6 +47,8 @@ class Services:
         return [(float(c["QUOTA_CHECK_SECONDS"]), "quota check", lambda s: databases.enforce_quotas(s, self.box)),
                 (float(c["SAMPLE_SECONDS"]), "metrics sampling",
                  lambda s: metrics.sample_all(s, self.box, self.provider)),
+                (float(c["SAMPLE_SECONDS"]), "alerts",
+                 __import__("webapp.services.alerts", fromlist=["Notifier"]).Notifier(c, self.provider)),
                 (600.0, "metrics roll-up", lambda s: metrics.rollup_and_prune(s, retention)),
                 (60.0, "dump pruning", databases.prune_dumps)]
 

@@ -24,6 +24,20 @@ MEMBER = {
                    "timeline": {"type": ["integer", "null"]},
                    "pending_restart": {"type": "boolean", "description": "a changed setting waits for a restart"}},
 }
+REPORT_QUERY = [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "format", "in": "query", "schema": {"enum": ["json", "csv", "html", "pdf"],
+                                                              "default": "json"}}]
+REPORT_CONTENT = {"description": "The report", "content": {
+    "application/json": {"schema": {"type": "object", "required": ["kind", "instance", "from", "to", "summary",
+                                                                   "points"]}},
+    "text/csv": {}, "text/html": {}, "application/pdf": {}}}
+ALERT = {"type": "object", "required": ["id", "kind", "severity", "instance", "message", "at"],
+         "properties": {"id": {"type": "string"},
+                        "kind": {"enum": ["quota", "replication_lag", "degraded", "volume"]},
+                        "severity": {"enum": ["warning", "critical"]}, "instance": {"type": "string"},
+                        "database": {"type": "string"}, "member": {"type": "string"},
+                        "message": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}}
 SPEC = {
     "openapi": "3.1.0",
     "info": {"title": "pgaas API", "version": "1",
@@ -62,6 +76,7 @@ SPEC = {
                                    "result": {"type": "object"}, "url": {"type": "string"},
                                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/JobEvent"}}}},
             "Member": MEMBER,
+            "Alert": ALERT,
             "Replica": {"allOf": [MEMBER, {"type": "object", "properties": {
                 "lag_bytes": {"type": ["integer", "null"]}, "sync_state": {"enum": ["sync", "async", None]}}}]},
             "Instance": {
@@ -356,6 +371,27 @@ SPEC = {
             "get": {"summary": "An instance's samples (admins): connections, WAL rate, lag per standby, timeline, "
                                "member states, container CPU, memory and volume use",
                     "responses": {"200": {"description": "OK"}, **_errors(401, 403, 404, 422)}}},
+        "/instances/{instance}/databases/{name}/report": {
+            "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           *REPORT_QUERY],
+            "get": {"summary": "A database's report for a period (default: the last hour): size growth, peak and "
+                               "mean connections, mean and peak TPS, cache hit ratio, quota use, failovers and "
+                               "availability; html and pdf carry charts, csv has one row per sample",
+                    "responses": {"200": REPORT_CONTENT, **_errors(401, 404, 422)}}},
+        "/instances/{name}/report": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           *REPORT_QUERY],
+            "get": {"summary": "An instance's report for a period (admins): connections, WAL rate, replication lag, "
+                               "availability, failovers",
+                    "responses": {"200": REPORT_CONTENT, **_errors(401, 403, 404, 422)}}},
+        "/alerts": {"get": {"summary": "Alerts firing now (admins: all; a user: those of their own databases): "
+                                       "quota at 80%, replication lag over ALERT_LAG_BYTES or ALERT_LAG_SECONDS, "
+                                       "instance degraded, volume over 85% full",
+                            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                                "type": "object", "required": ["alerts"], "properties": {"alerts": {
+                                    "type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}}}},
+                                **_errors(401)}}},
         "/admin/usage": {"get": {"summary": "The newest sample of every instance and database (admins)",
                                  "responses": {"200": {"description": "OK"}, **_errors(401, 403)}}},
         "/metrics": {"get": {"summary": "Prometheus text format (admins); also served at /metrics",
