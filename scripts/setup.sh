@@ -14,7 +14,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 pkgs=(podman runc debootstrap uidmap python3-venv postgresql-client-15)
-[ "$WITH_TEST" = 1 ] && pkgs+=(postgresql-15 poppler-utils)
+[ "$WITH_TEST" = 1 ] && pkgs+=(postgresql-15 poppler-utils chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,6 +29,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     csrf.init_app(app)
     login_manager.init_app(app)
+    from webapp.ui.auth import load_user
+
+    login_manager.user_loader(load_user)
+    login_manager.login_view = "ui.login"
+    login_manager.login_message = "Log in to see this page."
+    login_manager.login_message_category = "info"
 
     from webapp.api import bp as api_bp
 
@@ -37,6 +43,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from webapp.api.metrics import prometheus_api
 
     app.add_url_rule("/metrics", "prometheus", prometheus_api)  # where Prometheus looks by default
+    from webapp.ui import bp as ui_bp
+
+    app.register_blueprint(ui_bp)
 
     from webapp.errors import register as register_errors
 

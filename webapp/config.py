@@ -42,6 +42,12 @@ class Defaults:
     SAMPLE_SECONDS = 15.0
     METRICS_RAW_SECONDS = 24 * 3600
     METRICS_ROLLUP_SECONDS = 30 * 24 * 3600
+    # The website's session cookie: not readable by scripts, not sent on cross-site posts. Set
+    # PGAAS_SESSION_COOKIE_SECURE=true behind TLS.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_ENABLED = True
     WTF_CSRF_TIME_LIMIT = None
     JSON_SORT_KEYS = False

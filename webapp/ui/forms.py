@@ -1,0 +1,92 @@
+"""Flask-WTF forms of the website. Domain rules stay in the services: a form checks shape, the service checks
+meaning, and the view turns the service's Invalid/Conflict into errors beside the right field."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired()], render_kw={"autocomplete": "username"})
+    password = PasswordField("Password", validators=[DataRequired()],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class EmptyForm(FlaskForm):
+    """A button that posts: only the CSRF token (log out, new password)."""
+
+
+class DatabaseCreateForm(FlaskForm):
+    instance = SelectField("Instance", validators=[InputRequired()], choices=[])
+    name = StringField("Database name", validators=[DataRequired(), Length(max=63)],
+                       description="Lowercase letters, digits and underscores; it is also the login role's name.")
+    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
+                            description="Empty: no quota. Over it, the database becomes read-only.")
+    connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
+                                    description="Empty: no limit.")
+
+
+class DatabaseEditForm(FlaskForm):
+    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
+                            description="Empty: no quota.")
+    connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
+                                    description="Empty: no limit.")
+    parameters = TextAreaField("Parameters", render_kw={"rows": 4, "spellcheck": "false"},
+                               description="One setting = value per line, e.g. work_mem = 16MB. "
+                                           "Remove a line to reset that setting.")
+
+    def parsed_parameters(self) -> dict[str, str] | None:
+        """{name: value}; None (with an error on the field) when a line is not `name = value`."""
+        out = {}
+        for n, line in enumerate((self.parameters.data or "").splitlines(), 1):
+            if not line.strip() or line.strip().startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                self.parameters.errors = [*self.parameters.errors, f"line {n}: write setting = value"]
+                return None
+            out[key.strip().lower()] = value.strip().strip("'\"")
+        return out
+
+
+class ConfirmDeleteForm(FlaskForm):
+    confirm = StringField("Type the name to confirm", validators=[DataRequired()],
+                          render_kw={"autocomplete": "off", "spellcheck": "false"})
+    force = BooleanField("Also delete the tenant databases it holds")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired()],
+                                     render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=256)],
+                                 render_kw={"autocomplete": "new-password"}, description="At least 8 characters.")
+    confirm = PasswordField("New password again",
+                            validators=[DataRequired(), EqualTo("new_password", message="the passwords differ")],
+                            render_kw={"autocomplete": "new-password"})
+
+
+class InstanceCreateForm(FlaskForm):
+    name = StringField("Instance name", validators=[DataRequired(), Length(max=40)],
+                       description="3 to 40 characters: a lowercase letter, then lowercase letters, digits or "
+                                   "hyphens.")
+    synchronous = BooleanField("Synchronous replication",
+                               description="A commit waits until the standby has it: no committed write is lost "
+                                           "on failover, at the cost of latency.")
+
+
+class UserCreateForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=63)],
+                           render_kw={"autocomplete": "off"})
+    password = PasswordField("Password", validators=[Optional(), Length(min=8, max=256)],
+                             render_kw={"autocomplete": "new-password"},
+                             description="Empty: a password is generated and shown once.")
+    is_admin = BooleanField("Administrator")
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search form changes nothing
+
+    actor = StringField("Actor", validators=[Optional()])
+    object = StringField("Object", validators=[Optional()])
