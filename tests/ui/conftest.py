@@ -61,6 +61,10 @@ def login(page, base: str, username: str, password: str) -> None:
     page.wait_for_url(re.compile(r".*/(instances|databases)$"))
 
 
+def nav(page, name: str) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True).click()
+
+
 def web_session(base: str, username: str, password: str) -> requests.Session:
     """A requests session logged in through the login form (CSRF token included), like a browser."""
     s = requests.Session()

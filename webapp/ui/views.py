@@ -456,6 +456,7 @@ def job_events(job_id):
         events = jobsvc.events_after(s, j.id, after)
         failures = _failures(j, jobsvc.events_after(s, j.id, 0)) if j.status in TERMINAL else []
         return {"id": j.id, "status": j.status, "terminal": j.status in TERMINAL, "error": j.error or "",
+                "started": j.started_at.strftime("%H:%M:%S") if j.started_at else None,
                 "finished": j.finished_at.strftime("%H:%M:%S") if j.finished_at else None,
                 "events": [_event_dict(e) for e in events], "failures": failures,
                 "instance_url": url_for("ui.instance", name=j.instance_name)

@@ -55,6 +55,8 @@ function pollJob(tbody) {
       statusEl.setAttribute("data-status", job.status);
       statusEl.replaceChildren(badge(job.status, "status-"));
     }
+    var started = document.getElementById("job-started");
+    if (started && job.started) { started.textContent = job.started; }
     if (job.terminal) {
       var live = document.getElementById("job-live");
       if (live) { live.hidden = true; }
