@@ -73,7 +73,7 @@ def run(host, port, workers):
     _ensure_admin(app)
     stop = threading.Event()
     _start_workers(app, workers or int(app.config["WORKER_THREADS"]), stop)
-    click.echo(f"pgaas is serving http://{host}:{port}/api/v1 (OpenAPI: /api/v1/openapi.json)")
+    click.echo(f"pgaas is serving http://{host}:{port}/ (website) and /api/v1 (OpenAPI: /api/v1/openapi.json)")
     try:
         _serve(app, host, port)
     finally:
