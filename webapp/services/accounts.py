@@ -74,7 +74,13 @@ def user_for_token(s: Session, raw: str) -> User | None:
     tok = s.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(raw), ApiToken.revoked_at.is_(None)))
     if tok is None:
         return None
-    tok.last_used_at = utcnow()
+    # a write per request would serialize every API call on SQLite: a minute's precision is enough
+    now = utcnow()
+    last = tok.last_used_at
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=now.tzinfo)
+    if last is None or (now - last).total_seconds() > 60:
+        tok.last_used_at = now
     return tok.user
 
 
