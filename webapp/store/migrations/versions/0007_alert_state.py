@@ -1,0 +1,22 @@
+"""alert state: issue 5 (alerts firing state kept in the store); owned by the monitoring work
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-28 10:30:00
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0007'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
