@@ -66,6 +66,12 @@ class ChangePasswordForm(FlaskForm):
                             render_kw={"autocomplete": "new-password"})
 
 
+class TokenCreateForm(FlaskForm):
+    name = StringField("Token name", validators=[DataRequired(), Length(max=64)],
+                       render_kw={"autocomplete": "off", "spellcheck": "false"},
+                       description="What uses it, e.g. ci-deploy or laptop. The token itself is shown once.")
+
+
 class InstanceCreateForm(FlaskForm):
     name = StringField("Instance name", validators=[DataRequired(), Length(max=40)],
                        description="3 to 40 characters: a lowercase letter, then lowercase letters, digits or "

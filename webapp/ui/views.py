@@ -16,6 +16,7 @@ from webapp.services import databases as dbsvc
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.ui import bp, forms
+from webapp.store.models import ApiToken
 from webapp.ui.auth import SessionUser, actor
 
 TERMINAL = ("succeeded", "failed", "canceled", "error")
@@ -158,6 +159,50 @@ def account_password():
             flash("Your password was changed. Other sessions were logged out.", "success")
             return redirect(url_for("ui.home"))
     return render_template("ui/account_password.html", form=form)
+
+
+# -- API tokens -----------------------------------------------------------------------------------------------
+def _render_tokens(form, status: int = 200):
+    revealed = pop_reveal("token", str(current_user.user_id))
+    with services().store.session() as s:
+        user = accounts.get_user(s, current_user.username)
+        rows = [{"id": t.id, "name": t.name, "prefix": t.prefix, "created_at": t.created_at,
+                 "last_used_at": t.last_used_at, "revoked_at": t.revoked_at}
+                for t in reversed(accounts.list_tokens(s, user))]
+    return render_template("ui/tokens.html", form=form, tokens=rows, revealed=revealed,
+                           revoke_form=forms.EmptyForm(prefix="revoke")), status
+
+
+@bp.route("/account/tokens", methods=["GET", "POST"])
+@login_required
+def tokens():
+    form = forms.TokenCreateForm()
+    if not form.validate_on_submit():
+        return _render_tokens(form, 422 if form.is_submitted() else 200)
+    name = form.name.data.strip()
+    with services().store.session() as s:
+        tok, raw = accounts.issue_token(s, accounts.get_user(s, current_user.username), name)
+        audit.record(s, actor(), "token.create", "token", f"{tok.prefix}… ({tok.id})", detail=name)
+    reveal_once("token", str(current_user.user_id), raw, name=name)
+    return redirect(url_for("ui.tokens"))
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def token_revoke(token_id):
+    form = forms.EmptyForm(prefix="revoke")
+    if not form.validate_on_submit():
+        abort(400)
+    with services().store.session() as s:
+        user = accounts.get_user(s, current_user.username)
+        tok = s.get(ApiToken, token_id)
+        if tok is None or tok.user_id != user.id:  # this page is about your own tokens only
+            abort(404, f"You have no token {token_id}.")
+        accounts.revoke_token(s, user, token_id)
+        audit.record(s, actor(), "token.revoke", "token", f"{tok.prefix}… ({tok.id})")
+        name = tok.name
+    flash(f"Token {name} was revoked: it no longer works.", "success")
+    return redirect(url_for("ui.tokens"))
 
 
 # -- tenant databases -----------------------------------------------------------------------------------------
