@@ -1,10 +1,10 @@
 from flask import g, request, url_for
 
-from webapp.api import auth_required, bp
+from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
 from webapp.extensions import services
-from webapp.services import NotFound
+from webapp.services import NotFound, audit
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 
@@ -40,4 +40,18 @@ def cancel_job(job_id):
     with services().store.session() as s:
         job = _visible(jobsvc.get(s, job_id))
         jobsvc.cancel(s, job, g.username, on_queued_cancel=isvc.on_queued_cancel)
+        return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
+
+
+@bp.post("/jobs/<job_id>/retry")
+@auth_required(admin=True)
+def retry_job(job_id):
+    """Run a failed or canceled job again: 202 with the new job."""
+    json_body(set())
+    audited("job.retry", "job", str(job_id))
+    with services().store.session() as s:
+        old = jobsvc.get(s, job_id)
+        job = isvc.retry_job(s, old, g.username)
+        audit.record(s, actor(), "job.retry", "job", str(old.id),
+                     detail=f"job {job.id} ({job.kind}{', ' + job.instance_name if job.instance_name else ''})")
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}

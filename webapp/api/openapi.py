@@ -259,6 +259,14 @@ SPEC = {
                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                    **_errors(401, 404, 409)}},
         },
+        "/jobs/{job_id}/retry": {
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "post": {"summary": "Run a failed or canceled job again (admins): a create or delete through the "
+                               "instance's retry, any other job with the same parameters. Only the newest job "
+                               "of an instance (409 otherwise)",
+                     "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
+                                   **_errors(400, 401, 403, 404, 409)}},
+        },
         "/users": {
             "get": {"summary": "List users (admins)", "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},
             "post": {"summary": "Create a user (admins)",

@@ -146,6 +146,22 @@ def retry(s: Session, name: str, by: str) -> Job:
     return job
 
 
+def retry_job(s: Session, job: Job, by: str) -> Job:
+    """Run a failed or canceled job again. A create or delete goes through the instance's retry (it is failed
+    then); any other job (settings, restart, ...) is queued again with the same, already validated, parameters,
+    on an instance that is available."""
+    jobsvc.check_retryable(s, job)
+    if job.kind in ("instance_create", "instance_delete"):
+        new = retry(s, job.instance_name, by)
+    else:
+        if job.instance_name:
+            inst = get(s, job.instance_name)
+            if inst.status != "available":
+                raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
+        new = jobsvc.enqueue(s, job.kind, job.instance_name, by, params=dict(job.params or {}))
+    return jobsvc.mark_retry(s, new, job)
+
+
 def delete(s: Session, name: str, by: str, force: bool = False) -> Job:
     """Deleting an instance that holds tenant databases needs force: no user data goes without saying so."""
     from webapp.store.models import Database

@@ -1,4 +1,4 @@
-"""Job records: enqueue, read, list, cancel. Running them is the worker's (webapp.jobs.worker)."""
+"""Job records: enqueue, read, list, cancel, retry. Running them is the worker's (webapp.jobs.worker)."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -66,3 +66,26 @@ def cancel(s: Session, job: Job, by: str, on_queued_cancel=None) -> Job:
                        message=f"cancel requested by {by}"))
         return job
     raise Conflict(f"job {job.id} already ended ({job.status})")
+
+
+RETRYABLE_STATES = ("failed", "canceled", "error")
+
+
+def newest_job(s: Session, instance_name: str) -> Job | None:
+    return s.scalar(select(Job).where(Job.instance_name == instance_name).order_by(Job.id.desc()).limit(1))
+
+
+def check_retryable(s: Session, job: Job) -> None:
+    """A job can be retried once it failed or was canceled, and only while it is the newest job of its instance:
+    retrying an older one would undo what came after it."""
+    if job.status not in RETRYABLE_STATES:
+        raise Conflict(f"job {job.id} is {job.status}; only a failed or canceled job can be retried")
+    if job.instance_name and (newest := newest_job(s, job.instance_name)) is not None and newest.id != job.id:
+        raise Conflict(f"job {job.id} is not the newest job of instance {job.instance_name!r} (job {newest.id} "
+                       "came after it); start a new change instead", job_id=newest.id)
+
+
+def mark_retry(s: Session, new: Job, old: Job) -> Job:
+    new.params = {**(new.params or {}), "retry_of": old.id}
+    s.add(JobEvent(job_id=new.id, event="pgaas_retry", status="queued", message=f"retry of job {old.id}"))
+    return new
