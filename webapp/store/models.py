@@ -77,6 +77,8 @@ class Member(Base):
     address: Mapped[str] = mapped_column(String(255))
     pg_port: Mapped[int] = mapped_column(Integer)
     api_port: Mapped[int] = mapped_column(Integer)
+    # Since when the worker has seen this standby lost (not running or streaming); null while it is healthy.
+    lost_since: Mapped[datetime | None] = mapped_column(nullable=True)
     instance: Mapped[Instance] = relationship(back_populates="members")
 
 
@@ -222,3 +224,24 @@ class InstanceSample(Base):
     max_lag_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     # per member: role, state, lag; per container: cpu_percent, memory_bytes, volume_bytes
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class PrimaryChange(Base):
+    """A change of primary: when, from which member to which, why (switchover, failover, automatic), the new
+    timeline and the WAL position of the switch (Patroni's /history), and how far behind the new primary was."""
+
+    __tablename__ = "primary_changes"
+    __table_args__ = (UniqueConstraint("instance_id", "timeline", name="uq_primary_changes_instance_timeline"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), index=True)
+    instance_name: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column()
+    from_member: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    to_member: Mapped[str] = mapped_column(String(64))
+    cause: Mapped[str] = mapped_column(String(16))  # switchover | failover | automatic
+    timeline: Mapped[int] = mapped_column(Integer)   # the new primary's timeline
+    switch_lsn: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lag_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
