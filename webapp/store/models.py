@@ -245,3 +245,19 @@ class PrimaryChange(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertState(Base):
+    """An alert as the workers' notifiers last saw it: firing (resolved_at null) or resolved. One row per alert id;
+    the conditional insert (start) or update (end) is the claim, so one notifier announces each change."""
+
+    __tablename__ = "alert_states"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # kind/instance[/subject]
+    kind: Mapped[str] = mapped_column(String(32))
+    instance_name: Mapped[str] = mapped_column(String(40), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    alert: Mapped[dict] = mapped_column(JSON, default=dict)  # the alert as GET /api/v1/alerts shows it
+    started_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
