@@ -55,6 +55,9 @@ class Defaults:
     ALERT_LAG_BYTES = 16 * 1024 * 1024
     ALERT_LAG_SECONDS = 30.0
     ALERT_WEBHOOK_URL = ""
+    # Fault tolerance: a standby lost (not running or streaming) for longer than this is rebuilt from the primary
+    # by the worker's maintenance, one rebuild at a time; 0 turns automatic rebuilds off.
+    REBUILD_AFTER_SECONDS = 300.0
 
 
 def load(app, test_config: dict | None = None) -> None:

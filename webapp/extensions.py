@@ -40,7 +40,7 @@ class Services:
 
     def maintenance(self) -> list:
         """Periodic work a worker does between jobs: (interval seconds, name, function of a session)."""
-        from webapp.services import databases, metrics
+        from webapp.services import databases, failover, metrics
 
         c = self.config
         retention = metrics.Retention(float(c["METRICS_RAW_SECONDS"]), float(c["METRICS_ROLLUP_SECONDS"]))
@@ -50,7 +50,10 @@ class Services:
                 (float(c["SAMPLE_SECONDS"]), "alerts",
                  __import__("webapp.services.alerts", fromlist=["Notifier"]).Notifier(c, self.provider)),
                 (600.0, "metrics roll-up", lambda s: metrics.rollup_and_prune(s, retention)),
-                (60.0, "dump pruning", databases.prune_dumps)]
+                (60.0, "dump pruning", databases.prune_dumps),
+                (float(c["SAMPLE_SECONDS"]), "standby rebuild",
+                 lambda s: failover.auto_rebuild(s, self.provider, float(c["REBUILD_AFTER_SECONDS"]),
+                                                 float(c["PROBE_TIMEOUT"])))]
 
     def make_worker(self, worker_id: str | None = None, maintenance: bool = True):
         from webapp.jobs.worker import Worker

@@ -81,4 +81,4 @@ def auth_required(admin: bool = False):
     return deco
 
 
-from webapp.api import databases, instances, jobs, metrics, openapi, reports, tokens, users  # noqa: E402,F401
+from webapp.api import databases, failover, instances, jobs, metrics, openapi, reports, tokens, users  # noqa: E402,F401

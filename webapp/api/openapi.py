@@ -85,7 +85,11 @@ SPEC = {
                              "created_at"],
                 "properties": {
                     "name": NAME,
-                    "status": {"enum": ["creating", "available", "degraded", "failed", "deleting"]},
+                    "status": {"enum": ["creating", "available", "degraded", "failed", "deleting"],
+                               "description": "degraded: available, but Patroni reports no running primary or a "
+                                              "standby that is not running (status_reason says which): a failure "
+                                              "now could lose the instance; a rebuild (manual, or automatic after "
+                                              "REBUILD_AFTER_SECONDS) brings it back to available"},
                     "status_reason": {"type": "string"}, "provider": {"type": "string"},
                     "synchronous": {"type": "boolean"}, "replicas_wanted": {"type": "integer"},
                     "storage_gb": {"type": ["integer", "null"]}, "cpus": {"type": ["number", "null"]},
@@ -171,6 +175,21 @@ SPEC = {
                                                "unit": {"type": ["string", "null"]},
                                                "context": {"type": "string"},
                                                "pending_restart": {"type": "boolean"}}}}}}}}},
+            "PrimaryChange": {
+                "type": "object", "required": ["at", "from", "to", "cause", "timeline"],
+                "properties": {
+                    "at": {"type": "string", "description": "when the new primary was promoted (Patroni's history)"},
+                    "from": {"type": ["string", "null"]}, "to": {"type": "string"},
+                    "cause": {"enum": ["switchover", "failover", "automatic"],
+                              "description": "switchover or failover: asked through pgaas (a restart's switchover "
+                                             "counts as a switchover); automatic: Patroni on its own"},
+                    "timeline": {"type": "integer", "description": "the new primary's timeline"},
+                    "switch_lsn": {"type": ["integer", "null"], "description": "WAL position of the switch"},
+                    "lag_bytes": {"type": ["integer", "null"],
+                                  "description": "how far the new primary was behind: before the switch for a job, "
+                                                 "as last sampled for an automatic change"},
+                    "reason": {"type": "string"}, "job": {"type": ["string", "null"]},
+                    "recorded_at": {"type": "string"}}},
             "JobAccepted": {"type": "object", "required": ["job"],
                             "properties": {"job": {"$ref": "#/components/schemas/JobRef"}}},
         },
@@ -233,6 +252,56 @@ SPEC = {
                                "switches over to one of them, so writes pause for a switchover, not a restart",
                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                    **_errors(400, 401, 403, 404, 409)}},
+        },
+        "/instances/{name}/switchover": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Move the primary on purpose (admins): a job asks Patroni for a switchover from the "
+                               "running primary to the candidate (default: the synchronous standby, else the least "
+                               "lagging one) and waits until the old primary streams from the new one. In "
+                               "synchronous mode Patroni accepts only the synchronous standby: its refusal is the "
+                               "job's error. A candidate that is not a running standby is refused first (422)",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "additionalProperties": False,
+                         "properties": {"candidate": {"type": "string", "description": "a member's name"}}}}}},
+                     "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
+                                   **_errors(400, 401, 403, 404, 409, 422)}},
+        },
+        "/instances/{name}/failover": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Force a failover to a running standby (admins), e.g. when the primary is unhealthy "
+                               "but Patroni did not fail over on its own: a job asks Patroni (/failover) and waits "
+                               "until the candidate takes writes; the old primary's rejoin is reported, not awaited",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["candidate"], "additionalProperties": False,
+                         "properties": {"candidate": {"type": "string", "description": "a member's name"}}}}}},
+                     "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
+                                   **_errors(400, 401, 403, 404, 409, 422)}},
+        },
+        "/instances/{name}/rebuild": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Rebuild a lost standby (admins): a job removes what is left of the member "
+                               "(container, data volume, configuration), starts it again empty (on another host "
+                               "where the provider has one; the local provider keeps its name and ports, so the "
+                               "URI does not change) and Patroni clones it from the current primary; done when it "
+                               "streams. The current primary cannot be rebuilt (422). The worker does the same on "
+                               "its own for a standby lost longer than REBUILD_AFTER_SECONDS",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["member"], "additionalProperties": False,
+                         "properties": {"member": {"type": "string", "description": "a member's name"}}}}}},
+                     "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
+                                   **_errors(400, 401, 403, 404, 409, 422)}},
+        },
+        "/instances/{name}/history": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100,
+                                                                       "maximum": 1000}}],
+            "get": {"summary": "Every change of primary, newest first (admins): recorded by the switchover and "
+                              "failover jobs, and by the worker from Patroni's history for the automatic ones",
+                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["instance", "changes"],
+                        "properties": {"instance": {"type": "string"}, "changes": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/PrimaryChange"}}}}}}},
+                        **_errors(401, 403, 404)}},
         },
         "/instances/{name}/settings": {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],

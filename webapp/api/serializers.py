@@ -57,6 +57,12 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
     return body
 
 
+def primary_change(c) -> dict:
+    return {"at": _ts(c.at), "from": c.from_member, "to": c.to_member, "cause": c.cause, "timeline": c.timeline,
+            "switch_lsn": c.switch_lsn, "lag_bytes": c.lag_bytes, "reason": c.reason,
+            "job": url_for("api.get_job", job_id=c.job_id) if c.job_id else None, "recorded_at": _ts(c.recorded_at)}
+
+
 def job_ref(job: Job) -> dict:
     return {"id": job.id, "kind": job.kind, "status": job.status, "url": url_for("api.get_job", job_id=job.id)}
 

@@ -341,10 +341,10 @@ class DeleteHandler(CreateHandler):
 
 
 def handlers(box: SecretBox, image: str) -> dict:
-    from webapp.services import settings
+    from webapp.services import failover, settings
 
     return {"instance_create": CreateHandler(box, image), "instance_delete": DeleteHandler(box, image),
-            **settings.handlers(box)}
+            **settings.handlers(box), **failover.handlers(box, image)}
 
 
 def on_queued_cancel(s, job: Job) -> None:

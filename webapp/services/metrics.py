@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from webapp.services import Invalid
+from webapp.services import failover
 from webapp.services import instances as isvc
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.services.pgconn import conninfo, connect_primary, scram_verifier
@@ -59,6 +60,7 @@ def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: d
     now = now or utcnow()
     dbs = {d.name: d for d in s.scalars(select(Database).where(Database.instance_id == inst.id))}
     state = isvc.live_state(inst, timeout=1.0)
+    failover.observe(s, inst, state, now)  # lost standbys; changes of primary that no job recorded
     row = InstanceSample(at=now, instance_name=inst.name, healthy=state.healthy, detail={})
     members = {}
     for ms in ([state.primary] if state.primary else []) + state.replicas:

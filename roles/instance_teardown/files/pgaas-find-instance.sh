@@ -2,9 +2,22 @@
 # Print the containers (IDs), volumes and networks whose label pgaas.instance equals $1 exactly,
 # in three sections separated by "--". Podman's label filter is already exact on key=value;
 # the second check on the label value makes that explicit, so "main" never selects "main2".
+# With a second argument MEMBER, only that member's container and volume (label pgaas.member=MEMBER), no network.
 set -euo pipefail
 n="$1"
+member="${2:-}"
 f="label=pgaas.instance=$n"
+if [ -n "$member" ]; then
+  podman ps --all --filter "$f" --filter "label=pgaas.member=$member" \
+    --format '{{.ID}} {{index .Labels "pgaas.instance"}} {{index .Labels "pgaas.member"}}' \
+    | awk -v n="$n" -v m="$member" '$2 == n && $3 == m {print $1}'
+  echo '--'
+  podman volume ls --filter "$f" --filter "label=pgaas.member=$member" \
+    --format '{{.Name}} {{index .Labels "pgaas.instance"}} {{index .Labels "pgaas.member"}}' \
+    | awk -v n="$n" -v m="$member" '$2 == n && $3 == m {print $1}'
+  echo '--'
+  exit 0
+fi
 podman ps --all --filter "$f" --format '{{.ID}} {{index .Labels "pgaas.instance"}}' | awk -v n="$n" '$2 == n {print $1}'
 echo '--'
 podman volume ls --filter "$f" --format '{{.Name}} {{index .Labels "pgaas.instance"}}' | awk -v n="$n" '$2 == n {print $1}'

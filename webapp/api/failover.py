@@ -1,0 +1,65 @@
+"""Moving and repairing the pair (admins): switchover, forced failover, rebuild of a standby; the history of
+primary changes."""
+from flask import g, request, url_for
+
+from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.api import serializers as ser
+from webapp.extensions import services
+from webapp.services import audit
+from webapp.services import failover as fsvc
+from webapp.services import instances as isvc
+
+
+def _accepted(job):
+    return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
+
+
+@bp.post("/instances/<name>/switchover")
+@auth_required(admin=True)
+def switchover_instance(name):
+    data = json_body({"candidate"})
+    audited("instance.switchover", "instance", name)
+    svc = services()
+    with svc.store.session() as s:
+        job = fsvc.switchover(s, isvc.get(s, name), g.username, data.get("candidate"),
+                              float(svc.config["PROBE_TIMEOUT"]))
+        audit.record(s, actor(), "instance.switchover", "instance", name,
+                     detail=f"job {job.id}, candidate {data.get('candidate') or '(the synchronous or least lagging)'}")
+        return _accepted(job)
+
+
+@bp.post("/instances/<name>/failover")
+@auth_required(admin=True)
+def failover_instance(name):
+    data = json_body({"candidate"}, {"candidate"})
+    audited("instance.failover", "instance", name)
+    svc = services()
+    with svc.store.session() as s:
+        job = fsvc.failover(s, isvc.get(s, name), g.username, data.get("candidate"),
+                            float(svc.config["PROBE_TIMEOUT"]))
+        audit.record(s, actor(), "instance.failover", "instance", name,
+                     detail=f"job {job.id}, candidate {data['candidate']}")
+        return _accepted(job)
+
+
+@bp.post("/instances/<name>/rebuild")
+@auth_required(admin=True)
+def rebuild_instance_member(name):
+    data = json_body({"member"}, {"member"})
+    audited("instance.rebuild", "instance", name)
+    svc = services()
+    with svc.store.session() as s:
+        job = fsvc.rebuild(s, svc.provider, isvc.get(s, name), g.username, data.get("member"),
+                           float(svc.config["PROBE_TIMEOUT"]))
+        audit.record(s, actor(), "instance.rebuild", "instance", name, detail=f"job {job.id}, member {data['member']}")
+        return _accepted(job)
+
+
+@bp.get("/instances/<name>/history")
+@auth_required(admin=True)
+def instance_history(name):
+    limit = request.args.get("limit", "100")
+    limit = min(int(limit), 1000) if limit.isdigit() and int(limit) > 0 else 100
+    with services().store.session() as s:
+        inst = isvc.get(s, name)
+        return {"instance": inst.name, "changes": [ser.primary_change(c) for c in fsvc.history(s, inst, limit)]}
