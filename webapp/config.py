@@ -42,6 +42,8 @@ class Defaults:
     SAMPLE_SECONDS = 15.0
     METRICS_RAW_SECONDS = 24 * 3600
     METRICS_ROLLUP_SECONDS = 30 * 24 * 3600
+    # A data volume's disk use is measured (a walk of its files) at most this often; samples carry its age.
+    VOLUME_SIZE_SECONDS = 60.0
     # The website's session cookie: not readable by scripts, not sent on cross-site posts. Set
     # PGAAS_SESSION_COOKIE_SECURE=true behind TLS.
     SESSION_COOKIE_HTTPONLY = True

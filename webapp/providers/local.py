@@ -1,10 +1,13 @@
 """The embedded default: every member is a podman container on this machine, ports published on 127.0.0.1."""
 from __future__ import annotations
 
+import json
 import os
-import re
 import socket
 import subprocess
+import threading
+import time
+from datetime import datetime, timezone
 
 from webapp.providers import Placement
 
@@ -16,9 +19,23 @@ class LocalProvider:
         self.port_start = int(config["PORT_RANGE_START"])
         self.port_end = int(config["PORT_RANGE_END"])
         self.containers_conf = config["CONTAINERS_CONF"]
+        self.volumes = VolumeSizes(self.containers_conf, float(config.get("VOLUME_SIZE_SECONDS", 60.0)))
 
     def stats(self, containers: list[str]) -> dict[str, dict]:
-        return container_stats(containers, self.containers_conf)
+        """Container CPU and memory (one podman call for all) and data-volume use (cached, with its age)."""
+        return container_stats(containers, self.containers_conf, volumes=self.volumes)
+
+    def volume_filesystems(self, members: list[str]) -> dict[str, tuple[int, int]]:
+        """(used, size) in bytes, as df counts them, of the filesystem holding each member's data volume."""
+        out = {}
+        for vol, mount in self.volumes.mounts([f"{m}-data" for m in members]).items():
+            try:
+                st = os.statvfs(mount)
+            except OSError:
+                continue
+            used, avail = (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
+            out[vol.removesuffix("-data")] = (used, used + avail)
+        return out
 
     def hosts(self) -> list[str]:
         return ["localhost"]
@@ -51,55 +68,165 @@ def _bindable(port: int) -> bool:
     return True
 
 
-_SI = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KiB": 2**10, "MiB": 2**20,
-       "GiB": 2**30, "TiB": 2**40}
-
-
-def _si_bytes(text: str) -> int:
-    m = re.match(r"^\s*([0-9.]+)\s*([A-Za-z]+)\s*$", text or "")
-    return int(float(m.group(1)) * _SI.get(m.group(2), 1)) if m else 0
-
-
 def _tree_bytes(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_blocks * 512
-            except OSError:
-                pass  # a file PostgreSQL removed while we walked
+    """Disk use of a directory tree as du counts it (allocated blocks, each hard-linked file once)."""
+    try:
+        total = os.lstat(path).st_blocks * 512
+    except OSError:
+        return 0
+    seen: set[tuple[int, int]] = set()
+    stack = [path]
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except OSError:
+            continue  # a directory PostgreSQL removed while we walked
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
     return total
 
 
-def container_stats(containers: list[str], conf: str, timeout: float = 10.0) -> dict[str, dict]:
-    """CPU %, memory and data-volume use of the given containers: one `podman stats` call for all of them,
-    plus the size of each container's `<name>-data` volume on disk."""
+def podman_stats(containers: list[str], conf: str, timeout: float = 10.0) -> dict[str, dict]:
+    """CPU %, CPU time and memory of the given containers from ONE `podman stats --no-stream` call, exact numbers
+    (podman's ContainerStats as JSON, bytes and nanoseconds, not its rounded human text). A named container that
+    does not exist makes podman refuse the whole call: then one call for every running container, filtered."""
     if not containers:
         return {}
     env = {**os.environ, "CONTAINERS_CONF": conf}
-    out: dict[str, dict] = {}
+    fmt = ["--no-stream", "--format", "{{json .ContainerStats}}"]
     try:
-        r = subprocess.run(["podman", "stats", "--no-stream", "--format", "{{.Name}}|{{.CPU}}|{{.MemUsage}}",
-                            *containers], capture_output=True, text=True, timeout=timeout, env=env)
+        r = subprocess.run(["podman", "stats", *fmt, *containers], capture_output=True, text=True,
+                           timeout=timeout, env=env)
+        if r.returncode != 0:
+            r = subprocess.run(["podman", "stats", *fmt], capture_output=True, text=True, timeout=timeout, env=env)
         lines = r.stdout.splitlines()
     except (OSError, subprocess.TimeoutExpired):
         lines = []
+    wanted = set(containers)
+    out: dict[str, dict] = {}
     for line in lines:
-        parts = line.split("|")
-        if len(parts) == 3:
-            try:
-                cpu = round(float(parts[1]), 2)
-            except ValueError:
-                cpu = None
-            out[parts[0]] = {"cpu_percent": cpu, "memory_bytes": _si_bytes(parts[2].split("/")[0])}
+        try:
+            st = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(st, dict) or st.get("Name") not in wanted:
+            continue
+        cpu = st.get("CPU")
+        out[st["Name"]] = {"cpu_percent": round(float(cpu), 2) if isinstance(cpu, (int, float)) else None,
+                           "cpu_seconds": round(st.get("CPUNano", 0) / 1e9, 3),
+                           "memory_bytes": int(st.get("MemUsage", 0)),
+                           "memory_limit_bytes": int(st.get("MemLimit", 0))}
+    return out
+
+
+def du_bytes(path: str, timeout: float = 60.0) -> int:
+    """`du -s -B1`: disk use of a tree (allocated blocks, hard links once); du is C and holds no Python lock. A
+    file removed while du reads makes it complain but still print the total; without du, walk in Python."""
     try:
-        r = subprocess.run(["podman", "volume", "inspect", "--format", "{{.Name}}|{{.Mountpoint}}",
-                            *[f"{c}-data" for c in containers]], capture_output=True, text=True, timeout=timeout,
-                           env=env)
-        for line in r.stdout.splitlines():
-            name, _, mount = line.partition("|")
-            member = name.removesuffix("-data")
-            out.setdefault(member, {})["volume_bytes"] = _tree_bytes(mount)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+        r = subprocess.run(["du", "-s", "-B1", path], capture_output=True, text=True, timeout=timeout)
+        return int(r.stdout.split()[0])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return _tree_bytes(path)
+
+
+class VolumeSizes:
+    """Disk use of the members' `<name>-data` volumes, handed out with the time it was measured. Measuring walks
+    every file of a data directory, the costly part of a sampling cycle, so a volume is measured again only when
+    its number is older than `max_age` seconds, and then by a background thread while the cycle goes on with the
+    previous number (and its age). Only a volume never measured is measured inside the cycle. Mount points are
+    asked of podman once per volume, in one call for all the new ones."""
+
+    def __init__(self, conf: str, max_age: float = 60.0, clock=time.monotonic):
+        self.conf, self.max_age, self.clock = conf, max_age, clock
+        self._mounts: dict[str, str] = {}
+        self._sizes: dict[str, tuple[int, float, float]] = {}  # volume -> (bytes, clock, wall time) when measured
+        self._lock = threading.Lock()
+        self._refresher: threading.Thread | None = None
+
+    def mounts(self, volumes: list[str], timeout: float = 10.0) -> dict[str, str]:
+        with self._lock:
+            for v in [v for v in volumes if v in self._mounts and not os.path.isdir(self._mounts[v])]:
+                del self._mounts[v]  # the volume was removed (and maybe made again elsewhere)
+                self._sizes.pop(v, None)
+            missing = [v for v in volumes if v not in self._mounts]
+        if missing:
+            env = {**os.environ, "CONTAINERS_CONF": self.conf}
+            cmd = ["podman", "volume", "inspect", "--format", "{{.Name}}|{{.Mountpoint}}"]
+            try:
+                r = subprocess.run([*cmd, *missing], capture_output=True, text=True, timeout=timeout, env=env)
+                lines = r.stdout.splitlines()
+                if r.returncode != 0 and len(missing) > 1:  # one unknown volume fails them all: ask one by one
+                    lines = [ln for v in missing for ln in subprocess.run(
+                        [*cmd, v], capture_output=True, text=True, timeout=timeout, env=env).stdout.splitlines()]
+            except (OSError, subprocess.TimeoutExpired):
+                lines = []
+            with self._lock:
+                for line in lines:
+                    name, _, mount = line.partition("|")
+                    if name and mount:
+                        self._mounts[name] = mount
+        with self._lock:
+            return {v: self._mounts[v] for v in volumes if v in self._mounts}
+
+    def _measure(self, vol: str, mount: str) -> tuple[int, float, float]:
+        size = (du_bytes(mount), self.clock(), time.time())
+        with self._lock:
+            self._sizes[vol] = size
+        return size
+
+    def _refresh(self, stale: dict[str, str]) -> None:
+        try:
+            for vol, mount in stale.items():
+                self._measure(vol, mount)
+        finally:
+            with self._lock:
+                self._refresher = None
+
+    def sizes(self, volumes: list[str]) -> dict[str, dict]:
+        """{volume: {"volume_bytes", "volume_measured_at"}}."""
+        mounts = self.mounts(volumes)
+        out, stale = {}, {}
+        for vol, mount in mounts.items():
+            with self._lock:
+                cached = self._sizes.get(vol)
+            if cached is None:
+                cached = self._measure(vol, mount)
+            elif self.clock() - cached[1] >= self.max_age:
+                stale[vol] = mount
+            out[vol] = {"volume_bytes": cached[0],
+                        "volume_measured_at": datetime.fromtimestamp(cached[2], timezone.utc).isoformat()}
+        with self._lock:
+            if stale and self._refresher is None:
+                self._refresher = threading.Thread(target=self._refresh, args=(stale,), daemon=True,
+                                                   name="pgaas-volume-sizes")
+                self._refresher.start()
+        return out
+
+    def wait_refreshed(self, timeout: float = 60.0) -> None:
+        """Wait for a background measurement to end (tests, benchmarks)."""
+        t = self._refresher
+        if t is not None:
+            t.join(timeout)
+
+
+def container_stats(containers: list[str], conf: str, timeout: float = 10.0,
+                    volumes: VolumeSizes | None = None) -> dict[str, dict]:
+    """CPU, memory (one `podman stats` call for all the containers) and the disk use of each container's
+    `<name>-data` volume (from `volumes`, which measures each at most once per its max_age)."""
+    containers = list(dict.fromkeys(containers))
+    out = podman_stats(containers, conf, timeout)
+    volumes = volumes or VolumeSizes(conf)
+    for vol, size in volumes.sizes([f"{c}-data" for c in containers]).items():
+        out.setdefault(vol.removesuffix("-data"), {}).update(size)
     return out

@@ -55,8 +55,10 @@ def monitor_connect(inst: Instance, password: str, dbname: str = "postgres") -> 
 
 
 # -- sampling -----------------------------------------------------------------------------------------------------
-def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: datetime | None = None) -> dict:
-    """One cycle for one instance: database counters, instance gauges, replication, Patroni and containers."""
+def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: datetime | None = None,
+                    containers: dict[str, dict] | None = None) -> dict:
+    """One cycle for one instance: database counters, instance gauges, replication, Patroni and containers
+    (`containers`: the cycle's container stats for every instance, else asked of the provider for this one)."""
     now = now or utcnow()
     dbs = {d.name: d for d in s.scalars(select(Database).where(Database.instance_id == inst.id))}
     state = isvc.live_state(inst, timeout=1.0)
@@ -68,6 +70,7 @@ def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: d
                             "sync_state": ms.sync_state, "timeline": ms.timeline}
     row.timeline = state.primary.timeline if state.primary else None
     errors = []
+    xact_total = None
     try:
         password = ensure_monitor_role(s, box, inst)
         with monitor_connect(inst, password) as conn:
@@ -81,10 +84,11 @@ def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: d
                         at=now, instance_name=inst.name, database_name=r[0], size_bytes=r[1], numbackends=r[2],
                         numbackends_max=r[2], xact_commit=r[3], xact_rollback=r[4], blks_hit=r[5], blks_read=r[6],
                         tup_written=r[7], deadlocks=r[8], temp_bytes=r[9], quota_mb=dbs[r[0]].quota_mb))
-            row.connections, row.max_connections, row.wal_bytes = conn.execute(
+            row.connections, row.max_connections, row.wal_bytes, xact_total = conn.execute(
                 "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
                 "current_setting('max_connections')::int, "
-                "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint").fetchone()
+                "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
+                "(SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database)::bigint").fetchone()
             lags = conn.execute("SELECT application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,"
                                 " extract(epoch FROM replay_lag)::float8, sync_state, state "
                                 "FROM pg_stat_replication").fetchall()
@@ -95,20 +99,25 @@ def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: d
             row.max_lag_seconds = max((x[2] or 0.0 for x in lags), default=None)
     except Exception as exc:  # one instance failing must not stop the cycle for the others
         errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    containers = provider.stats([m.name for m in inst.members]) if hasattr(provider, "stats") else {}
-    for name, st in containers.items():
-        members.setdefault(name, {}).update(st)
-    row.detail = {"members": members, **({"errors": errors} if errors else {})}
+    if containers is None:
+        containers = provider.stats([m.name for m in inst.members]) if hasattr(provider, "stats") else {}
+    for m in inst.members:
+        if m.name in containers:
+            members.setdefault(m.name, {}).update(containers[m.name])
+    row.detail = {"members": members, **({"xact_total": xact_total} if xact_total is not None else {}),
+                  **({"errors": errors} if errors else {})}
     s.add(row)
     return row.detail
 
 
 def sample_all(s: Session, box: SecretBox, provider) -> dict:
+    """One cycle for every available instance; the containers of all of them are asked of the provider at once
+    (one `podman stats` for the local provider, not one per instance)."""
     now = utcnow()
-    out = {}
-    for inst in s.scalars(select(Instance).where(Instance.status == "available")):
-        out[inst.name] = sample_instance(s, box, inst, provider, now)
-    return out
+    insts = list(s.scalars(select(Instance).where(Instance.status == "available")))
+    names = list(dict.fromkeys(m.name for inst in insts for m in inst.members))
+    containers = provider.stats(names) if names and hasattr(provider, "stats") else {}
+    return {inst.name: sample_instance(s, box, inst, provider, now, containers) for inst in insts}
 
 
 # -- roll-ups and retention ---------------------------------------------------------------------------------------
@@ -146,7 +155,7 @@ def rollup_and_prune(s: Session, retention: Retention = Retention(), now: dateti
             wal_bytes=last.wal_bytes, timeline=last.timeline,
             max_lag_bytes=max((r.max_lag_bytes or 0 for r in rows), default=None),
             max_lag_seconds=max((r.max_lag_seconds or 0.0 for r in rows), default=None),
-            detail={"samples": len(rows)}))
+            detail=_rollup_detail(rows)))
         made += 1
     for r in old + old_i:
         s.delete(r)
@@ -156,6 +165,21 @@ def rollup_and_prune(s: Session, retention: Retention = Retention(), now: dateti
         gone += s.execute(delete(model).where(model.resolution != 0, model.at < horizon)
                           .execution_options(synchronize_session=False)).rowcount or 0
     return {"rolled_up": len(old) + len(old_i), "rollups_made": made, "pruned": gone}
+
+
+def _rollup_detail(rows: list[InstanceSample]) -> dict:
+    """The last counter (xact_total) and per member the last role and state, the mean CPU, memory and volume."""
+    last = rows[-1].detail or {}
+    members: dict[str, dict] = {}
+    for name, m in (last.get("members") or {}).items():
+        members[name] = {k: m[k] for k in ("role", "state") if k in m}
+        for key in ("cpu_percent", "memory_bytes", "volume_bytes", "lag_bytes"):
+            vals = [v for r in rows if (v := ((r.detail or {}).get("members") or {}).get(name, {}).get(key))
+                    is not None]
+            if vals:
+                members[name][key] = sum(vals) / len(vals)
+    return {"samples": len(rows), **({"members": members} if members else {}),
+            **({"xact_total": last["xact_total"]} if last.get("xact_total") is not None else {})}
 
 
 def _bucket(at: datetime, step: int) -> datetime:
@@ -223,6 +247,9 @@ def instance_series(s: Session, instance: str, start: datetime, end: datetime) -
             dt = (_aware(r.at) - _aware(prev.at)).total_seconds()
             if dt > 0 and r.wal_bytes >= prev.wal_bytes:
                 p["wal_bytes_per_s"] = (r.wal_bytes - prev.wal_bytes) / dt
+            x1, x0 = (r.detail or {}).get("xact_total"), (prev.detail or {}).get("xact_total")
+            if dt > 0 and x1 is not None and x0 is not None and x1 >= x0:
+                p["tps"] = (x1 - x0) / dt  # every database of the instance, measured on the primary
         points.append(p)
         prev = r
     return points
