@@ -9,12 +9,12 @@ from webapp.services import databases as dbsvc
 @bp.post("/instances/<instance>/databases")
 @auth_required()
 def create_database(instance):
-    data = json_body({"name", "quota_mb", "connection_limit"}, {"name"})
+    data = json_body({"name", "quota_mb", "connection_limit", "parameters"}, {"name"})
     audited("database.create", "database", f"{instance}/{data.get('name')}")
     svc = services()
     with svc.store.session() as s:
         db, password = dbsvc.create(s, svc.box, actor(), instance, data["name"], data.get("quota_mb"),
-                                    data.get("connection_limit"))
+                                    data.get("connection_limit"), data.get("parameters"))
         body = {"database": {**ser.database(db), "password": password}}
     return body, 201, {"Location": url_for("api.get_database", instance=instance, name=db.name)}
 

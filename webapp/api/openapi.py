@@ -390,7 +390,11 @@ SPEC = {
                          "type": "object", "required": ["name"], "additionalProperties": False,
                          "properties": {"name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"},
                                         "quota_mb": {"type": "integer", "minimum": 1},
-                                        "connection_limit": {"type": "integer", "minimum": 1}}}}}},
+                                        "connection_limit": {"type": "integer", "minimum": 1},
+                                        "parameters": {"type": "object", "description": "per-database settings "
+                                                       "(user context), set before the answer; one refused "
+                                                       "value undoes the create (422)",
+                                                       "additionalProperties": {"type": ["string", "number"]}}}}}}},
                      "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {
                          "type": "object", "required": ["database"],
                          "properties": {"database": {"$ref": "#/components/schemas/Database"}}}}}},

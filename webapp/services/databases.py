@@ -79,7 +79,11 @@ def get(s: Session, actor: Actor, instance: str, name: str) -> Database:
 
 # -- changes --------------------------------------------------------------------------------------------------
 def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_mb=None,
-           connection_limit=None) -> tuple[Database, str]:
+           connection_limit=None, parameters=None) -> tuple[Database, str]:
+    """parameters ({setting: value}) are set with update(); if one is refused, the new database and role are
+    dropped again and the error raised: a create either happens whole or not at all."""
+    if parameters is not None and not isinstance(parameters, dict):
+        raise Invalid("parameters must be an object of setting: value", field="parameters")
     check_db_name(name)
     quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
     connection_limit = _opt_int(connection_limit, "connection_limit", 1, 10000)
@@ -114,7 +118,14 @@ def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
             raise
-    audit.record(s, actor, "database.create", "database", f"{instance}/{name}")
+    if parameters:
+        try:
+            update(s, box, actor, db, parameters=parameters, record=False)
+        except (Invalid, psycopg.Error):
+            drop(s, box, actor, db, record=False)
+            raise
+    audit.record(s, actor, "database.create", "database", f"{instance}/{name}",
+                 detail=", ".join(f"{k}={v}" for k, v in sorted((parameters or {}).items())))
     return db, password
 
 
@@ -131,7 +142,7 @@ def set_password(s: Session, box: SecretBox, actor: Actor, db: Database, passwor
 
 
 def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=..., connection_limit=...,
-           parameters=None) -> Database:
+           parameters=None, record: bool = True) -> Database:
     """quota_mb / connection_limit: ... means unchanged, None means no limit."""
     if quota_mb is not ...:
         db.quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
@@ -173,7 +184,9 @@ def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=...,
     changed += [f"{k}={v}" for k, v in (parameters or {}).items()]
     if quota_mb is not ...:
         changed.append(f"quota_mb={db.quota_mb}")
-    audit.record(s, actor, "database.update", "database", f"{db.instance.name}/{db.name}", detail=", ".join(changed))
+    if record:
+        audit.record(s, actor, "database.update", "database", f"{db.instance.name}/{db.name}",
+                     detail=", ".join(changed))
     return db
 
 
@@ -270,6 +283,22 @@ def latest_dump(s: Session, actor: Actor, instance: str, name: str) -> DatabaseD
     if dump is None or not Path(dump.path).exists():
         raise NotFound(f"no final dump of {name!r} on instance {instance!r} to restore (none kept, or expired)")
     return dump
+
+
+def restorable_dumps(s: Session, actor: Actor) -> list[DatabaseDump]:
+    """The final dumps a restore would use now: the newest unexpired, unrestored dump of each deleted database
+    (the actor's own; an admin's: all), whose file is still there."""
+    q = (select(DatabaseDump).where(DatabaseDump.restored_at.is_(None), DatabaseDump.expires_at > utcnow())
+         .order_by(DatabaseDump.id.desc()))
+    if not actor.is_admin:
+        q = q.where(DatabaseDump.owner_id == actor.user_id)
+    seen, out = set(), []
+    for dump in s.scalars(q):
+        key = (dump.instance_name, dump.database_name)
+        if key not in seen and Path(dump.path).exists():
+            seen.add(key)
+            out.append(dump)
+    return out
 
 
 def restore(s: Session, box: SecretBox, cfg: DumpSettings, actor: Actor, instance: str, name: str

@@ -3,7 +3,8 @@ meaning, and the view turns the service's Invalid/Conflict into errors beside th
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (BooleanField, DecimalField, IntegerField, PasswordField, RadioField, SelectField, StringField,
+                     TextAreaField)
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
 
 
@@ -17,6 +18,24 @@ class EmptyForm(FlaskForm):
     """A button that posts: only the CSRF token (log out, new password)."""
 
 
+def parse_settings(field, lower: bool = True) -> dict[str, str] | None:
+    """{name: value} from `name = value` lines (blank lines and # comments skipped); None, with an error on the
+    field, when a line is not of that shape."""
+    out = {}
+    for n, line in enumerate((field.data or "").splitlines(), 1):
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            field.errors = [*field.errors, f"line {n}: write setting = value"]
+            return None
+        out[key.strip().lower() if lower else key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+PARAMETERS_HINT = "One setting = value per line, e.g. work_mem = 16MB (settings a session may change)."
+
+
 class DatabaseCreateForm(FlaskForm):
     instance = SelectField("Instance", validators=[InputRequired()], choices=[])
     name = StringField("Database name", validators=[DataRequired(), Length(max=63)],
@@ -25,6 +44,11 @@ class DatabaseCreateForm(FlaskForm):
                             description="Empty: no quota. Over it, the database becomes read-only.")
     connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
                                     description="Empty: no limit.")
+    parameters = TextAreaField("Parameters", render_kw={"rows": 3, "spellcheck": "false"},
+                               description=PARAMETERS_HINT + " Optional.")
+
+    def parsed_parameters(self) -> dict[str, str] | None:
+        return parse_settings(self.parameters)
 
 
 class DatabaseEditForm(FlaskForm):
@@ -37,17 +61,7 @@ class DatabaseEditForm(FlaskForm):
                                            "Remove a line to reset that setting.")
 
     def parsed_parameters(self) -> dict[str, str] | None:
-        """{name: value}; None (with an error on the field) when a line is not `name = value`."""
-        out = {}
-        for n, line in enumerate((self.parameters.data or "").splitlines(), 1):
-            if not line.strip() or line.strip().startswith("#"):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep or not key.strip() or not value.strip():
-                self.parameters.errors = [*self.parameters.errors, f"line {n}: write setting = value"]
-                return None
-            out[key.strip().lower()] = value.strip().strip("'\"")
-        return out
+        return parse_settings(self.parameters)
 
 
 class ConfirmDeleteForm(FlaskForm):
@@ -79,6 +93,37 @@ class InstanceCreateForm(FlaskForm):
     synchronous = BooleanField("Synchronous replication",
                                description="A commit waits until the standby has it: no committed write is lost "
                                            "on failover, at the cost of latency.")
+    replicas = IntegerField("Standbys", default=1, validators=[Optional(), NumberRange(min=1, max=3)],
+                            description="1 to 3 standbys beside the primary.")
+    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(min=0.1, max=256)],
+                        render_kw={"step": "0.1", "inputmode": "decimal"},
+                        description="Per member, e.g. 0.5 or 2. Empty: no limit.")
+    memory_mb = IntegerField("Memory (MB)", validators=[Optional(), NumberRange(min=256, max=1048576)],
+                             description="Per member. Empty: no limit.")
+    storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
+                              description="Per member's data volume. Empty: no limit.")
+    admin_password = PasswordField("Administrator password", validators=[Optional(), Length(min=12, max=128)],
+                                   render_kw={"autocomplete": "new-password"},
+                                   description="For the instance's administrator role. Empty: a password is "
+                                               "generated and shown once.")
+
+
+class InstanceSettingsForm(FlaskForm):
+    settings = TextAreaField("PostgreSQL settings", render_kw={"rows": 6, "spellcheck": "false"},
+                             description="One setting = value per line, e.g. work_mem = 16MB. Remove a line to "
+                                         "reset that setting. Each value is checked against the instance first.")
+
+    def parsed(self) -> dict[str, str] | None:
+        return parse_settings(self.settings)
+
+
+class InstanceSizesForm(FlaskForm):
+    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(min=0.1, max=256)],
+                        render_kw={"step": "0.1", "inputmode": "decimal"}, description="Per member.")
+    memory_mb = IntegerField("Memory (MB)", validators=[Optional(), NumberRange(min=256, max=1048576)],
+                             description="Per member.")
+    storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
+                              description="Can only grow.")
 
 
 class UserCreateForm(FlaskForm):
@@ -88,6 +133,15 @@ class UserCreateForm(FlaskForm):
                              render_kw={"autocomplete": "new-password"},
                              description="Empty: a password is generated and shown once.")
     is_admin = BooleanField("Administrator")
+
+
+class UserDeleteForm(FlaskForm):
+    databases = RadioField("Their databases", choices=[("transfer", "Transfer them to another user"),
+                                                       ("delete", "Delete them (no final dump is kept)")],
+                           validators=[Optional()])
+    transfer_to = SelectField("New owner", choices=[], validators=[Optional()])
+    confirm = StringField("Type the username to confirm", validators=[DataRequired()],
+                          render_kw={"autocomplete": "off", "spellcheck": "false"})
 
 
 class AuditFilterForm(FlaskForm):

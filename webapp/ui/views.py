@@ -13,6 +13,7 @@ from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from webapp.services import accounts, audit
 from webapp.services import databases as dbsvc
+from webapp.services import settings as ssvc
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.ui import bp, forms
@@ -215,7 +216,32 @@ def databases():
         stats = dbsvc.live_stats(svc.box, [d for d in dbs if d.instance.status == "available"])
         rows = [{"db": d, "instance": d.instance.name, "owner": d.owner.username, "stats": stats.get(d.id)}
                 for d in dbs]
-    return render_template("ui/databases.html", rows=rows)
+        existing = {(r["instance"], r["db"].name) for r in rows}
+        dumps = [{"instance": d.instance_name, "name": d.database_name, "deleted_at": d.created_at,
+                  "expires_at": d.expires_at, "size_bytes": d.size_bytes,
+                  "exists": (d.instance_name, d.database_name) in existing}
+                 for d in dbsvc.restorable_dumps(s, actor())]
+    return render_template("ui/databases.html", rows=rows, dumps=dumps, restore_form=forms.EmptyForm(prefix="restore"))
+
+
+@bp.post("/instances/<instance>/databases/<name>/restore")
+@login_required
+def database_restore(instance, name):
+    """Bring a deleted database back from its final dump; the new password is shown once on its page."""
+    svc = services()
+    if not forms.EmptyForm(prefix="restore").validate_on_submit():
+        abort(400)
+    try:
+        with svc.store.session() as s:
+            _db, password = dbsvc.restore(s, svc.box, svc.dump_settings(), actor(), instance, name)
+    except (NotFound, Conflict, Invalid, psycopg.Error) as exc:
+        record_failure("database.restore", "database", f"{instance}/{name}", exc)
+        flash(f"{name} was not restored: {exc.message if isinstance(exc, ServiceError) else db_error_message(exc)}",
+              "error")
+        return redirect(url_for("ui.databases"))
+    reveal_once("database", f"{instance}/{name}", password, reason="restored")
+    flash(f"Database {name} was restored from its final dump.", "success")
+    return redirect(url_for("ui.database", instance=instance, name=name))
 
 
 def _available_instances(s) -> list[str]:
@@ -232,15 +258,15 @@ def database_new():
     form.instance.choices = [(n, n) for n in names]
     if not form.is_submitted() and request.args.get("instance") in names:
         form.instance.data = request.args["instance"]
-    if form.validate_on_submit():
+    if form.validate_on_submit() and (params := form.parsed_parameters()) is not None:
         name = (form.name.data or "").strip()
         try:
             with svc.store.session() as s:
                 db, password = dbsvc.create(s, svc.box, actor(), form.instance.data, name, form.quota_mb.data,
-                                            form.connection_limit.data)
+                                            form.connection_limit.data, params or None)
         except (Invalid, Conflict, NotFound) as exc:
             record_failure("database.create", "database", f"{form.instance.data}/{name}", exc)
-            form_error(form, exc, {"quota_mb": "quota_mb", "connection_limit": "connection_limit"})
+            form_error(form, exc)
         except psycopg.Error as exc:
             record_failure("database.create", "database", f"{form.instance.data}/{name}", exc)
             form.form_errors.append(db_error_message(exc))
@@ -388,23 +414,43 @@ def instance_new():
         name = (form.name.data or "").strip()
         try:
             with svc.store.session() as s:
-                inst, job, admin_password = isvc.create(s, svc.provider, svc.box, name=name,
-                                                        synchronous=bool(form.synchronous.data),
-                                                        created_by=current_user.username)
+                inst, job, admin_password = isvc.create(
+                    s, svc.provider, svc.box, name=name, synchronous=bool(form.synchronous.data),
+                    replicas=form.replicas.data, cpus=float(form.cpus.data) if form.cpus.data is not None else None,
+                    memory_mb=form.memory_mb.data, storage_gb=form.storage_gb.data,
+                    admin_password=form.admin_password.data or None, created_by=current_user.username)
                 audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
                 job_id, admin_user = job.id, inst.admin_user
         except (Invalid, Conflict) as exc:
             record_failure("instance.create", "instance", name, exc)
             form_error(form, exc)
         else:
-            reveal_once("job", str(job_id), admin_password, user=admin_user, instance=name)
+            if not form.admin_password.data:  # a password the admin typed is not shown back
+                reveal_once("job", str(job_id), admin_password, user=admin_user, instance=name)
             return redirect(url_for("ui.job", job_id=job_id))
     return render_template("ui/instance_new.html", form=form)
 
 
+def _settings_text(inst) -> str:
+    return "\n".join(f"{k} = {v.get('value') if isinstance(v, dict) else v}"
+                     for k, v in sorted(((inst.meta or {}).get("settings") or {}).items()))
+
+
+def _settings_view(inst, svc) -> dict | None:
+    """Per member: each setting changed through pgaas (and any waiting for a restart), with its flags."""
+    if inst.status != "available":
+        return None
+    cur = ssvc.current(inst, svc.box, float(svc.config["PROBE_TIMEOUT"]) + 1)
+    names = sorted({x["name"] for m in cur["members"] for x in m["settings"]} | set(cur["requested"]))
+    rows = [{"name": n, "requested": cur["requested"].get(n),
+             "members": [next((x for x in m["settings"] if x["name"] == n), None) for m in cur["members"]]}
+            for n in names]
+    return {"members": cur["members"], "rows": rows, "pending_restart": cur["pending_restart"]}
+
+
 @bp.get("/instances/<name>")
 @admin_required
-def instance(name, delete_form=None, status=200):
+def instance(name, delete_form=None, status=200, **form_overrides):
     svc = services()
     with svc.store.session() as s:
         try:
@@ -417,9 +463,105 @@ def instance(name, delete_form=None, status=200):
         db_rows = [{"name": d.name, "owner": d.owner.username, "quota_mb": d.quota_mb, "status": d.status}
                    for d in dbs]
         jobs = jobsvc.list_jobs(s, name, limit=20)
+        edit = {
+            "settings_form": forms.InstanceSettingsForm(prefix="set", formdata=None, settings=_settings_text(inst)),
+            "sizes_form": forms.InstanceSizesForm(prefix="size", formdata=None, cpus=inst.cpus,
+                                                  memory_mb=inst.memory_mb, storage_gb=inst.storage_gb),
+            "restart_form": forms.EmptyForm(prefix="restart", formdata=None),
+            **form_overrides}
         page = render_template("ui/instance.html", v=view, meta=inst.meta or {}, databases=db_rows, jobs=jobs,
-                               delete_form=delete_form or forms.ConfirmDeleteForm(prefix="del", formdata=None))
+                               delete_form=delete_form or forms.ConfirmDeleteForm(prefix="del", formdata=None),
+                               settings=_settings_view(inst, svc), **edit)
     return page, status
+
+
+def _instance_or_404(name: str):
+    with services().store.session() as s:
+        try:
+            inst = isvc.get(s, name)
+        except NotFound:
+            abort(404, f"There is no instance {name!r}.")
+        s.expunge(inst)
+        return inst
+
+
+def _change_instance(name: str, action: str, start) -> tuple:
+    """Start a job on an instance from one of its page's forms: to the job's page, or back with the errors."""
+    try:
+        with services().store.session() as s:
+            job = start(s, isvc.get(s, name))
+            audit.record(s, actor(), action, "instance", name, detail=f"job {job.id}")
+            job_id = job.id
+    except NotFound:
+        abort(404, f"There is no instance {name!r}.")
+    except (Invalid, Conflict) as exc:
+        record_failure(action, "instance", name, exc)
+        return None, exc
+    except psycopg.Error as exc:
+        record_failure(action, "instance", name, exc)
+        return None, Conflict(db_error_message(exc))
+    return redirect(url_for("ui.job", job_id=job_id)), None
+
+
+def _apply_change(name: str, form, invalid_field, **changes):
+    """Queue a settings/sizes job: its page, or None with the error beside invalid_field (a setting's name or
+    value) or the field it names."""
+    svc = services()
+    done, exc = _change_instance(name, "instance.settings", lambda s, inst: ssvc.change(
+        s, svc.box, inst, current_user.username, **changes))
+    if done is None:
+        if invalid_field is not None and isinstance(exc, Invalid):
+            invalid_field.errors = [*invalid_field.errors, exc.message]
+        else:
+            form_error(form, exc)
+    return done
+
+
+@bp.post("/instances/<name>/settings")
+@admin_required
+def instance_settings(name):
+    form = forms.InstanceSettingsForm(prefix="set")
+    if form.validate_on_submit() and (wanted := form.parsed()) is not None:
+        managed = {k.lower(): (v.get("value") if isinstance(v, dict) else v)
+                   for k, v in ((_instance_or_404(name).meta or {}).get("settings") or {}).items()}
+        changes = {k: v for k, v in wanted.items() if managed.get(k) != v}
+        changes.update({k: None for k in managed if k not in wanted})
+        if not changes:
+            form.settings.errors = [*form.settings.errors, "Nothing changed: edit a line, add one or remove one."]
+        elif done := _apply_change(name, form, form.settings, settings=changes):
+            return done
+    return instance(name, status=422, settings_form=form)
+
+
+@bp.post("/instances/<name>/sizes")
+@admin_required
+def instance_sizes(name):
+    form = forms.InstanceSizesForm(prefix="size")
+    if form.validate_on_submit():
+        inst = _instance_or_404(name)
+        current = {"cpus": inst.cpus, "memory_mb": inst.memory_mb, "storage_gb": inst.storage_gb}
+        wanted = {"cpus": float(form.cpus.data) if form.cpus.data is not None else None,
+                  "memory_mb": form.memory_mb.data, "storage_gb": form.storage_gb.data}
+        changes = {k: v for k, v in wanted.items() if v is not None and v != current[k]}
+        if not changes:
+            form.form_errors.append("Nothing changed: give a new CPU, memory or storage size (a size cannot be "
+                                    "removed once set).")
+        elif done := _apply_change(name, form, None, **changes):
+            return done
+    return instance(name, status=422, sizes_form=form)
+
+
+@bp.post("/instances/<name>/restart")
+@admin_required
+def instance_restart(name):
+    form = forms.EmptyForm(prefix="restart")
+    if not form.validate_on_submit():
+        abort(400)
+    done, exc = _change_instance(name, "instance.restart", lambda s, inst: ssvc.restart(s, inst, current_user.username))
+    if done:
+        return done
+    form.form_errors.append(exc.message)
+    return instance(name, status=409, restart_form=form)
 
 
 @bp.post("/instances/<name>/delete")
@@ -477,17 +619,62 @@ def jobs():
     return render_template("ui/jobs.html", jobs=rows)
 
 
+def _retryable(s, j) -> bool:
+    if not current_user.is_admin:
+        return False
+    try:
+        jobsvc.check_retryable(s, j)
+    except Conflict:
+        return False
+    return True
+
+
 @bp.get("/jobs/<int:job_id>")
 @login_required
-def job(job_id):
+def job(job_id, status=200, action_error=None):
     revealed = pop_reveal("job", str(job_id))
     with services().store.session() as s:
         j = _visible_job(s, job_id)
         events = jobsvc.events_after(s, j.id, 0)
+        retry_of = (j.params or {}).get("retry_of")
         page = render_template("ui/job.html", job=j, events=[_event_dict(e) for e in events],
                                failures=_failures(j, events), terminal=j.status in TERMINAL, revealed=revealed,
-                               last_id=events[-1].id if events else 0)
-    return page
+                               last_id=events[-1].id if events else 0, retryable=_retryable(s, j),
+                               retry_of=retry_of if isinstance(retry_of, int) else None,
+                               action_form=forms.EmptyForm(prefix="job"), action_error=action_error)
+    return page, status
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+@login_required
+def job_cancel(job_id):
+    if not forms.EmptyForm(prefix="job").validate_on_submit():
+        abort(400)
+    try:
+        with services().store.session() as s:
+            j = _visible_job(s, job_id)
+            jobsvc.cancel(s, j, current_user.username, on_queued_cancel=isvc.on_queued_cancel)
+            audit.record(s, actor(), "job.cancel", "job", str(j.id), detail=f"{j.kind}, was {j.status}")
+    except Conflict as exc:
+        record_failure("job.cancel", "job", str(job_id), exc)
+        return job(job_id, status=409, action_error=exc.message)
+    return redirect(url_for("ui.job", job_id=job_id))
+
+
+@bp.post("/jobs/<int:job_id>/retry")
+@admin_required
+def job_retry(job_id):
+    if not forms.EmptyForm(prefix="job").validate_on_submit():
+        abort(400)
+    try:
+        with services().store.session() as s:
+            new = isvc.retry_job(s, _visible_job(s, job_id), current_user.username)
+            audit.record(s, actor(), "job.retry", "job", str(job_id), detail=f"job {new.id} ({new.kind})")
+            new_id = new.id
+    except (Conflict, NotFound) as exc:
+        record_failure("job.retry", "job", str(job_id), exc)
+        return job(job_id, status=409, action_error=exc.message)
+    return redirect(url_for("ui.job", job_id=new_id))
 
 
 @bp.get("/jobs/<int:job_id>/events")
@@ -504,6 +691,8 @@ def job_events(job_id):
                 "started": j.started_at.strftime("%H:%M:%S") if j.started_at else None,
                 "finished": j.finished_at.strftime("%H:%M:%S") if j.finished_at else None,
                 "events": [_event_dict(e) for e in events], "failures": failures,
+                "cancel_requested": bool(j.cancel_requested),
+                "retryable": j.status in TERMINAL and _retryable(s, j),
                 "instance_url": url_for("ui.instance", name=j.instance_name)
                 if j.instance_name and current_user.is_admin else None}
 
@@ -531,9 +720,68 @@ def users():
             created = {"username": username, "password": password}  # generated: shown in this answer only
             form = forms.UserCreateForm(formdata=None)
     with services().store.session() as s:
-        rows = [{"username": u.username, "is_admin": u.is_admin, "created_at": u.created_at}
-                for u in accounts.list_users(s)]
+        owned = _owned_counts(s)
+        rows = [{"username": u.username, "is_admin": u.is_admin, "created_at": u.created_at,
+                 "databases": owned.get(u.id, 0)} for u in accounts.list_users(s)]
     return render_template("ui/users.html", form=form, users=rows, created=created)
+
+
+def _owned_counts(s) -> dict[int, int]:
+    from sqlalchemy import func, select
+
+    from webapp.store.models import Database
+
+    return dict(s.execute(select(Database.owner_id, func.count()).group_by(Database.owner_id)).all())
+
+
+@bp.route("/users/<username>", methods=["GET", "POST"])
+@admin_required
+def user(username):
+    """One user: their databases and tokens, and deletion behind a typed confirmation that says what happens to
+    their databases (transfer to another user, or delete them)."""
+    svc = services()
+    form = forms.UserDeleteForm()
+    with svc.store.session() as s:
+        try:
+            u = accounts.get_user(s, username)
+        except NotFound:
+            abort(404, f"There is no user {username!r}.")
+        dbs = [{"instance": d.instance.name, "name": d.name} for d in dbsvc.visible(s, actor())
+               if d.owner_id == u.id]
+        others = [x.username for x in accounts.list_users(s) if x.id != u.id]
+        info = {"username": u.username, "is_admin": u.is_admin, "created_at": u.created_at,
+                "tokens": sum(1 for t in accounts.list_tokens(s, u) if t.revoked_at is None)}
+    form.transfer_to.choices = [("", "choose a user")] + [(o, o) for o in others]
+    if form.validate_on_submit():
+        choice, heir = form.databases.data, form.transfer_to.data or None
+        if form.confirm.data.strip() != username:
+            form.confirm.errors = [*form.confirm.errors, f"Type {username} exactly to delete this user."]
+        elif dbs and choice not in ("transfer", "delete"):
+            form.databases.errors = [*form.databases.errors, "Say what happens to their databases."]
+        elif dbs and choice == "transfer" and not heir:
+            form.transfer_to.errors = [*form.transfer_to.errors, "Choose who gets their databases."]
+        else:
+            transfer = heir if dbs and choice == "transfer" else None
+            try:
+                with svc.store.session() as s:
+                    requester = accounts.get_user(s, current_user.username)
+                    dropper = ((lambda db: dbsvc.drop(s, svc.box, actor(), db))
+                               if dbs and choice == "delete" else None)
+                    dropped = accounts.delete_user(s, requester, username, transfer_to=transfer,
+                                                   drop_databases=dropper)
+                    detail = (f"databases transferred to {transfer}" if transfer else
+                              f"{len(dropped)} database(s) deleted" if dropped else "")
+                    audit.record(s, actor(), "user.delete", "user", username, detail=detail)
+            except (Conflict, Invalid, NotFound) as exc:
+                record_failure("user.delete", "user", username, exc)
+                form_error(form, exc)
+            except psycopg.Error as exc:
+                record_failure("user.delete", "user", username, exc)
+                form.form_errors.append(db_error_message(exc))
+            else:
+                flash(f"User {username} was deleted" + (f"; {detail}." if detail else "."), "success")
+                return redirect(url_for("ui.users"))
+    return render_template("ui/user.html", u=info, databases=dbs, form=form), (422 if form.is_submitted() else 200)
 
 
 @bp.get("/audit")

@@ -55,6 +55,17 @@ function pollJob(tbody) {
       statusEl.setAttribute("data-status", job.status);
       statusEl.replaceChildren(badge(job.status, "status-"));
     }
+    var cancel = document.getElementById("job-cancel");
+    if (cancel && job.cancel_requested) {
+      var cb = cancel.querySelector("button");
+      cb.disabled = true;
+      cb.textContent = "Cancel requested";
+    }
+    if (job.terminal) {
+      if (cancel) { cancel.hidden = true; }
+      var retry = document.getElementById("job-retry");
+      if (retry && job.retryable) { retry.hidden = false; }
+    }
     var started = document.getElementById("job-started");
     if (started && job.started) { started.textContent = job.started; }
     if (job.terminal) {
