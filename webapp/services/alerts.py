@@ -1,22 +1,21 @@
 """Alerts from the newest samples: a database at 80% of its quota, replication lag over a threshold, an instance
-degraded, a member's volume over 85% full. The worker's Notifier remembers which alerts fire and POSTs a JSON
-message to a webhook when one starts or ends (a failed post is logged, never raised)."""
+degraded, a member's volume over 85% full. The worker's Notifier keeps which alerts fire in the store
+(alert_states) and POSTs a JSON message to a webhook when one starts or ends (a failed post is logged, never
+raised)."""
 from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from webapp.services import metrics
 from webapp.services.audit import Actor
-from webapp.store.models import Database, Instance, utcnow
+from webapp.store.models import AlertState, Database, Instance, utcnow
 
 log = logging.getLogger(__name__)
 MIB, GIB = 1024 ** 2, 1024 ** 3
@@ -100,29 +99,11 @@ def evaluate(s: Session, th: Thresholds, provider=None, databases_only: bool = F
 
 
 def volume_filesystems(provider, members: list[str]) -> dict[str, tuple[int, int]]:
-    """(used, size) in bytes, as df counts them, of the filesystem holding each member's data volume. A provider
-    may answer itself (`volume_filesystems`); for local podman the volumes are on this machine."""
+    """(used, size) in bytes, as df counts them, of the filesystem holding each member's data volume, when the
+    provider can tell (the local provider can: the volumes are on this machine)."""
     if provider is not None and hasattr(provider, "volume_filesystems"):
         return provider.volume_filesystems(members)
-    conf = getattr(provider, "containers_conf", None)
-    if getattr(provider, "name", None) != "local" or not conf:
-        return {}
-    try:
-        r = subprocess.run(["podman", "volume", "inspect", "--format", "{{.Name}}|{{.Mountpoint}}",
-                            *[f"{m}-data" for m in members]], capture_output=True, text=True, timeout=10,
-                           env={**os.environ, "CONTAINERS_CONF": conf})
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    out = {}
-    for line in r.stdout.splitlines():
-        name, _, mount = line.partition("|")
-        try:
-            st = os.statvfs(mount)
-        except OSError:
-            continue
-        used, avail = (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
-        out[name.removesuffix("-data")] = (used, used + avail)
-    return out
+    return {}
 
 
 def public(alert: dict) -> dict:
@@ -148,20 +129,87 @@ def post(url: str, message: dict, timeout: float = 5.0) -> bool:
         return False
 
 
+def _insert(s: Session):
+    """INSERT ... ON CONFLICT DO NOTHING for the store's dialect (SQLite or PostgreSQL)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def record(s: Session, alerts: list[dict], now=None) -> tuple[list[dict], list[dict]]:
+    """Bring the stored state to the alerts firing now; return (started, ended): the changes THIS caller made.
+    A start is a conditional insert (or the update of a resolved row), an end a conditional update of a firing
+    row, each committed at once: when two workers (or a restarted one) see the same change, one wins it."""
+    now = now or utcnow()
+    current = {a["id"]: a for a in alerts}
+    stored = {r.id: r for r in s.scalars(select(AlertState).where(AlertState.resolved_at.is_(None)))}
+    insert = _insert(s)
+    started, ended = [], []
+    for aid, a in sorted(current.items()):
+        body = public(a)
+        if aid in stored:
+            s.execute(update(AlertState).where(AlertState.id == aid, AlertState.resolved_at.is_(None))
+                      .values(last_seen_at=now, alert=body, severity=a["severity"])
+                      .execution_options(synchronize_session=False))
+            s.commit()
+            continue
+        values = dict(kind=a["kind"], instance_name=a["instance"], owner_id=a.get("_owner"), severity=a["severity"],
+                      alert=body, started_at=now, last_seen_at=now, resolved_at=None)
+        won = len(s.execute(insert(AlertState).values(id=aid, **values).on_conflict_do_nothing(
+            index_elements=["id"]).returning(AlertState.id)).all())  # (psycopg gives no rowcount here)
+        if won != 1:  # the row exists: it fires again if it was resolved (and nobody else restarted it)
+            won = s.execute(update(AlertState).where(AlertState.id == aid, AlertState.resolved_at.is_not(None))
+                            .values(**values).execution_options(synchronize_session=False)).rowcount
+        s.commit()
+        if won == 1:
+            started.append(body)
+    for aid in sorted(stored.keys() - current.keys()):
+        won = s.execute(update(AlertState).where(AlertState.id == aid, AlertState.resolved_at.is_(None))
+                        .values(resolved_at=now).execution_options(synchronize_session=False)).rowcount
+        s.commit()
+        if won == 1:
+            ended.append(stored[aid].alert)
+    return started, ended
+
+
+def prune(s: Session, keep_seconds: float, now=None) -> int:
+    """Forget alerts resolved longer ago than keep_seconds."""
+    horizon = (now or utcnow()) - timedelta(seconds=keep_seconds)
+    return s.execute(delete(AlertState).where(AlertState.resolved_at.is_not(None), AlertState.resolved_at < horizon)
+                     .execution_options(synchronize_session=False)).rowcount or 0
+
+
+def firing(s: Session, actor: Actor) -> list[AlertState]:
+    """The stored firing alerts (as the workers last saw them): all for admins, own databases' for a user."""
+    q = select(AlertState).where(AlertState.resolved_at.is_(None)).order_by(AlertState.started_at.desc())
+    if not actor.is_admin:
+        q = q.where(AlertState.owner_id == actor.user_id)
+    return list(s.scalars(q))
+
+
+def firing_count(s: Session, actor: Actor) -> int:
+    q = select(func.count()).select_from(AlertState).where(AlertState.resolved_at.is_(None))
+    if not actor.is_admin:
+        q = q.where(AlertState.owner_id == actor.user_id)
+    return s.scalar(q) or 0
+
+
 class Notifier:
-    """A worker's memory of the alerts that fire (kept in memory: a restarted worker announces what fires then as
-    started). Called with a session at every sampling interval; posts only changes."""
+    """Called by a worker with a session at every sampling interval: evaluates the alerts, records the firing
+    state in the store (alert_states) and POSTs only the changes it won to the webhook. Nothing is kept in
+    memory, so a restarted worker neither announces again what already fires nor forgets to announce its end,
+    and two workers do not announce one change twice."""
 
     def __init__(self, config, provider=None):
         self.config = config  # read at each call, so a changed webhook URL applies at once
         self.provider = provider
-        self.firing: dict[str, dict] = {}
 
     def __call__(self, s: Session) -> dict:
-        now = {a["id"]: public(a) for a in evaluate(s, Thresholds.from_config(self.config), self.provider)}
-        started = [now[k] for k in sorted(now.keys() - self.firing.keys())]
-        ended = [self.firing[k] for k in sorted(self.firing.keys() - now.keys())]
-        self.firing = now
+        started, ended = record(s, evaluate(s, Thresholds.from_config(self.config), self.provider))
+        prune(s, float(self.config.get("METRICS_ROLLUP_SECONDS", 30 * 24 * 3600)))
+        s.commit()
         url = self.config.get("ALERT_WEBHOOK_URL")
         if url:
             at = utcnow().isoformat()
