@@ -31,6 +31,9 @@ class Chart:
     title: str
     unit: str
     values: list[tuple[float, float | None]]  # (unix time, value); None breaks the line
+    label: str = ""  # names the line when there are several
+    more: list[tuple[str, list[tuple[float, float | None]]]] = field(default_factory=list)  # (label, values)
+    span: tuple[float, float] | None = None  # the time axis (unix times); default: the first and last value
 
 
 @dataclass
@@ -271,13 +274,15 @@ def to_csv(report: Report) -> bytes:
 
 
 W, H, ML, MR, MT, MB = 640, 190, 64, 16, 28, 30  # chart size and margins (left, right, top, bottom)
+COLOURS = ("#1f6fb4", "#d9730d", "#2e8b57", "#9b59b6")
 
 
 def _axes(chart: Chart):
-    known = [(t, v) for t, v in chart.values if v is not None]
+    known = [(t, v) for vals in [chart.values, *(v for _, v in chart.more)] for t, v in vals if v is not None]
     if not known:
         return None
-    t0, t1 = chart.values[0][0], chart.values[-1][0]  # every chart of a report on the same time axis
+    # every chart of a report on the same time axis
+    t0, t1 = chart.span or ((chart.values or known)[0][0], (chart.values or known)[-1][0])
     if t1 <= t0:
         t1 = t0 + 1
     ymax = _nice_max(max(v for _, v in known))
@@ -310,12 +315,18 @@ def svg_chart(chart: Chart) -> str:
         t = t0 + (t1 - t0) * i / 4
         anchor = "end" if i == 4 else "middle"
         out.append(f'<text x="{x(t):.1f}" y="{H - 10}" text-anchor="{anchor}">{e(_clock(t, t1 - t0))}</text>')
-    for seg in _segments(chart.values):
-        if len(seg) == 1:
-            out.append(f'<circle cx="{x(seg[0][0]):.1f}" cy="{y(seg[0][1]):.1f}" r="2" fill="#1f6fb4"/>')
-        else:
-            pts = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in seg)
-            out.append(f'<polyline points="{pts}" fill="none" stroke="#1f6fb4" stroke-width="1.5"/>')
+    lines = [(chart.label, chart.values), *chart.more]
+    for i, (label, values) in enumerate(lines):
+        colour = COLOURS[i % len(COLOURS)]
+        for seg in _segments(values):
+            if len(seg) == 1:
+                out.append(f'<circle cx="{x(seg[0][0]):.1f}" cy="{y(seg[0][1]):.1f}" r="2" fill="{colour}"/>')
+            else:
+                pts = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in seg)
+                out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        if label and len(lines) > 1:
+            out.append(f'<text x="{W - MR}" y="16" dx="{-150 * (len(lines) - 1 - i)}" text-anchor="end" '
+                       f'fill="{colour}">{e(label)}</text>')
     return "".join(out) + "</svg>"
 
 
