@@ -23,9 +23,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     store = Store(app.config["DATABASE_URL"])
     if app.config.get("AUTO_MIGRATE", True):
         store.upgrade()
+    box = SecretBox(app.config["ENCRYPTION_KEY"])
     app.extensions["pgaas"] = Services(
-        store=store, box=SecretBox(app.config["ENCRYPTION_KEY"]),
-        provider=get_provider(app.config["PROVIDER"], app.config), config=app.config,
+        store=store, box=box,
+        provider=get_provider(app.config["PROVIDER"], app.config, store=store, box=box), config=app.config,
     )
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -26,7 +26,9 @@ class Services:
         c = self.config
         return dict(
             jobs_dir=c["JOBS_DIR"], project_dir=c["PROJECT_DIR"],
-            inventory=str(__import__("pathlib").Path(c["PROJECT_DIR"]) / "inventory" / "local" / "hosts.yml"),
+            # a provider with hosts of its own writes each run's inventory; else the static local one
+            inventory=getattr(self.provider, "inventory", None)
+            or str(__import__("pathlib").Path(c["PROJECT_DIR"]) / "inventory" / "local" / "hosts.yml"),
             envvars={"CONTAINERS_CONF": c["CONTAINERS_CONF"]},
             heartbeat_seconds=float(c["JOB_HEARTBEAT_SECONDS"]), stale_seconds=float(c["JOB_STALE_SECONDS"]),
             poll_seconds=float(c["WORKER_POLL_SECONDS"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -71,7 +72,7 @@ def _worker_is_dead(worker_id: str | None) -> bool:
 
 class Worker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, jobs_dir: str, project_dir: str,
-                 inventory: str, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
+                 inventory, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
                  stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None,
                  periodic: list | None = None):
         self.store = store
@@ -164,11 +165,23 @@ class Worker:
     def _play(self, job_id: int, spec: RunSpec, ident: str, cancellable: bool = True) -> Outcome:
         add_event(self.store, job_id, Event("pgaas_run_start", task=spec.label or spec.playbook, status="start",
                                             message=f"ansible-runner: {spec.playbook}"))
-        return run_playbook(
-            self.jobs_dir / str(job_id), ident, spec, project_dir=self.project_dir, inventory=self.inventory,
-            envvars=self.envvars, on_event=lambda ev: add_event(self.store, job_id, ev),
-            should_cancel=(lambda: self._cancel_requested(job_id)) if cancellable else None,
-        )
+        inventory, provider_dir = self.inventory, None
+        if callable(inventory):
+            # a provider's inventory for this run (it may hold key files): private, removed after the run
+            provider_dir = self.jobs_dir / str(job_id) / "private" / f"provider-{ident}"
+            provider_dir.mkdir(parents=True, exist_ok=True)
+            for d in (provider_dir.parent.parent, provider_dir.parent, provider_dir):
+                os.chmod(d, 0o700)
+            inventory = inventory(provider_dir)
+        try:
+            return run_playbook(
+                self.jobs_dir / str(job_id), ident, spec, project_dir=self.project_dir, inventory=inventory,
+                envvars=self.envvars, on_event=lambda ev: add_event(self.store, job_id, ev),
+                should_cancel=(lambda: self._cancel_requested(job_id)) if cancellable else None,
+            )
+        finally:
+            if provider_dir is not None:
+                shutil.rmtree(provider_dir, ignore_errors=True)
 
     def _run(self, job_id: int) -> None:
         with self.store.session() as s:

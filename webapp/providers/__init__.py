@@ -1,5 +1,24 @@
 """Where hosts come from. A provider places an instance's members on hosts and says how to reach them.
-Only `local` (podman on this machine) exists so far; SSH hosts and OpenStack plug in here."""
+
+The seam every provider implements (local: podman on this machine; ssh: registered machines; openstack: VMs):
+  name                                   the provider's name, recorded on each instance
+  hosts() -> list[str]                   inventory host names it may place members on
+  place(instance, count, used_ports)     -> [Placement]: one per member; used_ports is {(host, port)} already taken.
+                                         Members of one instance go to different hosts when there are enough.
+                                         Raises NoCapacity when they do not fit.
+Optional:
+  replace(instance, member, old_host, other_hosts) -> Placement   a rebuilt member's new place (failover)
+  etcd_members(instance, placements, used_ports) -> [dict]        etcd cluster members {name, host, address,
+                                         client_port, peer_port} when the instance gets its own N-member etcd;
+                                         [] (or no method) means one etcd container beside the first member
+  inventory(private_dir) -> str          path of an Ansible inventory (written for one job, may hold key files
+                                         under private_dir; the worker removes them after the run) with the
+                                         provider's hosts and how to reach them; without it the static
+                                         inventory/local/hosts.yml is used
+  stats(containers), volume_filesystems(members)                  monitoring, when the provider can measure
+Playbooks see hosts only through the inventory: a member's `host` is an inventory host name, and connection
+details (ansible_host, ansible_user, keys, become) and per-host settings (pgaas_host_publish_address,
+pgaas_host_containers_conf) are inventory host variables."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,10 +33,17 @@ class Placement:
     api_port: int
 
 
-def get_provider(name: str, config):
-    from webapp.providers.local import LocalProvider
+class NoCapacity(Exception):
+    """The provider's hosts cannot take the members asked for (the message says what is missing)."""
 
-    providers = {"local": LocalProvider}
+
+def get_provider(name: str, config, store=None, box=None):
+    from webapp.providers.local import LocalProvider
+    from webapp.providers.ssh import SSHProvider
+
+    providers = {"local": LocalProvider, "ssh": SSHProvider}
     if name not in providers:
         raise ValueError(f"unknown provider {name!r}; known: {', '.join(providers)}")
-    return providers[name](config)
+    if name == "local":
+        return LocalProvider(config)
+    return providers[name](config, store=store, box=box)

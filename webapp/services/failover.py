@@ -352,7 +352,8 @@ class RebuildHandler(_Handler):
         extravars = isvc._deploy_vars(inst, self.image)
         placement = params.get("placement") or {}
         extravars["pgaas_members"] = [
-            {k: placement[k] for k in ("name", "host", "pg_port", "api_port")} if m["name"] == params["member"]
+            {k: placement[k] for k in ("name", "host", "address", "pg_port", "api_port") if k in placement}
+            if m["name"] == params["member"]
             and placement else m for m in extravars["pgaas_members"]]
         extravars.update(pgaas_rebuild_member=params["member"], pgaas_rebuild_old_host=params["old_host"])
         return RunSpec("playbooks/instance_rebuild.yml", extravars, secrets=self.box.open(inst.secrets_enc),

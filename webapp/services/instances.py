@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.jobs.runner import Outcome, RunSpec
+from webapp.providers import NoCapacity
 from webapp.services import Conflict, Invalid, NotFound, check_name
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox, generate_password
@@ -118,7 +119,11 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     if jobsvc.active_job(s, name):
         raise Conflict(f"instance {name!r} is still being deleted")
     used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port)}
-    placements = provider.place(name, 1 + replicas, used)
+    try:
+        placements = provider.place(name, 1 + replicas, used)
+        etcd = provider.etcd_members(name, placements, used) if hasattr(provider, "etcd_members") else []
+    except NoCapacity as exc:
+        raise Conflict(str(exc)) from None
     secrets = {
         "pgaas_superuser_password": generate_password(32),
         "pgaas_replication_password": generate_password(32),
@@ -127,7 +132,8 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     }
     inst = Instance(name=name, status="creating", provider=provider.name, synchronous=synchronous,
                     replicas=replicas, storage_gb=storage_gb, cpus=cpus, memory_mb=memory_mb,
-                    admin_user=ADMIN_USER, secrets_enc=box.seal(secrets), meta={}, created_by=created_by)
+                    admin_user=ADMIN_USER, secrets_enc=box.seal(secrets),
+                    meta={"etcd_members": etcd} if etcd else {}, created_by=created_by)
     inst.members = [Member(ordinal=i, name=p.name, host=p.host, address=p.address, pg_port=p.pg_port,
                            api_port=p.api_port) for i, p in enumerate(placements)]
     s.add(inst)
@@ -249,13 +255,25 @@ def _deploy_vars(inst: Instance, image: str) -> dict:
         "pgaas_instance_name": inst.name,
         "pgaas_synchronous": inst.synchronous,
         "pgaas_admin_user": inst.admin_user,
-        "pgaas_members": [{"name": m.name, "host": m.host, "pg_port": m.pg_port, "api_port": m.api_port}
-                          for m in inst.members],
+        "pgaas_members": [{"name": m.name, "host": m.host, "address": m.address, "pg_port": m.pg_port,
+                           "api_port": m.api_port} for m in inst.members],
+        "pgaas_etcd_members": etcd_members(inst),
         "pgaas_cpus": inst.cpus,
         "pgaas_memory_mb": inst.memory_mb,
         "pgaas_storage_gb": inst.storage_gb,
         "pgaas_image": image,
     }
+
+
+def etcd_members(inst: Instance) -> list[dict]:
+    """The instance's own etcd cluster ({name, host, address, client_port, peer_port}); [] for one etcd beside
+    the first member."""
+    return list((inst.meta or {}).get("etcd_members", []))
+
+
+def instance_hosts(inst: Instance) -> list[str]:
+    """Every host that runs something of the instance (members and etcd members)."""
+    return [m.host for m in inst.members] + [e["host"] for e in etcd_members(inst)]
 
 
 def _teardown_spec(name: str, hosts: list[str]) -> RunSpec:
@@ -281,7 +299,7 @@ class CreateHandler:
         if outcome.status != "canceled":
             return None  # a failed deploy keeps its containers for inspection; a retry converges them
         inst = get(s, job.instance_name)
-        return _teardown_spec(inst.name, [m.host for m in inst.members])
+        return _teardown_spec(inst.name, instance_hosts(inst))
 
     def finish(self, s, job: Job, outcome: Outcome) -> None:
         inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
@@ -316,7 +334,7 @@ class CreateHandler:
 class DeleteHandler(CreateHandler):
     def prepare(self, s, job: Job) -> RunSpec:
         inst = get(s, job.instance_name)
-        return _teardown_spec(inst.name, [m.host for m in inst.members])
+        return _teardown_spec(inst.name, instance_hosts(inst))
 
     def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         return None

@@ -261,3 +261,20 @@ class AlertState(Base):
     started_at: Mapped[datetime] = mapped_column()
     last_seen_at: Mapped[datetime] = mapped_column()
     resolved_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+
+
+class Host(Base):
+    """A machine the ssh provider may place members on (registered through the API; hosts listed in the
+    configuration are not stored). The SSH key is a path the control plane reads, or a key stored encrypted."""
+    __tablename__ = "hosts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    address: Mapped[str] = mapped_column(String(255))
+    ssh_user: Mapped[str] = mapped_column(String(32))
+    ssh_port: Mapped[int] = mapped_column(Integer, default=22)
+    key_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    capacity: Mapped[int] = mapped_column(Integer, default=4)  # members it may run
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,164 @@
+"""SSH hosts: machines listed in the configuration or registered through the API, reached by Ansible over SSH.
+Each member is a podman container on one host, its ports published on the host's address; the members of one
+instance go to different hosts when there are enough, and the instance gets an etcd of three members when its
+hosts and the control plane (or other hosts) make three."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+
+from webapp.providers import NoCapacity, Placement
+
+
+class SSHProvider:
+    name = "ssh"
+
+    def __init__(self, config, store=None, box=None):
+        self.config = config
+        self.store = store
+        self.box = box
+        self.port_start = int(config["PORT_RANGE_START"])
+        self.port_end = int(config["PORT_RANGE_END"])
+        # Address the hosts reach the control plane on: it then runs an etcd member when an instance has only
+        # two hosts. Empty: etcd members only on hosts.
+        self.control_plane_address = config.get("SSH_CONTROL_PLANE_ADDRESS", "") or ""
+        self.containers_conf = config.get("SSH_CONTAINERS_CONF", "/etc/pgaas/containers.conf")
+        self.publish_address = config.get("SSH_PUBLISH_ADDRESS", "0.0.0.0")  # noqa: S104 (firewalled hosts)
+
+    # -- hosts ---------------------------------------------------------------------------------------------
+    def _hosts(self):
+        from webapp.services import hosts as hostsvc
+
+        with self.store.session() as s:
+            return hostsvc.all_hosts(s, self.config)
+
+    def _load(self) -> dict[str, int]:
+        from webapp.store.models import Member
+
+        with self.store.session() as s:
+            load: dict[str, int] = {}
+            for host in s.scalars(select(Member.host)):
+                load[host] = load.get(host, 0) + 1
+            return load
+
+    def _used_ports(self) -> set[tuple[str, int]]:
+        from webapp.store.models import Instance, Member
+
+        with self.store.session() as s:
+            used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port)}
+            for inst in s.scalars(select(Instance)):
+                for e in (inst.meta or {}).get("etcd_members", []):
+                    used |= {(e["host"], e["client_port"]), (e["host"], e["peer_port"])}
+            return used
+
+    def hosts(self) -> list[str]:
+        return [h.name for h in self._hosts()]
+
+    # -- placement -----------------------------------------------------------------------------------------
+    def place(self, instance: str, count: int, used_ports: set[tuple[str, int]]) -> list[Placement]:
+        hosts = {h.name: h for h in self._hosts()}
+        if not hosts:
+            raise NoCapacity("the ssh provider has no hosts: register one (POST /api/v1/hosts) or list them in "
+                             "SSH_HOSTS")
+        load = self._load()
+        free = {n: h.capacity - load.get(n, 0) for n, h in hosts.items()}
+        chosen: list[str] = []
+        for _ in range(count):
+            # a host this instance does not use yet first, then the least loaded, then by name
+            options = [n for n in hosts if free[n] > 0]
+            if not options:
+                raise NoCapacity(f"the hosts have room for {len(chosen)} more member(s), {count} needed "
+                                 f"(capacity {sum(h.capacity for h in hosts.values())}, used {sum(load.values())})")
+            best = min(options, key=lambda n: (n in chosen, load.get(n, 0) / hosts[n].capacity, n))
+            chosen.append(best)
+            free[best] -= 1
+            load[best] = load.get(best, 0) + 1
+        used = set(used_ports) | self._used_ports()
+        out = []
+        for i, host in enumerate(chosen):
+            pg, api = self._ports(host, 2, used)
+            out.append(Placement(f"pgaas-{instance}-{i}", host, hosts[host].address, pg, api))
+        return out
+
+    def replace(self, instance: str, member: str, old_host: str, other_hosts: set[str]) -> Placement:
+        """A rebuilt member's place: a host with room that runs no other member of the instance, not the old
+        one if another fits; else the old host."""
+        hosts = {h.name: h for h in self._hosts()}
+        load = self._load()
+        options = [n for n, h in hosts.items() if n not in other_hosts and n != old_host and h.capacity > load.get(n, 0)]
+        host = min(options, key=lambda n: (load.get(n, 0) / hosts[n].capacity, n)) if options else old_host
+        if host not in hosts:
+            raise NoCapacity(f"no host to rebuild {member} on")
+        pg, api = self._ports(host, 2, self._used_ports())
+        return Placement(member, host, hosts[host].address, pg, api)
+
+    def etcd_members(self, instance: str, placements: list[Placement], used_ports: set[tuple[str, int]]) -> list[dict]:
+        """Three etcd members (one per distinct host of the instance, then the control plane, then the least
+        loaded other hosts) when three places exist; else [] (one etcd beside the first member)."""
+        hosts = {h.name: h for h in self._hosts()}
+        places: list[tuple[str, str]] = []
+        for p in placements:
+            if p.host not in [h for h, _ in places]:
+                places.append((p.host, p.address))
+        if len(places) < 3 and self.control_plane_address:
+            places.append(("localhost", self.control_plane_address))
+        if len(places) < 3:
+            load = self._load()
+            for n in sorted(hosts, key=lambda n: (load.get(n, 0) / hosts[n].capacity, n)):
+                if len(places) < 3 and n not in [h for h, _ in places]:
+                    places.append((n, hosts[n].address))
+        if len(places) < 3:
+            return []
+        used = set(used_ports) | self._used_ports() | {(p.host, q) for p in placements for q in (p.pg_port, p.api_port)}
+        out = []
+        for i, (host, address) in enumerate(places[:3]):
+            client, peer = self._ports(host, 2, used)
+            out.append({"name": f"pgaas-{instance}-etcd-{i}", "host": host, "address": address,
+                        "client_port": client, "peer_port": peer})
+        return out
+
+    def _ports(self, host: str, n: int, used: set[tuple[str, int]]) -> list[int]:
+        found = []
+        for port in range(self.port_start, self.port_end + 1):
+            if (host, port) not in used:
+                found.append(port)
+                used.add((host, port))
+                if len(found) == n:
+                    return found
+        raise NoCapacity(f"no free ports left on {host} in {self.port_start}-{self.port_end}")
+
+    # -- inventory -----------------------------------------------------------------------------------------
+    def inventory(self, private_dir) -> str:
+        """Write this run's inventory (JSON is YAML) into private_dir: localhost for the control plane's plays,
+        and every host with how to reach it. Stored keys become 0600 files there (the worker removes the dir)."""
+        from webapp.services import hosts as hostsvc
+
+        private_dir = Path(private_dir)
+        hosts = {}
+        for h in self._hosts():
+            key = hostsvc.private_key(self.box, h) if h.key_enc else None
+            if key is not None:
+                path = private_dir / f"key-{h.name}"
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(key if key.endswith("\n") else key + "\n")
+                key_file = str(path)
+            else:
+                key_file = h.key_path
+            hosts[h.name] = {
+                "ansible_host": h.address, "ansible_user": h.ssh_user, "ansible_port": h.ssh_port,
+                "ansible_ssh_private_key_file": key_file, "ansible_become": h.ssh_user != "root",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "pgaas_host_publish_address": self.publish_address,
+                "pgaas_host_containers_conf": self.containers_conf,
+                "pgaas_host_engine_provider": "ssh",
+            }
+        hosts["localhost"] = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+        path = private_dir / "inventory.yml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"all": {"hosts": hosts}}, f, indent=1)
+        return str(path)
