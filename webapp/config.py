@@ -15,8 +15,20 @@ class Defaults:
     SECRET_KEY = ""
     # Where jobs' private data dirs live. Empty means <instance>/jobs.
     JOBS_DIR = ""
-    # Which provider places instances: local (podman on this machine).
+    # Which provider places instances: local (podman on this machine) or openstack (a VM per member).
     PROVIDER = "local"
+    # The openstack provider: a clouds.yaml (credentials stay there) and the cloud named in it; what servers boot.
+    OPENSTACK_CLOUDS_YAML = ""
+    OPENSTACK_CLOUD = ""
+    OPENSTACK_IMAGE = "debian-12"
+    OPENSTACK_FLAVOR = "m1.small"
+    OPENSTACK_NETWORK = ""
+    OPENSTACK_FLOATING_IP_NETWORK = ""   # empty: no floating IPs, the fixed addresses are used
+    OPENSTACK_SSH_USER = "debian"
+    OPENSTACK_KEY_FILE = ""              # empty: generated into the instance folder
+    OPENSTACK_CONTROL_CIDRS = ""         # comma-separated; allowed to reach PostgreSQL, Patroni, etcd and SSH
+    OPENSTACK_DEFAULT_STORAGE_GB = 10    # data volume size of an instance created without storage_gb
+    OPENSTACK_CONNECT_TIMEOUT = 300      # seconds a new server gets to answer over SSH
     # Host ports the local provider may publish (PostgreSQL and Patroni REST, on 127.0.0.1).
     PORT_RANGE_START = 20000
     PORT_RANGE_END = 21999

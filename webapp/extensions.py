@@ -61,8 +61,9 @@ class Services:
         from webapp.jobs.worker import Worker
         from webapp.services import instances
 
-        return Worker(self.store, instances.handlers(self.box, self.config["IMAGE"]), worker_id=worker_id,
-                      periodic=self.maintenance() if maintenance else [], **self.worker_settings())
+        return Worker(self.store, instances.handlers(self.box, self.config["IMAGE"], self.provider),
+                      worker_id=worker_id, periodic=self.maintenance() if maintenance else [],
+                      **self.worker_settings())
 
 
 def services() -> Services:

@@ -16,6 +16,11 @@ Optional:
                                          provider's hosts and how to reach them; without it the static
                                          inventory/local/hosts.yml is used
   stats(containers), volume_filesystems(members)                  monitoring, when the provider can measure
+  create_playbook(), playbook_vars(), teardown(name, meta), record(instance, artifact_data)
+                                         cloud providers (openstack) that make the hosts in the create job:
+                                         the play to run instead of instance_deploy.yml (it provisions, then
+                                         imports it), its extra vars, the teardown play, and where the servers
+                                         landed (member addresses) from the run's set_stats
 Playbooks see hosts only through the inventory: a member's `host` is an inventory host name, and connection
 details (ansible_host, ansible_user, keys, become) and per-host settings (pgaas_host_publish_address,
 pgaas_host_containers_conf) are inventory host variables."""
@@ -39,9 +44,10 @@ class NoCapacity(Exception):
 
 def get_provider(name: str, config, store=None, box=None):
     from webapp.providers.local import LocalProvider
+    from webapp.providers.openstack import OpenStackProvider
     from webapp.providers.ssh import SSHProvider
 
-    providers = {"local": LocalProvider, "ssh": SSHProvider}
+    providers = {"local": LocalProvider, "ssh": SSHProvider, "openstack": OpenStackProvider}
     if name not in providers:
         raise ValueError(f"unknown provider {name!r}; known: {', '.join(providers)}")
     if name == "local":

@@ -276,7 +276,10 @@ def instance_hosts(inst: Instance) -> list[str]:
     return [m.host for m in inst.members] + [e["host"] for e in etcd_members(inst)]
 
 
-def _teardown_spec(name: str, hosts: list[str]) -> RunSpec:
+def _teardown_spec(name: str, hosts: list[str], provider=None, meta: dict | None = None) -> RunSpec:
+    if hasattr(provider, "teardown"):  # cloud providers remove what they made, found by its tags
+        playbook, extravars = provider.teardown(name, meta or {})
+        return RunSpec(playbook, extravars, label=f"Remove the instance's {provider.name} resources")
     return RunSpec("playbooks/instance_teardown.yml",
                    {"pgaas_instance_name": name, "pgaas_hosts": sorted(set(hosts)) or ["localhost"]},
                    label="Remove the instance's containers, volumes and network")
@@ -287,11 +290,16 @@ def facts_summary(facts: dict) -> dict:
 
 
 class CreateHandler:
-    def __init__(self, box: SecretBox, image: str):
-        self.box, self.image = box, image
+    def __init__(self, box: SecretBox, image: str, provider=None):
+        self.box, self.image, self.provider = box, image, provider
 
     def prepare(self, s, job: Job) -> RunSpec:
         inst = get(s, job.instance_name)
+        if hasattr(self.provider, "create_playbook"):  # cloud providers make the hosts first
+            return RunSpec(self.provider.create_playbook(),
+                           {**_deploy_vars(inst, self.image), **self.provider.playbook_vars()},
+                           secrets=self.box.open(inst.secrets_enc),
+                           label=f"Provision {self.provider.name} resources, deploy etcd and the Patroni pair")
         return RunSpec("playbooks/instance_deploy.yml", _deploy_vars(inst, self.image),
                        secrets=self.box.open(inst.secrets_enc), label="Deploy etcd and the Patroni pair")
 
@@ -299,12 +307,14 @@ class CreateHandler:
         if outcome.status != "canceled":
             return None  # a failed deploy keeps its containers for inspection; a retry converges them
         inst = get(s, job.instance_name)
-        return _teardown_spec(inst.name, instance_hosts(inst))
+        return _teardown_spec(inst.name, instance_hosts(inst), self.provider, inst.meta)
 
     def finish(self, s, job: Job, outcome: Outcome) -> None:
         inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
         if inst is None:
             return
+        if hasattr(self.provider, "record"):  # where the provider put the members (even when a later play failed)
+            self.provider.record(inst, outcome.artifact_data)
         meta = dict(inst.meta or {})
         meta["last_job"] = {"id": job.id, "kind": job.kind, "status": job.status,
                             "finished_at": job.finished_at.isoformat() if job.finished_at else None}
@@ -334,7 +344,7 @@ class CreateHandler:
 class DeleteHandler(CreateHandler):
     def prepare(self, s, job: Job) -> RunSpec:
         inst = get(s, job.instance_name)
-        return _teardown_spec(inst.name, instance_hosts(inst))
+        return _teardown_spec(inst.name, instance_hosts(inst), self.provider, inst.meta)
 
     def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         return None
@@ -358,10 +368,11 @@ class DeleteHandler(CreateHandler):
             inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
 
 
-def handlers(box: SecretBox, image: str) -> dict:
+def handlers(box: SecretBox, image: str, provider=None) -> dict:
     from webapp.services import failover, settings
 
-    return {"instance_create": CreateHandler(box, image), "instance_delete": DeleteHandler(box, image),
+    return {"instance_create": CreateHandler(box, image, provider),
+            "instance_delete": DeleteHandler(box, image, provider),
             **settings.handlers(box), **failover.handlers(box, image)}
 
 

@@ -1,0 +1,91 @@
+"""OpenStack: each member gets a VM of its own, made with the openstack.cloud modules against a named cloud.
+
+Per instance: a keypair, a security group (PostgreSQL, Patroni REST and etcd ports open to the members and the
+control plane only), an anti-affinity server group, one server and one Cinder data volume per member, optional
+floating IPs. Servers carry metadata (group/groups for the openstack.cloud inventory plugin, pgaas_instance,
+pgaas_member, a compact summary) and deletion finds everything by those tags.
+
+Credentials never pass through pgaas: the playbooks get the path of a clouds.yaml (OS_CLIENT_CONFIG_FILE) and the
+name of a cloud in it. The SSH key pair that reaches the servers is generated once into the instance folder (0600).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from webapp.providers import Placement
+
+PG_PORT, API_PORT = 5432, 8008
+
+
+class OpenStackProvider:
+    name = "openstack"
+
+    def __init__(self, config, store=None, box=None):
+        self.clouds_yaml = str(config.get("OPENSTACK_CLOUDS_YAML") or "")
+        self.cloud = str(config.get("OPENSTACK_CLOUD") or "")
+        if not self.clouds_yaml or not self.cloud:
+            raise ValueError("the openstack provider needs OPENSTACK_CLOUDS_YAML (a clouds.yaml path) and "
+                             "OPENSTACK_CLOUD (a cloud named in it)")
+        self.image = str(config.get("OPENSTACK_IMAGE") or "debian-12")
+        self.flavor = str(config.get("OPENSTACK_FLAVOR") or "m1.small")
+        self.network = str(config.get("OPENSTACK_NETWORK") or "")
+        self.floating_ip_network = str(config.get("OPENSTACK_FLOATING_IP_NETWORK") or "")
+        self.ssh_user = str(config.get("OPENSTACK_SSH_USER") or "debian")
+        self.default_storage_gb = int(config.get("OPENSTACK_DEFAULT_STORAGE_GB") or 10)
+        self.connect_timeout = int(config.get("OPENSTACK_CONNECT_TIMEOUT") or 300)
+        cidrs = config.get("OPENSTACK_CONTROL_CIDRS") or ""
+        self.control_cidrs = [c.strip() for c in (cidrs.split(",") if isinstance(cidrs, str) else cidrs) if c.strip()]
+        # Default: beside the jobs folder, in the instance folder (0700).
+        self.key_file = str(config.get("OPENSTACK_KEY_FILE") or Path(config["JOBS_DIR"]).parent / "openstack_ed25519")
+
+    # -- placement ------------------------------------------------------------------------------------------
+    def hosts(self) -> list[str]:
+        return []  # servers are made per instance
+
+    def place(self, instance: str, count: int, used_ports: set[tuple[str, int]]) -> list[Placement]:
+        """One server per member, named like the member; its address is known once the server exists."""
+        return [Placement(f"pgaas-{instance}-{i}", f"pgaas-{instance}-{i}", "", PG_PORT, API_PORT)
+                for i in range(count)]
+
+    def stats(self, containers: list[str]) -> dict[str, dict]:
+        return {}
+
+    # -- what the jobs run ----------------------------------------------------------------------------------
+    def public_key(self) -> str:
+        key = Path(self.key_file)
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pgaas openstack provider",
+                            "-f", str(key)], check=True, capture_output=True)
+        os.chmod(key, 0o600)
+        return key.with_suffix(".pub").read_text().strip()
+
+    def playbook_vars(self) -> dict:
+        """The extravars every openstack play gets: where the cloud is, never its credentials."""
+        return {"pgaas_openstack": {
+            "cloud": self.cloud, "clouds_yaml": self.clouds_yaml, "image": self.image, "flavor": self.flavor,
+            "network": self.network, "floating_ip_network": self.floating_ip_network, "ssh_user": self.ssh_user,
+            "private_key_file": self.key_file, "public_key": self.public_key(),
+            "control_cidrs": self.control_cidrs, "default_storage_gb": self.default_storage_gb,
+            "connect_timeout": self.connect_timeout}}
+
+    def create_playbook(self) -> str:
+        return "playbooks/instance_create_openstack.yml"
+
+    def teardown(self, name: str, meta: dict) -> tuple[str, dict]:
+        group_ids = [g for g in [(meta.get("openstack") or {}).get("server_group_id")] if g]
+        return "playbooks/openstack_teardown.yml", {"pgaas_instance_name": name, **self.playbook_vars(),
+                                                    "pgaas_openstack_server_group_ids": group_ids}
+
+    def record(self, inst, artifact_data: dict) -> None:
+        """Store where each member's server is (address) and a summary of its resources in the instance."""
+        result = artifact_data.get("pgaas_openstack") or {}
+        servers = result.get("servers") or {}
+        for m in inst.members:
+            s = servers.get(m.host)
+            if s and s.get("address"):
+                m.address = s["address"]
+        if result:
+            inst.meta = {**(inst.meta or {}), "openstack": result}
