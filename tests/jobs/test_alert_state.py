@@ -3,12 +3,12 @@ announce again what already fires, announces the end of what it never saw start,
 change announce it once. Real store (SQLite and PostgreSQL), real HTTP webhook receiver."""
 from __future__ import annotations
 
-import json
 import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+
+from tests.e2e.test_reports import Receiver
 
 from webapp.services import accounts, alerts
 from webapp.services.audit import Actor
@@ -18,27 +18,11 @@ from webapp.store.models import AlertState, Database, DatabaseSample, Instance, 
 MIB = 1024 * 1024
 
 
-class Receiver:
-    def __init__(self):
-        got = self.got = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def take(self) -> list[tuple[str, str]]:
-        out = [(m["status"], m["alert"]["id"]) for m in self.got]
-        self.got.clear()
-        return out
+def take(receiver) -> list[tuple[str, str]]:
+    """(status, alert id) of what the receiver was sent since the last look."""
+    out = [(m["status"], m["alert"]["id"]) for m in receiver.got]
+    receiver.got.clear()
+    return out
 
 
 @pytest.fixture
@@ -76,10 +60,10 @@ def test_a_new_notifier_neither_fires_again_nor_forgets_the_end(world):
     aid = "quota/main/shop"
     sample(store, 9)  # 90% of the quota
     assert notify(store, hook.url) == {"started": [aid], "ended": []}
-    assert hook.take() == [("firing", aid)]
+    assert take(hook) == [("firing", aid)]
     for _ in range(2):  # a restarted worker (a new Notifier each time): nothing new to say
         assert notify(store, hook.url) == {"started": [], "ended": []}
-    assert hook.take() == []
+    assert take(hook) == []
     with store.session() as s:
         row = s.get(AlertState, aid)
         assert row.resolved_at is None and row.owner_id == owner and row.alert["percent"] == 90.0
@@ -91,7 +75,7 @@ def test_a_new_notifier_neither_fires_again_nor_forgets_the_end(world):
     sample(store, 2)  # space freed: a new Notifier that never saw the start still sends the end
     assert notify(store, hook.url) == {"started": [], "ended": [aid]}
     msgs = list(hook.got)
-    assert hook.take() == [("resolved", aid)] and msgs[0]["alert"]["database"] == "shop"
+    assert take(hook) == [("resolved", aid)] and msgs[0]["alert"]["database"] == "shop"
     assert notify(store, hook.url) == {"started": [], "ended": []}
     with store.session() as s:
         assert s.get(AlertState, aid).resolved_at is not None
@@ -99,7 +83,7 @@ def test_a_new_notifier_neither_fires_again_nor_forgets_the_end(world):
 
     sample(store, 9.5)  # it fires again: the resolved row starts over
     assert notify(store, hook.url) == {"started": [aid], "ended": []}
-    assert hook.take() == [("firing", aid)]
+    assert take(hook) == [("firing", aid)]
 
 
 def test_two_notifiers_on_one_change_announce_it_once(world):
@@ -118,7 +102,7 @@ def test_two_notifiers_on_one_change_announce_it_once(world):
     for t in threads:
         t.join(30)
     assert sorted(len(r["started"]) for r in results) == [0, 1], results
-    assert hook.take() == [("firing", "quota/main/shop")]
+    assert take(hook) == [("firing", "quota/main/shop")]
 
 
 def test_resolved_alerts_are_forgotten_after_the_retention(world):

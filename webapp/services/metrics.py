@@ -3,6 +3,7 @@ timeouts), history with roll-ups and retention, and the queries behind the metri
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -55,13 +56,45 @@ def monitor_connect(inst: Instance, password: str, dbname: str = "postgres") -> 
 
 
 # -- sampling -----------------------------------------------------------------------------------------------------
-def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: datetime | None = None,
-                    containers: dict[str, dict] | None = None) -> dict:
-    """One cycle for one instance: database counters, instance gauges, replication, Patroni and containers
-    (`containers`: the cycle's container stats for every instance, else asked of the provider for this one)."""
-    now = now or utcnow()
-    dbs = {d.name: d for d in s.scalars(select(Database).where(Database.instance_id == inst.id))}
-    state = isvc.live_state(inst, timeout=1.0)
+SAMPLER_THREADS = 8  # instances measured at once: the network waits (Patroni, connect, queries) overlap
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _measure(inst: Instance, password: str | None, dbnames: list[str], problem: str | None = None) -> dict:
+    """The network part of one instance's sample, safe in a thread of its own (it reads the instance and its
+    loaded members, never the session): Patroni's view, then one monitoring connection for every query."""
+    out = {"state": isvc.live_state(inst, timeout=1.0), "databases": [], "gauges": None, "lags": [],
+           "errors": [problem] if problem else []}
+    if password is None:
+        return out
+    try:
+        with monitor_connect(inst, password) as conn:
+            if dbnames:
+                out["databases"] = conn.execute(
+                    "SELECT d.datname, pg_database_size(d.datname), s.numbackends, s.xact_commit, "
+                    "s.xact_rollback, s.blks_hit, s.blks_read, s.tup_inserted + s.tup_updated + s.tup_deleted, "
+                    "s.deadlocks, s.temp_bytes FROM pg_stat_database s JOIN pg_database d ON d.oid = s.datid "
+                    "WHERE d.datname = ANY(%s)", (dbnames,)).fetchall()
+            out["gauges"] = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
+                "current_setting('max_connections')::int, "
+                "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
+                "(SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database)::bigint").fetchone()
+            out["lags"] = conn.execute(
+                "SELECT application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,"
+                " extract(epoch FROM replay_lag)::float8, sync_state, state FROM pg_stat_replication").fetchall()
+    except Exception as exc:  # one instance failing must not stop the cycle for the others
+        out["errors"].append(_error(exc))
+    return out
+
+
+def _store(s: Session, inst: Instance, dbs: dict[str, Database], measured: dict, containers: dict[str, dict],
+           now: datetime) -> dict:
+    """The session part of one instance's sample: failover bookkeeping and the sample rows."""
+    state = measured["state"]
     failover.observe(s, inst, state, now)  # lost standbys; changes of primary that no job recorded
     row = InstanceSample(at=now, instance_name=inst.name, healthy=state.healthy, detail={})
     members = {}
@@ -69,55 +102,76 @@ def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: d
         members[ms.name] = {"role": ms.role, "state": ms.state, "lag_bytes": ms.lag_bytes,
                             "sync_state": ms.sync_state, "timeline": ms.timeline}
     row.timeline = state.primary.timeline if state.primary else None
-    errors = []
+    for r in measured["databases"]:
+        s.add(DatabaseSample(
+            at=now, instance_name=inst.name, database_name=r[0], size_bytes=r[1], numbackends=r[2],
+            numbackends_max=r[2], xact_commit=r[3], xact_rollback=r[4], blks_hit=r[5], blks_read=r[6],
+            tup_written=r[7], deadlocks=r[8], temp_bytes=r[9], quota_mb=dbs[r[0]].quota_mb))
     xact_total = None
-    try:
-        password = ensure_monitor_role(s, box, inst)
-        with monitor_connect(inst, password) as conn:
-            if dbs:
-                for r in conn.execute(
-                        "SELECT d.datname, pg_database_size(d.datname), s.numbackends, s.xact_commit, "
-                        "s.xact_rollback, s.blks_hit, s.blks_read, s.tup_inserted + s.tup_updated + s.tup_deleted, "
-                        "s.deadlocks, s.temp_bytes FROM pg_stat_database s JOIN pg_database d ON d.oid = s.datid "
-                        "WHERE d.datname = ANY(%s)", (list(dbs),)).fetchall():
-                    s.add(DatabaseSample(
-                        at=now, instance_name=inst.name, database_name=r[0], size_bytes=r[1], numbackends=r[2],
-                        numbackends_max=r[2], xact_commit=r[3], xact_rollback=r[4], blks_hit=r[5], blks_read=r[6],
-                        tup_written=r[7], deadlocks=r[8], temp_bytes=r[9], quota_mb=dbs[r[0]].quota_mb))
-            row.connections, row.max_connections, row.wal_bytes, xact_total = conn.execute(
-                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
-                "current_setting('max_connections')::int, "
-                "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
-                "(SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database)::bigint").fetchone()
-            lags = conn.execute("SELECT application_name, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,"
-                                " extract(epoch FROM replay_lag)::float8, sync_state, state "
-                                "FROM pg_stat_replication").fetchall()
-            for name, lag_b, lag_s, sync_state, rstate in lags:
-                members.setdefault(name, {}).update(lag_bytes=lag_b, lag_seconds=lag_s or 0.0,
-                                                    sync_state=sync_state, replication=rstate)
-            row.max_lag_bytes = max((x[1] or 0 for x in lags), default=None)
-            row.max_lag_seconds = max((x[2] or 0.0 for x in lags), default=None)
-    except Exception as exc:  # one instance failing must not stop the cycle for the others
-        errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    if containers is None:
-        containers = provider.stats([m.name for m in inst.members]) if hasattr(provider, "stats") else {}
+    if measured["gauges"] is not None:
+        row.connections, row.max_connections, row.wal_bytes, xact_total = measured["gauges"]
+        lags = measured["lags"]
+        for name, lag_b, lag_s, sync_state, rstate in lags:
+            members.setdefault(name, {}).update(lag_bytes=lag_b, lag_seconds=lag_s or 0.0,
+                                                sync_state=sync_state, replication=rstate)
+        row.max_lag_bytes = max((x[1] or 0 for x in lags), default=None)
+        row.max_lag_seconds = max((x[2] or 0.0 for x in lags), default=None)
     for m in inst.members:
         if m.name in containers:
             members.setdefault(m.name, {}).update(containers[m.name])
+    errors = measured["errors"]
     row.detail = {"members": members, **({"xact_total": xact_total} if xact_total is not None else {}),
                   **({"errors": errors} if errors else {})}
     s.add(row)
     return row.detail
 
 
+def _password(s: Session, box: SecretBox, inst: Instance) -> tuple[str | None, str | None]:
+    try:
+        return ensure_monitor_role(s, box, inst), None
+    except Exception as exc:
+        return None, _error(exc)
+
+
+def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: datetime | None = None,
+                    containers: dict[str, dict] | None = None) -> dict:
+    """One cycle for one instance: database counters, instance gauges, replication, Patroni and containers
+    (`containers`: the cycle's container stats for every instance, else asked of the provider for this one)."""
+    now = now or utcnow()
+    dbs = {d.name: d for d in s.scalars(select(Database).where(Database.instance_id == inst.id))}
+    password, problem = _password(s, box, inst)
+    measured = _measure(inst, password, list(dbs), problem)
+    if containers is None:
+        containers = provider.stats([m.name for m in inst.members]) if hasattr(provider, "stats") else {}
+    return _store(s, inst, dbs, measured, containers, now)
+
+
 def sample_all(s: Session, box: SecretBox, provider) -> dict:
-    """One cycle for every available instance; the containers of all of them are asked of the provider at once
-    (one `podman stats` for the local provider, not one per instance)."""
+    """One cycle for every available instance. The network waits of the instances overlap (SAMPLER_THREADS at
+    once, still one monitoring connection per instance) and the containers of all of them are asked of the
+    provider at once, meanwhile (one `podman stats` for the local provider); the rows are written here."""
     now = utcnow()
     insts = list(s.scalars(select(Instance).where(Instance.status == "available")))
-    names = list(dict.fromkeys(m.name for inst in insts for m in inst.members))
-    containers = provider.stats(names) if names and hasattr(provider, "stats") else {}
-    return {inst.name: sample_instance(s, box, inst, provider, now, containers) for inst in insts}
+    if not insts:
+        return {}
+    dbs: dict[int, dict[str, Database]] = {i.id: {} for i in insts}
+    for d in s.scalars(select(Database).where(Database.instance_id.in_(list(dbs)))):
+        dbs[d.instance_id][d.name] = d
+    names = list(dict.fromkeys(m.name for inst in insts for m in inst.members))  # members loaded before threads
+    logins = {inst.id: _password(s, box, inst) for inst in insts}
+    with ThreadPoolExecutor(max_workers=min(SAMPLER_THREADS, len(insts) + 1), thread_name_prefix="pgaas-sample") \
+            as pool:
+        stats = pool.submit(provider.stats, names) if names and hasattr(provider, "stats") else None
+        measuring = {}
+        for inst in insts:
+            password, problem = logins[inst.id]
+            measuring[inst.id] = pool.submit(_measure, inst, password, list(dbs[inst.id]), problem)
+        try:
+            containers = stats.result() if stats is not None else {}
+        except Exception:  # no container numbers this cycle; the databases' still count
+            containers = {}
+        measured = {k: f.result() for k, f in measuring.items()}
+    return {inst.name: _store(s, inst, dbs[inst.id], measured[inst.id], containers, now) for inst in insts}
 
 
 # -- roll-ups and retention ---------------------------------------------------------------------------------------
