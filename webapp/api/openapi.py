@@ -336,6 +336,35 @@ SPEC = {
                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                    **_errors(400, 401, 403, 404, 409)}},
         },
+        "/hosts": {
+            "get": {"summary": "List the ssh provider's hosts (admins): address, SSH user and port, key reference "
+                               "(a path, or 'stored': a stored key is never returned), labels, capacity (members), "
+                               "used and free capacity, the instances and members on each host",
+                    "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},
+            "post": {"summary": "Register a host (admins): the ssh provider may place members on it. Give exactly "
+                                "one of key_path (a file the control plane reads) or private_key (stored "
+                                "encrypted, never returned)",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "additionalProperties": False,
+                         "required": ["name", "address", "ssh_user"],
+                         "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"},
+                                        "address": {"type": "string", "description": "IP address or DNS name"},
+                                        "ssh_user": {"type": "string"},
+                                        "ssh_port": {"type": "integer", "default": 22},
+                                        "key_path": {"type": "string"},
+                                        "private_key": {"type": "string", "writeOnly": True},
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                        "capacity": {"type": "integer", "default": 4, "minimum": 1}}}}}},
+                     "responses": {"201": {"description": "Created"}, **_errors(400, 401, 403, 409, 422)}},
+        },
+        "/hosts/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "Show a host with what runs on it (admins)",
+                    "responses": {"200": {"description": "OK"}, **_errors(401, 403, 404)}},
+            "delete": {"summary": "Remove a registered host (admins); refused (409) while members or etcd of an "
+                                  "instance run on it, or when it is listed in the configuration",
+                       "responses": {"204": {"description": "Removed"}, **_errors(401, 403, 404, 409)}},
+        },
         "/users": {
             "get": {"summary": "List users (admins)", "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},
             "post": {"summary": "Create a user (admins)",

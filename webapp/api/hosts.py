@@ -1,0 +1,62 @@
+"""SSH hosts (admins): register, list with what runs on them and their free capacity, show, remove.
+A stored private key is write-only: no answer ever carries it."""
+from __future__ import annotations
+
+from flask import g, url_for
+
+from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.extensions import services
+from webapp.services import audit
+from webapp.services import hosts as hostsvc
+
+
+def host_view(h: hostsvc.HostSpec, use: dict | None = None) -> dict:
+    body = {"name": h.name, "address": h.address, "ssh_user": h.ssh_user, "ssh_port": h.ssh_port,
+            "key": {"type": h.key_kind, **({"path": h.key_path} if h.key_kind == "path" else {})},
+            "labels": h.labels, "capacity": h.capacity, "source": h.source}
+    if use is not None:
+        body.update(used=use["used"], free=use["free"], instances=use["instances"], etcd_only=use["etcd_only"])
+    return body
+
+
+@bp.post("/hosts")
+@auth_required(admin=True)
+def create_host():
+    data = json_body(hostsvc.FIELDS, {"name", "address", "ssh_user"})
+    audited("host.create", "host", str(data.get("name")))
+    svc = services()
+    with svc.store.session() as s:
+        h = hostsvc.register(s, svc.box, svc.config, data, g.username)
+        audit.record(s, actor(), "host.create", "host", h.name, detail=f"{h.ssh_user}@{h.address}:{h.ssh_port}, "
+                                                                       f"key {h.key_kind}")
+        return host_view(h), 201, {"Location": url_for("api.get_host", name=h.name)}
+
+
+@bp.get("/hosts")
+@auth_required(admin=True)
+def list_hosts():
+    svc = services()
+    with svc.store.session() as s:
+        return {"provider": svc.config["PROVIDER"],
+                "hosts": [host_view(u["host"], u) for u in hostsvc.usage(s, svc.config)]}
+
+
+@bp.get("/hosts/<name>")
+@auth_required(admin=True)
+def get_host(name):
+    svc = services()
+    with svc.store.session() as s:
+        hostsvc.get(s, svc.config, name)
+        use = next(u for u in hostsvc.usage(s, svc.config) if u["host"].name == name)
+        return host_view(use["host"], use)
+
+
+@bp.delete("/hosts/<name>")
+@auth_required(admin=True)
+def delete_host(name):
+    audited("host.delete", "host", name)
+    svc = services()
+    with svc.store.session() as s:
+        hostsvc.delete(s, svc.config, name)
+        audit.record(s, actor(), "host.delete", "host", name)
+    return "", 204
