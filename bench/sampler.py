@@ -68,7 +68,7 @@ DBS_PER_INSTANCE = 10
 TARGET_N, TARGET_WALL = 20, 1.0
 JOB_TIMEOUT = 300.0
 PARTS = ("patroni REST probe", "monitor connect", "queries", "podman stats + volumes", "metadata commit",
-         "rest (ORM + flushes, secrets, Python)")
+         "rest (wall minus the parts)")
 
 
 WALK = "  of which: volume du (also background)"
@@ -379,8 +379,9 @@ def profile_cycle(store, box, provider, top: int = 25) -> None:
     for label, (file, name) in groups.items():
         ct = sum(v[3] for f, v in st.stats.items() if f[0].endswith(file) and f[2] == name)
         print(f"    {label:<26} {ct * 1000:8.1f} ms")
-    print("  (podman stats + volumes: one podman stats call per cycle for every container; each data volume is "
-          "walked at most once per VOLUME_SIZE_SECONDS)")
+    print("  (cProfile sees only the cycle's own thread: the instances' network parts and podman stats run in the "
+          "sampler's threads and show here as waiting on futures; each data volume is measured at most once per "
+          "VOLUME_SIZE_SECONDS)")
 
 
 # -- main ----------------------------------------------------------------------------------------------------
@@ -543,7 +544,9 @@ def main() -> int:
             print(f"  wall({b})/wall({a}) = {rw:5.2f}x  (linear {lin:.0f}x: {verdict})   "
                   f"CPU({b})/CPU({a}) = {rc:5.2f}x")
 
-        print("\nwhere a cycle's wall time goes (median ms per cycle; medians do not add up exactly):")
+        print("\nwhere a cycle's time goes (median ms per cycle, summed over the sampler's threads: the instances' "
+              "network parts overlap, so the parts can add up to more than the wall time and 'rest' = wall minus "
+              "the parts goes negative):")
         print(f"  {'part':<38} " + " ".join(f"{'N=' + str(n):>9} {'/inst':>7}" for n in SIZES))
         share20 = {}
         for key in PARTS[:4] + (WALK,) + PARTS[4:]:
