@@ -21,6 +21,19 @@ def _user(cp, username: str, password: str, is_admin: bool = False) -> None:
         accounts.create_user(s, username, password, is_admin=is_admin)
 
 
+def assert_labelled(page) -> None:
+    """Every form control on the page has a label (or an aria-label) that a screen reader announces."""
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(e => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label')
+                     && !e.getAttribute('aria-labelledby'))
+        .map(e => e.outerHTML.slice(0, 120))""")
+    assert not unlabelled, unlabelled
+
+
+def focused(page) -> str:
+    return page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()")
+
+
 def test_api_tokens_create_use_and_revoke(page, cp):
     _user(cp, "ui-a-tess", "tess-password-1")
     login(page, cp.base, "ui-a-tess", "tess-password-1")
@@ -49,6 +62,21 @@ def test_api_tokens_create_use_and_revoke(page, cp):
     assert "revoked" in page.get_by_role("row", name=re.compile("ci-deploy")).inner_text()
     r = requests.get(api, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+    assert_labelled(page)
+
+    # the keyboard alone: skip link, then Tab to the form, type, Enter
+    page.keyboard.press("Tab")
+    assert focused(page) == "Skip to content"
+    page.keyboard.press("Enter")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if focused(page) == "name":
+            break
+    assert focused(page) == "name"
+    page.keyboard.type("laptop")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#new-token")
+    assert page.locator("#reveal-title").inner_text() == "Token laptop was created"
     shot(page, "tokens")
 
 
@@ -65,6 +93,7 @@ def test_advanced_create_forms_show_errors_beside_fields(page, cp):
     assert "between 1 and 3" in errors["replicas"] and "256" in errors["memory_mb"], errors
     assert "12" in errors["admin_password"], errors
     assert page.get_by_label("CPUs").input_value() == "0.5"  # the input is kept
+    assert_labelled(page)
     shot(page, "instance-new-errors", phone=True)
     assert cp.admin.get("/api/v1/instances/ui-a-never").status_code == 404
 
@@ -89,6 +118,7 @@ def test_settings_through_a_canceled_job_and_its_retry(page, cp, pair):
     assert page.locator("#job-failure").is_visible()
     assert "This job was canceled" in page.locator("#job-failure").inner_text()
     assert page.locator("#job-cancel").is_hidden()
+    assert_labelled(page)
     shot(page, "job-canceled", phone=True)
 
     page.get_by_role("button", name="Retry job").click()
@@ -105,6 +135,7 @@ def test_settings_through_a_canceled_job_and_its_retry(page, cp, pair):
     row = page.locator("#settings-table").get_by_role("row", name=re.compile("log_min_duration_statement"))
     assert row.inner_text().count("250") >= 3  # requested, and on both members
     assert page.get_by_label("PostgreSQL settings").input_value() == "log_min_duration_statement = 250ms"
+    assert_labelled(page)
     page.locator("#settings").scroll_into_view_if_needed()
     shot(page, "instance-settings", phone=True)
     # the old, canceled job is not the newest any more: no retry offered
@@ -138,6 +169,7 @@ def test_restore_brings_the_rows_back(page, cp, pair):
     page.wait_for_url(re.compile(r".*/databases$"))
     row = page.locator("#restorable").get_by_role("row", name=re.compile("ui_a_keep"))
     assert INST in row.inner_text() and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", row.inner_text())
+    assert_labelled(page)
     shot(page, "databases-restorable", phone=True)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(uri, password=password, connect_timeout=5).close()
@@ -182,6 +214,7 @@ def test_delete_a_user_and_transfer_their_databases(page, cp, pair):
     page.get_by_label("Type the username to confirm").fill("ui-a-bo")
     page.get_by_role("button", name="Delete user").click()
     assert "Type ui-a-bob exactly" in page.locator("#confirm-error").inner_text()
+    assert_labelled(page)
     shot(page, "user-delete", phone=True)
     assert bob.get("/api/v1/databases").status_code == 200  # still there
 

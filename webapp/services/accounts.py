@@ -95,6 +95,15 @@ def list_users(s: Session) -> list[User]:
     return list(s.scalars(select(User).order_by(User.username)))
 
 
+def database_counts(s: Session) -> dict[int, int]:
+    """{user id: how many tenant databases they own}."""
+    from sqlalchemy import func
+
+    from webapp.store.models import Database
+
+    return dict(s.execute(select(Database.owner_id, func.count()).group_by(Database.owner_id)).all())
+
+
 def list_tokens(s: Session, user: User) -> list[ApiToken]:
     return list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
 

@@ -13,11 +13,10 @@ from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from webapp.services import accounts, audit
 from webapp.services import databases as dbsvc
-from webapp.services import settings as ssvc
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
+from webapp.services import settings as ssvc
 from webapp.ui import bp, forms
-from webapp.store.models import ApiToken
 from webapp.ui.auth import SessionUser, actor
 
 TERMINAL = ("succeeded", "failed", "canceled", "error")
@@ -196,8 +195,8 @@ def token_revoke(token_id):
         abort(400)
     with services().store.session() as s:
         user = accounts.get_user(s, current_user.username)
-        tok = s.get(ApiToken, token_id)
-        if tok is None or tok.user_id != user.id:  # this page is about your own tokens only
+        tok = next((x for x in accounts.list_tokens(s, user) if x.id == token_id), None)
+        if tok is None:  # this page is about your own tokens only (an admin's API may revoke any)
             abort(404, f"You have no token {token_id}.")
         accounts.revoke_token(s, user, token_id)
         audit.record(s, actor(), "token.revoke", "token", f"{tok.prefix}… ({tok.id})")
@@ -720,18 +719,10 @@ def users():
             created = {"username": username, "password": password}  # generated: shown in this answer only
             form = forms.UserCreateForm(formdata=None)
     with services().store.session() as s:
-        owned = _owned_counts(s)
+        owned = accounts.database_counts(s)
         rows = [{"username": u.username, "is_admin": u.is_admin, "created_at": u.created_at,
                  "databases": owned.get(u.id, 0)} for u in accounts.list_users(s)]
     return render_template("ui/users.html", form=form, users=rows, created=created)
-
-
-def _owned_counts(s) -> dict[int, int]:
-    from sqlalchemy import func, select
-
-    from webapp.store.models import Database
-
-    return dict(s.execute(select(Database.owner_id, func.count()).group_by(Database.owner_id)).all())
 
 
 @bp.route("/users/<username>", methods=["GET", "POST"])
