@@ -1,0 +1,228 @@
+"""Moving and repairing a synchronous pair through the API, against real containers: a switchover and back (the
+write pause measured and printed), two forced failovers in a row, the rebuild of a lost standby (by hand and by
+the worker once it stays lost), the history of every change of primary, and the refusals (422) that need a live
+cluster: a candidate that is the leader, the rebuild of the leader."""
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from tests.e2e.helpers import INST, create, podman
+
+pytestmark = pytest.mark.slow
+NAME = f"{INST}-ops"
+API = f"/api/v1/instances/{NAME}"
+
+
+@pytest.fixture(scope="module")
+def ops(cp):
+    created, job = create(cp, NAME, synchronous=True)
+    assert job["status"] == "succeeded", job["error"]
+    yield created
+    r = cp.admin.delete(f"{API}?force=true")
+    if r.status_code == 202:
+        cp.admin.wait_job(r.json()["job"]["id"], timeout=120)
+
+
+class Writer(threading.Thread):
+    """Writes through the instance's read-write URI every 20 ms (every attempt with a timeout); records the
+    longest gap between two acknowledged writes."""
+
+    def __init__(self, uri: str, password: str):
+        super().__init__(daemon=True)
+        self.uri, self.password = uri, password
+        self.stop = threading.Event()
+        self.ok = 0
+        self.longest_gap = 0.0
+
+    def run(self):
+        conn, last = None, time.monotonic()
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.uri, password=self.password, connect_timeout=2, autocommit=True,
+                                           options="-c statement_timeout=2000")
+                conn.execute("SELECT txid_current()")  # assigns a transaction id: only a primary can
+                now = time.monotonic()
+                self.longest_gap = max(self.longest_gap, now - last)
+                last = now
+                self.ok += 1
+            except psycopg.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+            time.sleep(0.02)
+        if conn is not None:
+            conn.close()
+
+
+def state(cp) -> dict:
+    return cp.admin.get(API).json()
+
+
+def wait_state(cp, check, timeout=60, what="") -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = state(cp)
+        if check(st):
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or 'state'} not reached in {timeout}s: {st}")
+        time.sleep(0.5)
+
+
+def whole(st) -> bool:
+    """available, a running primary and every standby running (and one in sync)."""
+    return st["status"] == "available" and all(r["state"] in ("running", "streaming") for r in st["replicas"]) \
+        and any(r["sync_state"] == "sync" for r in st["replicas"])
+
+
+def history(cp) -> list[dict]:
+    r = cp.admin.get(f"{API}/history")
+    assert r.status_code == 200, r.text
+    return r.json()["changes"]
+
+
+def post(cp, what: str, body: dict) -> dict:
+    r = cp.admin.post(f"{API}/{what}", json=body)
+    assert r.status_code == 202, r.text
+    return cp.admin.wait_ok(r.json()["job"]["id"], timeout=180)
+
+
+def test_refusals_that_need_a_live_pair(cp, ops):
+    st = wait_state(cp, whole, what="whole pair")
+    leader, standby = st["primary"]["name"], st["replicas"][0]["name"]
+    for what, body, field in (("switchover", {"candidate": leader}, "candidate"),
+                              ("failover", {"candidate": leader}, "candidate"),
+                              ("rebuild", {"member": leader}, "member")):
+        r = cp.admin.post(f"{API}/{what}", json=body)
+        assert r.status_code == 422, (what, r.text)
+        err = r.json()["error"]
+        assert err["details"]["field"] == field and leader in err["message"] and "primary" in err["message"], err
+    r = cp.admin.post(f"{API}/switchover", json={"candidate": "pgaas-nobody-9"})
+    assert r.status_code == 422 and standby in r.json()["error"]["message"], r.text  # names the real members
+    assert cp.admin.get(f"/api/v1/jobs?instance={NAME}").json()["jobs"][0]["kind"] == "instance_create"
+    audit = cp.admin.get(f"/api/v1/admin/audit?object={NAME}").json()["events"]
+    assert {("instance.switchover", "failed"), ("instance.rebuild", "failed")} <= \
+        {(e["action"], e["outcome"]) for e in audit}
+
+
+def test_switchover_and_back(cp, ops):
+    before = wait_state(cp, whole, what="whole pair")
+    first, second = before["primary"]["name"], before["replicas"][0]["name"]
+    timeline = before["primary"]["timeline"]
+    writer = Writer(ops["instance"]["uri"], ops["admin_password"])
+    writer.start()
+    try:
+        time.sleep(0.5)
+        pauses = []
+        for candidate, expect in ((None, second), (first, first)):
+            writer.longest_gap = 0.0
+            writes = writer.ok
+            job = post(cp, "switchover", {"candidate": candidate} if candidate else {})
+            deadline = time.monotonic() + 10
+            while writer.ok < writes + 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert writer.ok >= writes + 20, "writes did not resume after the switchover"
+            pauses.append(writer.longest_gap)
+            assert job["result"]["leader"] == expect and job["result"]["old_leader_rejoined"] is True, job["result"]
+            st = wait_state(cp, lambda s: whole(s) and s["primary"]["name"] == expect, what=f"{expect} leads")
+    finally:
+        writer.stop.set()
+        writer.join(timeout=10)
+    print(f"\nwrite pause during a switchover: {pauses[0]:.2f} s; and back: {pauses[1]:.2f} s "
+          f"(a write every 20 ms through the read-write URI, {writer.ok} acknowledged)")
+    assert st["primary"]["timeline"] == timeline + 2
+    changes = history(cp)[:2]
+    assert [(c["from"], c["to"], c["cause"], c["timeline"]) for c in changes] == \
+        [(second, first, "switchover", timeline + 2), (first, second, "switchover", timeline + 1)], changes
+    assert all(c["lag_bytes"] is not None and c["lag_bytes"] < 16 * 1024 * 1024 and c["job"] for c in changes)
+
+
+def test_two_failovers_in_a_row(cp, ops):
+    before = wait_state(cp, whole, what="whole pair")
+    first, second = before["primary"]["name"], before["replicas"][0]["name"]
+    timeline = before["primary"]["timeline"]
+    job = post(cp, "failover", {"candidate": second})
+    assert job["result"]["leader"] == second and job["result"]["old_leader"] == first, job["result"]
+    wait_state(cp, lambda s: whole(s) and s["primary"]["name"] == second, what="first failover healed")
+    job = post(cp, "failover", {"candidate": first})
+    assert job["result"]["leader"] == first, job["result"]
+    after = wait_state(cp, lambda s: whole(s) and s["primary"]["name"] == first, what="second failover healed")
+    assert after["primary"]["timeline"] == timeline + 2
+    changes = history(cp)[:2]
+    assert [(c["from"], c["to"], c["cause"], c["timeline"]) for c in changes] == \
+        [(second, first, "failover", timeline + 2), (first, second, "failover", timeline + 1)], changes
+    with psycopg.connect(ops["instance"]["uri"], password=ops["admin_password"], connect_timeout=5) as c:
+        assert c.execute("select pg_is_in_recovery()").fetchone()[0] is False
+
+
+def lose_standby(cp) -> dict:
+    """Remove the standby's container and data volume, as if its host were gone; the instance turns degraded."""
+    st = wait_state(cp, whole, what="whole pair")
+    standby = st["replicas"][0]
+    podman("rm", "--force", "--time", "0", standby["container"])
+    podman("volume", "rm", "--force", f"{standby['container']}-data")
+    degraded = wait_state(cp, lambda s: s["status"] == "degraded", timeout=30, what="degraded")
+    assert "standby" in degraded["status_reason"], degraded
+    return standby
+
+
+def streams(member: dict) -> bool:
+    """In recovery and streaming, as PostgreSQL itself says (the WAL receiver's status is for superusers)."""
+    out = podman("exec", "--user", "postgres", member["container"], "psql", "-XAtqc",
+                 "select pg_is_in_recovery() and (select status = 'streaming' from pg_stat_wal_receiver)")
+    return out.strip() == "t"
+
+
+def test_rebuild_a_lost_standby(cp, ops):
+    with psycopg.connect(ops["instance"]["uri"], password=ops["admin_password"], autocommit=True) as c:
+        c.execute("create database ops_app")  # the instance admin may create databases
+    with psycopg.connect(ops["instance"]["uri"].replace("/postgres?", "/ops_app?"), password=ops["admin_password"],
+                         autocommit=True) as c:
+        c.execute("create table kept (id int)")
+        c.execute("insert into kept select generate_series(1, 1000)")
+    changes_before = len(history(cp))
+    standby = lose_standby(cp)
+    started = time.monotonic()
+    job = post(cp, "rebuild", {"member": standby["name"]})
+    took = time.monotonic() - started
+    assert job["result"]["member"] == standby["name"], job["result"]
+    after = wait_state(cp, whole, timeout=30, what="available after the rebuild")
+    rebuilt = next(r for r in after["replicas"] if r["name"] == standby["name"])
+    # same name and port on the local provider: the instance's URI is unchanged
+    assert (rebuilt["address"], rebuilt["port"]) == (standby["address"], standby["port"])
+    assert after["uri"] == ops["instance"]["uri"]
+    assert streams(rebuilt)
+    with psycopg.connect(host=rebuilt["address"], port=rebuilt["port"], dbname="ops_app", user="dbadmin",
+                         password=ops["admin_password"], connect_timeout=3) as c:
+        assert c.execute("select count(*) from kept").fetchone()[0] >= 1000  # cloned from the primary
+    assert len(history(cp)) == changes_before  # a rebuild does not move the primary
+    print(f"\nrebuild of a lost standby (job, from the request to streaming): {took:.1f} s")
+
+
+def test_a_standby_lost_for_long_is_rebuilt_by_the_worker(cp, ops):
+    config = cp.app.extensions["pgaas"].config
+    saved = config["REBUILD_AFTER_SECONDS"]
+    standby = lose_standby(cp)
+    config["REBUILD_AFTER_SECONDS"] = 2
+    try:
+        deadline = time.monotonic() + 30
+        job = None
+        while job is None and time.monotonic() < deadline:
+            jobs = cp.admin.get(f"/api/v1/jobs?instance={NAME}").json()["jobs"]
+            job = next((j for j in jobs if j["kind"] == "instance_rebuild" and j["created_by"] == "pgaas-maintenance"
+                        and j["status"] in ("queued", "running")), None)
+            time.sleep(0.3)
+        assert job is not None, "the worker did not queue a rebuild of the lost standby"
+    finally:
+        config["REBUILD_AFTER_SECONDS"] = saved
+    job = cp.admin.wait_ok(job["id"], timeout=180)
+    assert job["result"]["member"] == standby["name"]
+    wait_state(cp, whole, timeout=30, what="available after the automatic rebuild")
+    audit = cp.admin.get(f"/api/v1/admin/audit?object={NAME}").json()["events"]
+    assert any(e["action"] == "instance.rebuild" and e["actor"] == "pgaas-maintenance" and standby["name"] in
+               e["detail"] for e in audit), audit[:5]
