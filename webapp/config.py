@@ -41,6 +41,9 @@ class Defaults:
     WORKER_POLL_SECONDS = 0.25
     # Seconds a probe of Patroni's REST API may take when an instance is shown.
     PROBE_TIMEOUT = 1.0
+    # Release a primary's leader key as soon as its container has exited, instead of waiting for Patroni's TTL
+    # (services/leader_guard.py, docs/operations.md). Never acts on a paused or hung container.
+    FAST_FAILOVER = True
     # The project (ansible.cfg, playbooks/, roles/) handed to ansible-runner.
     PROJECT_DIR = str(REPO_ROOT)
     CONTAINERS_CONF = str(REPO_ROOT / "etc" / "containers.conf")

@@ -63,7 +63,13 @@ class Services:
 
         return Worker(self.store, instances.handlers(self.box, self.config["IMAGE"], self.provider),
                       worker_id=worker_id, periodic=self.maintenance() if maintenance else [],
-                      **self.worker_settings())
+                      background=[self.leader_guard().run] if maintenance else [], **self.worker_settings())
+
+    def leader_guard(self):
+        """Releases the leader key of a primary whose container exited (services/leader_guard.py)."""
+        from webapp.services.leader_guard import LeaderGuard
+
+        return LeaderGuard(self.store.session, self.provider, self.config)
 
 
 def services() -> Services:

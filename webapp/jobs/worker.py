@@ -74,7 +74,7 @@ class Worker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, jobs_dir: str, project_dir: str,
                  inventory, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
                  stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None,
-                 periodic: list | None = None):
+                 periodic: list | None = None, background: list | None = None):
         self.store = store
         self.handlers = handlers
         self.jobs_dir = Path(jobs_dir)
@@ -86,6 +86,9 @@ class Worker:
         self.poll_seconds = poll_seconds
         # (interval, name, fn(session)): maintenance run between jobs, each at most once per interval
         self.periodic = [[interval, name, fn, 0.0] for interval, name, fn in (periodic or [])]
+        # fn(stop): long-running watchers started with the worker, in threads of their own (they must not wait
+        # for a job to end), e.g. the leader guard
+        self.background = list(background or [])
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     # -- claiming -------------------------------------------------------------------------------------------
@@ -222,6 +225,8 @@ class Worker:
                 log.exception("%s failed; trying again in %.0f s", name, interval)
 
     def run_forever(self, stop: threading.Event) -> None:
+        for fn in self.background:
+            threading.Thread(target=fn, args=(stop,), name=f"{self.worker_id}-bg", daemon=True).start()
         self.recover_stale()
         sweeps = 0
         while not stop.is_set():

@@ -40,6 +40,25 @@ class LocalProvider:
     def hosts(self) -> list[str]:
         return ["localhost"]
 
+    # The leader guard's seam (services/leader_guard.py): member exits as they happen, whether a member's
+    # container has certainly exited, and where the instance's etcd answers.
+    def watch_exits(self, stop, on_exit) -> None:
+        watch_exits(stop, on_exit, self.containers_conf)
+
+    def member_exited(self, container: str) -> bool:
+        return container_exited(container, self.containers_conf)
+
+    def dcs_endpoints(self, instance: str) -> list[str]:
+        """The one etcd container of a local instance, by its address on the instance network (this host
+        routes to its podman bridges)."""
+        try:
+            r = _podman(["container", "inspect", "--format", "{{json .NetworkSettings.Networks}}",
+                         f"pgaas-{instance}-etcd"], self.containers_conf)
+            nets = json.loads(r.stdout or "{}") if r.returncode == 0 else {}
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            return []
+        return [f"http://{n['IPAddress']}:2379" for n in (nets or {}).values() if n.get("IPAddress")]
+
     def place(self, instance: str, count: int, used_ports: set[tuple[str, int]]) -> list[Placement]:
         """One container per member, all on localhost (the caller reports same_host)."""
         ports = self._free_ports(2 * count, {p for h, p in used_ports if h == "localhost"})
@@ -230,3 +249,44 @@ def container_stats(containers: list[str], conf: str, timeout: float = 10.0,
     for vol, size in volumes.sizes([f"{c}-data" for c in containers]).items():
         out.setdefault(vol.removesuffix("-data"), {}).update(size)
     return out
+
+
+# -- what the leader guard (services/leader_guard.py) needs to know of containers -----------------------------
+def _podman(args: list[str], conf: str, timeout: float = 10.0) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "CONTAINERS_CONF": conf})
+
+
+def container_exited(container: str, conf: str) -> bool:
+    """True only when podman reports the container exited (or stopped) with no process left: never for a
+    running, paused, restarting or unknown one."""
+    try:
+        r = _podman(["container", "inspect", "--format", "{{.State.Status}}|{{.State.Pid}}", container], conf)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    status, _, pid = r.stdout.strip().partition("|")
+    return r.returncode == 0 and status in ("exited", "stopped") and pid == "0"
+
+
+def watch_exits(stop, on_exit, conf: str) -> None:
+    """Follow `podman events` for member containers that died and call on_exit(instance, container) for each,
+    until stop is set (then the stream is ended) or the stream ends by itself."""
+    proc = subprocess.Popen(["podman", "events", "--filter", "event=died", "--filter",
+                             "label=pgaas.component=postgres", "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "CONTAINERS_CONF": conf})
+    ender = threading.Thread(target=lambda: (stop.wait(), proc.terminate()), daemon=True)
+    ender.start()
+    try:
+        for line in proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            attrs = ev.get("Attributes") or {}
+            if ev.get("Status") == "died" and attrs.get("pgaas.instance") and ev.get("Name"):
+                on_exit(attrs["pgaas.instance"], ev["Name"])
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=10)
