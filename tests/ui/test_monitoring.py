@@ -138,6 +138,9 @@ def test_alerts_page_shows_the_quota_alert(page, cp, tenant):
     login(page, cp.base, "alice", "alice-password-1")  # another user: not hers
     alerts_link(page).click()
     assert page.locator(f"tr[data-alert='{alert_id}']").count() == 0
+    for path in ("charts/tps.svg", "report?format=csv"):  # nor are the charts and reports of mon_load
+        assert page.request.get(f"{cp.base}/instances/{INST}/databases/mon_load/{path}").status == 404, path
+    assert page.request.get(f"{cp.base}/dashboard/data").status == 403
     page.context.clear_cookies()
     login(page, cp.base, "root", "root-password-1")  # an admin sees every alert
     alerts_link(page).click()
