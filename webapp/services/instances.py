@@ -23,6 +23,10 @@ FACT_KEYS = ("ansible_hostname", "ansible_distribution", "ansible_distribution_v
 _PASSWORD_FORBIDDEN = set("'\"\\`$")
 
 
+# Patroni's maximum_lag_on_failover as roles/postgres_node sets it (bytes): a standby further behind is not promoted.
+MAXIMUM_LAG_ON_FAILOVER = 1048576
+
+
 @dataclass
 class MemberState:
     name: str
@@ -227,8 +231,16 @@ def live_state(inst: Instance, timeout: float = 1.0) -> ClusterState:
     running = [r for r in st.replicas if r.state in ("running", "streaming")]
     if st.primary is None or st.primary.state != "running":
         st.problem = "no running primary"
+        behind = [r for r in st.replicas if (r.lag_bytes or 0) > MAXIMUM_LAG_ON_FAILOVER]
+        if behind:  # reported, not silently promoted (Patroni's maximum_lag_on_failover)
+            st.problem += "; " + ", ".join(
+                f"standby {r.name} is {r.lag_bytes} bytes behind the last primary, over maximum_lag_on_failover "
+                f"({MAXIMUM_LAG_ON_FAILOVER}): Patroni will not promote it" for r in behind)
     elif not running:
         st.problem = "no healthy standby"
+        if inst.synchronous:
+            st.problem += ("; commits are acknowledged without a synchronous standby until one is back (Patroni "
+                           "dropped the synchronous requirement)")
     elif len(running) < len(st.replicas):
         st.problem = "a standby is not running"
     st.healthy = not st.problem
