@@ -62,9 +62,11 @@ class OpenStackProvider:
         os.chmod(key, 0o600)
         return key.with_suffix(".pub").read_text().strip()
 
-    def playbook_vars(self) -> dict:
-        """The extravars every openstack play gets: where the cloud is, never its credentials."""
-        return {"pgaas_openstack": {
+    def playbook_vars(self, meta: dict | None = None) -> dict:
+        """The extravars every openstack play gets: where the cloud is, never its credentials; and the server
+        group an earlier run of this instance made (server groups carry no tags)."""
+        group_ids = [g for g in [((meta or {}).get("openstack") or {}).get("server_group_id")] if g]
+        return {"pgaas_openstack_server_group_ids": group_ids, "pgaas_openstack": {
             "cloud": self.cloud, "clouds_yaml": self.clouds_yaml, "image": self.image, "flavor": self.flavor,
             "network": self.network, "floating_ip_network": self.floating_ip_network, "ssh_user": self.ssh_user,
             "private_key_file": self.key_file, "public_key": self.public_key(),
@@ -75,9 +77,7 @@ class OpenStackProvider:
         return "playbooks/instance_create_openstack.yml"
 
     def teardown(self, name: str, meta: dict) -> tuple[str, dict]:
-        group_ids = [g for g in [(meta.get("openstack") or {}).get("server_group_id")] if g]
-        return "playbooks/openstack_teardown.yml", {"pgaas_instance_name": name, **self.playbook_vars(),
-                                                    "pgaas_openstack_server_group_ids": group_ids}
+        return "playbooks/openstack_teardown.yml", {"pgaas_instance_name": name, **self.playbook_vars(meta)}
 
     def record(self, inst, artifact_data: dict) -> None:
         """Store where each member's server is (address) and a summary of its resources in the instance."""

@@ -309,7 +309,7 @@ class CreateHandler:
         inst = get(s, job.instance_name)
         if hasattr(self.provider, "create_playbook"):  # cloud providers make the hosts first
             return RunSpec(self.provider.create_playbook(),
-                           {**_deploy_vars(inst, self.image), **self.provider.playbook_vars()},
+                           {**_deploy_vars(inst, self.image), **self.provider.playbook_vars(inst.meta)},
                            secrets=self.box.open(inst.secrets_enc),
                            label=f"Provision {self.provider.name} resources, deploy etcd and the Patroni pair")
         return RunSpec("playbooks/instance_deploy.yml", _deploy_vars(inst, self.image),
