@@ -14,6 +14,7 @@ import json
 import math
 import re
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from sqlalchemy import select
@@ -297,38 +298,43 @@ def _patroni(member: Member, path: str, timeout: float) -> dict | None:
 
 
 def current(inst: Instance, box: SecretBox, timeout: float = 2.0) -> dict:
-    """Each setting changed through pgaas, plus any that waits for a restart, as every member has it."""
+    """Each setting changed through pgaas, plus any that waits for a restart, as every member has it. The members
+    are asked at the same time (the website's instance page waits for the slowest, not for their sum)."""
     managed = (inst.meta or {}).get("settings") or {}
-    secrets = box.open(inst.secrets_enc)
-    members = []
-    for m in inst.members:
-        patroni = _patroni(m, "/patroni", timeout) or {}
-        entry = {"name": m.name, "role": patroni.get("role"), "state": patroni.get("state", "unreachable"),
-                 "pending_restart": bool(patroni.get("pending_restart")), "settings": []}
-        try:
-            with psycopg.connect(host=m.address, port=m.pg_port, user="postgres", dbname="postgres",
-                                 password=secrets["pgaas_superuser_password"], connect_timeout=int(timeout) + 1,
-                                 autocommit=True, application_name="pgaas-control-plane") as conn:
-                rows = conn.execute(
-                    "SELECT name, setting, unit, context, pending_restart FROM pg_settings "
-                    "WHERE name = ANY(%s) OR pending_restart ORDER BY name", (sorted(managed),)).fetchall()
-        except psycopg.Error as exc:
-            entry["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            rows = []
-        for name, setting, unit, context, pending in rows:
-            want = (managed.get(name) or {}).get("expected")
-            # Patroni's command-line settings: PostgreSQL cannot know a change is pending, Patroni does
-            if not pending and want is not None and setting != want and entry["pending_restart"] \
-                    and (context == "postmaster" or name in PATRONI_CMDLINE):
-                pending = True
-            entry["settings"].append({"name": name, "setting": setting, "unit": unit, "context": context,
-                                      "pending_restart": bool(pending)})
-        members.append(entry)
+    password = box.open(inst.secrets_enc)["pgaas_superuser_password"]
+    ms = list(inst.members)
+    with ThreadPoolExecutor(max_workers=max(1, len(ms))) as pool:
+        members = list(pool.map(lambda m: _member_settings(m, managed, password, timeout), ms))
     return {"instance": inst.name,
             "requested": {k: v.get("value") for k, v in sorted(managed.items())},
             "pending_restart": any(e["pending_restart"] or any(x["pending_restart"] for x in e["settings"])
                                    for e in members),
             "members": members}
+
+
+def _member_settings(m: Member, managed: dict, password: str, timeout: float) -> dict:
+    patroni = _patroni(m, "/patroni", timeout) or {}
+    entry = {"name": m.name, "role": patroni.get("role"), "state": patroni.get("state", "unreachable"),
+             "pending_restart": bool(patroni.get("pending_restart")), "settings": []}
+    try:
+        with psycopg.connect(host=m.address, port=m.pg_port, user="postgres", dbname="postgres",
+                             password=password, connect_timeout=int(timeout) + 1,
+                             autocommit=True, application_name="pgaas-control-plane") as conn:
+            rows = conn.execute(
+                "SELECT name, setting, unit, context, pending_restart FROM pg_settings "
+                "WHERE name = ANY(%s) OR pending_restart ORDER BY name", (sorted(managed),)).fetchall()
+    except psycopg.Error as exc:
+        entry["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        rows = []
+    for name, setting, unit, context, pending in rows:
+        want = (managed.get(name) or {}).get("expected")
+        # Patroni's command-line settings: PostgreSQL cannot know a change is pending, Patroni does
+        if not pending and want is not None and setting != want and entry["pending_restart"] \
+                and (context == "postmaster" or name in PATRONI_CMDLINE):
+            pending = True
+        entry["settings"].append({"name": name, "setting": setting, "unit": unit, "context": context,
+                                  "pending_restart": bool(pending)})
+    return entry
 
 
 # -- job handlers ---------------------------------------------------------------------------------------------
