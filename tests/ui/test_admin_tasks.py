@@ -80,6 +80,32 @@ def test_api_tokens_create_use_and_revoke(page, cp):
     shot(page, "tokens")
 
 
+def test_cancel_and_retry_from_the_job_page_before_a_worker_runs(page, live):
+    """No worker here: a job stays queued, so cancel ends it at once and a retry queues a new one."""
+    login(page, live.base, "root", "root-password-1")
+    page.goto(live.base + "/instances/new")
+    page.get_by_label("Instance name").fill("queued-only")
+    page.get_by_role("button", name="Create instance").click()
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+    first = page.url
+    assert page.locator("#job-status").get_attribute("data-status") == "queued"
+    assert page.locator("#job-retry").is_hidden()
+    page.get_by_role("button", name="Cancel job").click()
+    assert page.locator("#job-status").get_attribute("data-status") == "canceled"
+    assert "canceled by root before it started" in page.locator("#job-failure").inner_text()
+    assert live.admin.get("/api/v1/instances/queued-only").json()["status"] == "failed"
+    page.get_by_role("button", name="Retry job").click()
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+    assert page.url != first and page.locator("#job-status").get_attribute("data-status") == "queued"
+    assert live.admin.get("/api/v1/instances/queued-only").json()["status"] == "creating"
+    # the canceled job is no longer the newest: no retry offered there
+    page.goto(first)
+    assert page.locator("#job-retry").is_hidden()
+    page.go_back()
+    page.get_by_role("button", name="Cancel job").click()
+    assert page.locator("#job-status").get_attribute("data-status") == "canceled"
+
+
 def test_advanced_create_forms_show_errors_beside_fields(page, cp):
     login(page, cp.base, "root", "root-password-1")
     page.goto(cp.base + "/instances/new")

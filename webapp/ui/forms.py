@@ -119,11 +119,12 @@ class InstanceSettingsForm(FlaskForm):
 
 class InstanceSizesForm(FlaskForm):
     cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(min=0.1, max=256)],
-                        render_kw={"step": "0.1", "inputmode": "decimal"}, description="Per member.")
+                        render_kw={"step": "0.1", "inputmode": "decimal", "placeholder": "no limit"},
+                        description="Per member.")
     memory_mb = IntegerField("Memory (MB)", validators=[Optional(), NumberRange(min=256, max=1048576)],
-                             description="Per member.")
+                             render_kw={"placeholder": "no limit"}, description="Per member.")
     storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
-                              description="Can only grow.")
+                              render_kw={"placeholder": "no limit"}, description="Can only grow.")
 
 
 class UserCreateForm(FlaskForm):
