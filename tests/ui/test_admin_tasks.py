@@ -255,4 +255,14 @@ def test_delete_a_user_and_transfer_their_databases(page, cp, pair):
     assert [d["name"] for d in mine] == ["ui_a_bobs"] and mine[0]["owner"] == "ui-a-heir"
     with psycopg.connect(db["uri"], password=db["password"], connect_timeout=5) as conn:
         assert conn.execute("SELECT x FROM t").fetchone()[0] == 42  # the data is untouched
-    assert heir.delete(f"/api/v1/instances/{INST}/databases/ui_a_bobs?final_dump=false").status_code == 204
+
+    # the other choice: the heir goes, and their databases with them (said explicitly)
+    page.get_by_role("link", name="ui-a-heir", exact=True).click()
+    page.get_by_label("Delete them (no final dump is kept)").check()
+    page.get_by_label("Type the username to confirm").fill("ui-a-heir")
+    page.get_by_role("button", name="Delete user").click()
+    page.wait_for_url(re.compile(r".*/users$"))
+    assert "User ui-a-heir was deleted; 1 database(s) deleted." in page.content()
+    assert cp.admin.get(f"/api/v1/instances/{INST}/databases/ui_a_bobs").status_code == 404
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(db["uri"], password=db["password"], connect_timeout=5).close()
