@@ -9,6 +9,7 @@ import psycopg
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from webapp.api import bp as api_bp
 from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from webapp.services import accounts, audit
@@ -170,6 +171,7 @@ def _render_tokens(form, status: int = 200):
                  "last_used_at": t.last_used_at, "revoked_at": t.revoked_at}
                 for t in reversed(accounts.list_tokens(s, user))]
     return render_template("ui/tokens.html", form=form, tokens=rows, revealed=revealed,
+                           api_base=request.host_url.rstrip("/") + api_bp.url_prefix,
                            revoke_form=forms.EmptyForm(prefix="revoke")), status
 
 
