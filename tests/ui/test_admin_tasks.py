@@ -153,6 +153,7 @@ def test_settings_through_a_canceled_job_and_its_retry(page, cp, pair):
     assert f"A retry of job {first.rsplit('/', 1)[1]}." in page.locator("main").inner_text()
     page.wait_for_selector("#job-status[data-status=succeeded]", timeout=120_000)
     assert page.locator("#job-retry").is_hidden() and page.locator("#job-failure").is_hidden()
+    assert page.locator("#job-settings").inner_text() == "log_min_duration_statement = 250ms"
 
     uri = pair["instance"]["uri"]
     with psycopg.connect(uri, password=PAIR_ADMIN_PASSWORD, connect_timeout=5) as conn:
