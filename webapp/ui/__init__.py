@@ -7,4 +7,4 @@ from flask import Blueprint
 bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
                static_url_path="/ui/static")
 
-from webapp.ui import failover, monitoring, views  # noqa: E402,F401
+from webapp.ui import failover, hosts, monitoring, views  # noqa: E402,F401
