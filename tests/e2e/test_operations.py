@@ -1,7 +1,8 @@
-"""Moving and repairing a synchronous pair through the API, against real containers: a switchover and back (the
-write pause measured and printed), two forced failovers in a row, the rebuild of a lost standby (by hand and by
-the worker once it stays lost), the history of every change of primary, and the refusals (422) that need a live
-cluster: a candidate that is the leader, the rebuild of the leader."""
+"""Moving and repairing a synchronous pair through the API and the website, against real containers: Patroni's
+refusal of a switchover as the job's error, a switchover and back (the write pause measured and printed), two
+forced failovers in a row, the rebuild of a lost standby (by hand and by the worker once it stays lost), the
+history of every change of primary, and the refusals (422) that need a live cluster: a candidate that is the
+leader, the rebuild of the leader."""
 from __future__ import annotations
 
 import threading
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.e2e.helpers import INST, create, podman
+from tests.ui.conftest import csrf_token, web_session
 
 pytestmark = pytest.mark.slow
 NAME = f"{INST}-ops"
@@ -80,6 +82,10 @@ def whole(st) -> bool:
         and any(r["sync_state"] == "sync" for r in st["replicas"])
 
 
+def standby(st, sync_state: str) -> str:
+    return next(r["name"] for r in st["replicas"] if r["sync_state"] == sync_state)
+
+
 def history(cp) -> list[dict]:
     r = cp.admin.get(f"{API}/history")
     assert r.status_code == 200, r.text
@@ -94,7 +100,7 @@ def post(cp, what: str, body: dict) -> dict:
 
 def test_refusals_that_need_a_live_pair(cp, ops):
     st = wait_state(cp, whole, what="whole pair")
-    leader, standby = st["primary"]["name"], st["replicas"][0]["name"]
+    leader, a_standby = st["primary"]["name"], st["replicas"][0]["name"]
     for what, body, field in (("switchover", {"candidate": leader}, "candidate"),
                               ("failover", {"candidate": leader}, "candidate"),
                               ("rebuild", {"member": leader}, "member")):
@@ -103,7 +109,7 @@ def test_refusals_that_need_a_live_pair(cp, ops):
         err = r.json()["error"]
         assert err["details"]["field"] == field and leader in err["message"] and "primary" in err["message"], err
     r = cp.admin.post(f"{API}/switchover", json={"candidate": "pgaas-nobody-9"})
-    assert r.status_code == 422 and standby in r.json()["error"]["message"], r.text  # names the real members
+    assert r.status_code == 422 and a_standby in r.json()["error"]["message"], r.text  # names the real members
     assert cp.admin.get(f"/api/v1/jobs?instance={NAME}").json()["jobs"][0]["kind"] == "instance_create"
     audit = cp.admin.get(f"/api/v1/admin/audit?object={NAME}").json()["events"]
     assert {("instance.switchover", "failed"), ("instance.rebuild", "failed")} <= \
@@ -112,8 +118,20 @@ def test_refusals_that_need_a_live_pair(cp, ops):
 
 def test_switchover_and_back(cp, ops):
     before = wait_state(cp, whole, what="whole pair")
-    first, second = before["primary"]["name"], before["replicas"][0]["name"]
+    first, second = before["primary"]["name"], standby(before, "sync")
     timeline = before["primary"]["timeline"]
+    # a hung standby (its container paused): Patroni still lists it for a few seconds, so pgaas asks, and Patroni
+    # refuses (no good candidate, or it has gone); its words are the job's error, and nothing moved
+    podman("pause", second)
+    try:
+        r = cp.admin.post(f"{API}/switchover", json={"candidate": second})
+        assert r.status_code == 202, r.text
+        refused = cp.admin.wait_job(r.json()["job"]["id"], timeout=120)
+    finally:
+        podman("unpause", second)
+    assert refused["status"] == "failed" and "Patroni refused the switchover" in refused["error"], refused["error"]
+    assert history(cp) == []
+    wait_state(cp, lambda s: whole(s) and s["primary"]["name"] == first, what="whole again after the refusal")
     writer = Writer(ops["instance"]["uri"], ops["admin_password"])
     writer.start()
     try:
@@ -122,7 +140,15 @@ def test_switchover_and_back(cp, ops):
         for candidate, expect in ((None, second), (first, first)):
             writer.longest_gap = 0.0
             writes = writer.ok
-            job = post(cp, "switchover", {"candidate": candidate} if candidate else {})
+            if candidate is None:  # through the API, to whichever standby Patroni should take
+                job = post(cp, "switchover", {})
+            else:  # and back through the website's form, which goes to the job's page
+                web = web_session(cp.base, "root", "root-password-1")
+                token = csrf_token(web.get(f"{cp.base}/instances/{NAME}", timeout=30).text)
+                r = web.post(f"{cp.base}/instances/{NAME}/switchover", allow_redirects=False, timeout=30,
+                             data={"sw-csrf_token": token, "sw-candidate": candidate})
+                assert r.status_code == 302 and "/jobs/" in r.headers["Location"], r.text
+                job = cp.admin.wait_ok(int(r.headers["Location"].rsplit("/", 1)[1]), timeout=180)
             deadline = time.monotonic() + 10
             while writer.ok < writes + 20 and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -142,9 +168,25 @@ def test_switchover_and_back(cp, ops):
     assert all(c["lag_bytes"] is not None and c["lag_bytes"] < 16 * 1024 * 1024 and c["job"] for c in changes)
 
 
+def test_website_shows_the_history_and_refuses_like_the_api(cp, ops):
+    st = wait_state(cp, whole, what="whole pair")
+    leader = st["primary"]["name"]
+    web = web_session(cp.base, "root", "root-password-1")
+    page = web.get(f"{cp.base}/instances/{NAME}", timeout=30)
+    assert page.status_code == 200 and 'id="primary-changes"' in page.text and "cause-switchover" in page.text
+    token = csrf_token(page.text)
+    url = f"{cp.base}/instances/{NAME}"
+    assert web.post(f"{url}/switchover", data={"sw-candidate": leader}, timeout=30).status_code == 400  # no CSRF
+    r = web.post(f"{url}/switchover", data={"sw-csrf_token": token, "sw-candidate": leader}, timeout=30)
+    assert r.status_code == 422 and "is already the primary" in r.text, r.text[-2000:]
+    r = web.post(f"{url}/members/{leader}/rebuild", data={f"rb-{leader}-csrf_token": token}, timeout=30)
+    assert r.status_code == 422 and "cannot be rebuilt" in r.text
+    assert cp.admin.get(API).json()["active_job"] is None  # nothing was started
+
+
 def test_two_failovers_in_a_row(cp, ops):
     before = wait_state(cp, whole, what="whole pair")
-    first, second = before["primary"]["name"], before["replicas"][0]["name"]
+    first, second = before["primary"]["name"], standby(before, "sync")
     timeline = before["primary"]["timeline"]
     job = post(cp, "failover", {"candidate": second})
     assert job["result"]["leader"] == second and job["result"]["old_leader"] == first, job["result"]
@@ -188,7 +230,11 @@ def test_rebuild_a_lost_standby(cp, ops):
     changes_before = len(history(cp))
     standby = lose_standby(cp)
     started = time.monotonic()
-    job = post(cp, "rebuild", {"member": standby["name"]})
+    r = cp.admin.post(f"{API}/rebuild", json={"member": standby["name"]})
+    assert r.status_code == 202, r.text
+    busy = cp.admin.post(f"{API}/switchover", json={})  # one job at a time on an instance
+    assert busy.status_code == 409 and "busy" in busy.json()["error"]["message"], busy.text
+    job = cp.admin.wait_ok(r.json()["job"]["id"], timeout=180)
     took = time.monotonic() - started
     assert job["result"]["member"] == standby["name"], job["result"]
     after = wait_state(cp, whole, timeout=30, what="available after the rebuild")
