@@ -211,6 +211,12 @@ class Lab:
         info = json.loads(_podman("network", "inspect", self.network).stdout)
         return info[0]["subnets"][0]["subnet"]
 
+    @property
+    def gateway(self) -> str:
+        """This machine's address on the lab network (how lab hosts reach the control plane)."""
+        info = json.loads(_podman("network", "inspect", self.network).stdout)
+        return info[0]["subnets"][0]["gateway"]
+
 
 def lab_fixture(prefix: str, n: int, shared_images: bool = True):
     """A session-scoped pytest fixture yielding (lab, hosts); use as ``my_lab = lab_fixture("lab-x", 3)``."""

@@ -23,7 +23,9 @@ Optional:
                                          landed (member addresses) from the run's set_stats
 Playbooks see hosts only through the inventory: a member's `host` is an inventory host name, and connection
 details (ansible_host, ansible_user, keys, become) and per-host settings (pgaas_host_publish_address,
-pgaas_host_containers_conf) are inventory host variables."""
+pgaas_host_engine_provider, pgaas_host_image_delivery, pgaas_host_image_archive_dir) are inventory host
+variables. pgaas's podman settings live at the same path on every host (the control plane's CONTAINERS_CONF),
+because delegated tasks carry the play's environment."""
 from __future__ import annotations
 
 from dataclasses import dataclass

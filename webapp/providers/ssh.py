@@ -25,8 +25,13 @@ class SSHProvider:
         # Address the hosts reach the control plane on: it then runs an etcd member when an instance has only
         # two hosts. Empty: etcd members only on hosts.
         self.control_plane_address = config.get("SSH_CONTROL_PLANE_ADDRESS", "") or ""
-        self.containers_conf = config.get("SSH_CONTAINERS_CONF", "/etc/pgaas/containers.conf")
         self.publish_address = config.get("SSH_PUBLISH_ADDRESS", "0.0.0.0")  # noqa: S104 (firewalled hosts)
+        # How the image reaches a host that lacks it: "archive" (saved here, copied over SSH, loaded) or "pull"
+        # (from its registry); "auto": archive for a localhost/ image, else pull.
+        delivery = config.get("SSH_IMAGE_DELIVERY", "auto")
+        self.image_delivery = delivery if delivery != "auto" else (
+            "archive" if str(config.get("IMAGE", "")).startswith("localhost/") else "pull")
+        self.archive_dir = config.get("IMAGE_ARCHIVE_DIR") or os.path.join(config.get("JOBS_DIR", "/tmp"), "..", "images")
 
     # -- hosts ---------------------------------------------------------------------------------------------
     def _hosts(self):
@@ -153,8 +158,9 @@ class SSHProvider:
                 "ansible_ssh_private_key_file": key_file, "ansible_become": h.ssh_user != "root",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "pgaas_host_publish_address": self.publish_address,
-                "pgaas_host_containers_conf": self.containers_conf,
                 "pgaas_host_engine_provider": "ssh",
+                "pgaas_host_image_delivery": self.image_delivery,
+                "pgaas_host_image_archive_dir": os.path.abspath(self.archive_dir),
             }
         hosts["localhost"] = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
         path = private_dir / "inventory.yml"
