@@ -29,6 +29,7 @@ class Defaults:
     OPENSTACK_CONTROL_CIDRS = ""         # comma-separated; allowed to reach PostgreSQL, Patroni, etcd and SSH
     OPENSTACK_DEFAULT_STORAGE_GB = 10    # data volume size of an instance created without storage_gb
     OPENSTACK_CONNECT_TIMEOUT = 300      # seconds a new server gets to answer over SSH
+    OPENSTACK_IMAGE_DELIVERY = "pull"    # how the image reaches a server: pull (registry) or archive (over SSH)
     # Host ports the local provider may publish (PostgreSQL and Patroni REST, on 127.0.0.1).
     PORT_RANGE_START = 20000
     PORT_RANGE_END = 21999

@@ -11,6 +11,7 @@ from pathlib import Path
 import openstack
 import pytest
 
+from tests.conftest import REPO
 from tests.openstack.conftest import BAD_CLOUD, CLOUD, NAME, openstack_cp
 from tests.openstack_double.server import BANNER
 
@@ -144,6 +145,10 @@ def test_create_makes_tagged_resources_and_delete_removes_only_them(cloud, sdk, 
         for s in ours:
             assert f"{fixed[s.name]}:5432" in inst["uri"]
 
+        # The openstack.cloud inventory plugin rebuilds the members' groups from the metadata alone.
+        assert sorted(_plugin_inventory(cloud, tmp_path)[f"pgaas_{NAME.replace('-', '_')}"]["hosts"]) == \
+            [f"pgaas-{NAME}-0", f"pgaas-{NAME}-1"]
+
         r = live.admin.delete(f"/api/v1/instances/{NAME}")
         assert r.status_code == 202, r.text
         live.admin.wait_ok(r.json()["job"]["id"], timeout=240)
@@ -188,6 +193,25 @@ def test_look_alike_resources_are_refused_not_adopted(cloud, sdk, tmp_path):
         live.close()
         sdk.compute.delete_server_group(group)
         sdk.block_storage.delete_volume(volume)
+
+
+def _plugin_inventory(cloud, tmp_path) -> dict:
+    """ansible-inventory with the repository's inventory/openstack/openstack.yml, against the double."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    only_good = tmp_path / "clouds-inventory.yaml"
+    only_good.write_text(yaml.safe_dump(cloud.clouds_yaml(CLOUD)))
+    r = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i",
+                        str(REPO / "inventory" / "openstack" / "openstack.yml"), "--list"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120,
+                       env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(only_good)})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
 
 
 def _pubkey(tmp_path) -> str:

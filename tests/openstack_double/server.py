@@ -197,6 +197,8 @@ class CloudDouble:
                 self.hosts.destroy(booted.handle)
             except Exception:  # noqa: BLE001 (best effort at teardown)
                 log.exception("could not destroy a backing host")
+        if hasattr(self.hosts, "close"):
+            self.hosts.close()
 
     @property
     def auth_url(self) -> str:

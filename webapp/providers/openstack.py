@@ -35,6 +35,7 @@ class OpenStackProvider:
         self.ssh_user = str(config.get("OPENSTACK_SSH_USER") or "debian")
         self.default_storage_gb = int(config.get("OPENSTACK_DEFAULT_STORAGE_GB") or 10)
         self.connect_timeout = int(config.get("OPENSTACK_CONNECT_TIMEOUT") or 300)
+        self.image_delivery = str(config.get("OPENSTACK_IMAGE_DELIVERY") or "pull")
         cidrs = config.get("OPENSTACK_CONTROL_CIDRS") or ""
         self.control_cidrs = [c.strip() for c in (cidrs.split(",") if isinstance(cidrs, str) else cidrs) if c.strip()]
         # Default: beside the jobs folder, in the instance folder (0700).
@@ -48,6 +49,13 @@ class OpenStackProvider:
         """One server per member, named like the member; its address is known once the server exists."""
         return [Placement(f"pgaas-{instance}-{i}", f"pgaas-{instance}-{i}", "", PG_PORT, API_PORT)
                 for i in range(count)]
+
+    def etcd_members(self, instance: str, placements: list[Placement], used_ports) -> list[dict]:
+        """etcd on the servers themselves, published on their addresses: one member per server when there are
+        three or more, else one member on the first server. Addresses are filled in once the servers exist."""
+        chosen = placements if len(placements) >= 3 else placements[:1]
+        return [{"name": f"pgaas-{instance}-etcd-{i}", "host": p.host, "address": "", "client_port": 2379,
+                 "peer_port": 2380} for i, p in enumerate(chosen)]
 
     def stats(self, containers: list[str]) -> dict[str, dict]:
         return {}
@@ -71,10 +79,28 @@ class OpenStackProvider:
             "network": self.network, "floating_ip_network": self.floating_ip_network, "ssh_user": self.ssh_user,
             "private_key_file": self.key_file, "public_key": self.public_key(),
             "control_cidrs": self.control_cidrs, "default_storage_gb": self.default_storage_gb,
-            "connect_timeout": self.connect_timeout}}
+            "connect_timeout": self.connect_timeout, "image_delivery": self.image_delivery}}
 
     def create_playbook(self) -> str:
         return "playbooks/instance_create_openstack.yml"
+
+    def grow_playbook(self) -> str:
+        return "playbooks/instance_grow_openstack.yml"
+
+    def create_vars(self, deploy_vars: dict, meta: dict | None = None) -> dict:
+        """The deploy's vars, except that members and etcd members get their addresses in the play, from the
+        servers it made: the lists go as pgaas_openstack_members / pgaas_openstack_etcd_members."""
+        out = dict(deploy_vars)
+        out["pgaas_openstack_members"] = out.pop("pgaas_members")
+        out["pgaas_openstack_etcd_members"] = out.pop("pgaas_etcd_members", [])
+        for name, raw in (("pgaas_members", "pgaas_openstack_members"),
+                          ("pgaas_etcd_members", "pgaas_openstack_etcd_members")):
+            # A template, evaluated when the deploy uses it: each entry with its host's address (set by the
+            # provisioning play's add_host). Extra vars outrank the deploy's own defaults, so it must be one.
+            out[name] = (f"{{{{ {raw} | zip({raw} | map(attribute='host') | map('extract', hostvars, "
+                         f"'pgaas_server_address') | map('community.general.dict_kv', 'address')) "
+                         f"| map('combine') | list }}}}")
+        return {**out, **self.playbook_vars(meta)}
 
     def teardown(self, name: str, meta: dict) -> tuple[str, dict]:
         return "playbooks/openstack_teardown.yml", {"pgaas_instance_name": name, **self.playbook_vars(meta)}
@@ -87,5 +113,11 @@ class OpenStackProvider:
             s = servers.get(m.host)
             if s and s.get("address"):
                 m.address = s["address"]
+        meta = dict(inst.meta or {})
         if result:
-            inst.meta = {**(inst.meta or {}), "openstack": result}
+            meta["openstack"] = {**meta.get("openstack", {}), **result}
+        addresses = {h: s.get("address") for h, s in servers.items()}
+        if meta.get("etcd_members") and addresses:
+            meta["etcd_members"] = [{**e, "address": addresses.get(e["host"]) or e.get("address", "")}
+                                    for e in meta["etcd_members"]]
+        inst.meta = meta

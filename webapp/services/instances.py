@@ -309,7 +309,7 @@ class CreateHandler:
         inst = get(s, job.instance_name)
         if hasattr(self.provider, "create_playbook"):  # cloud providers make the hosts first
             return RunSpec(self.provider.create_playbook(),
-                           {**_deploy_vars(inst, self.image), **self.provider.playbook_vars(inst.meta)},
+                           self.provider.create_vars(_deploy_vars(inst, self.image), inst.meta),
                            secrets=self.box.open(inst.secrets_enc),
                            label=f"Provision {self.provider.name} resources, deploy etcd and the Patroni pair")
         return RunSpec("playbooks/instance_deploy.yml", _deploy_vars(inst, self.image),
@@ -385,7 +385,7 @@ def handlers(box: SecretBox, image: str, provider=None) -> dict:
 
     return {"instance_create": CreateHandler(box, image, provider),
             "instance_delete": DeleteHandler(box, image, provider),
-            **settings.handlers(box), **failover.handlers(box, image)}
+            **settings.handlers(box, provider), **failover.handlers(box, image)}
 
 
 def on_queued_cancel(s, job: Job) -> None:

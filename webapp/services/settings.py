@@ -375,7 +375,22 @@ class _AdminHandler:
 
 
 class SettingsHandler(_AdminHandler):
+    def __init__(self, box: SecretBox, provider=None):
+        super().__init__(box)
+        self.provider = provider
+
     def prepare(self, s, job: Job) -> RunSpec:
+        spec = self._settings_spec(s, job)
+        sizes = (job.params or {}).get("sizes") or {}
+        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
+        if sizes.get("storage_gb") is not None and hasattr(self.provider, "grow_playbook"):
+            # A cloud provider grows the volumes (and their filesystems) first, then applies the rest.
+            spec.playbook, spec.label = self.provider.grow_playbook(), "Grow the data volumes, then apply the rest"
+            spec.extravars.update({"pgaas_storage_gb": sizes["storage_gb"], "pgaas_synchronous": inst.synchronous,
+                                   **self.provider.playbook_vars(inst.meta)})
+        return spec
+
+    def _settings_spec(self, s, job: Job) -> RunSpec:
         inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
         params = job.params or {}
         sizes = params.get("sizes") or {}
@@ -427,5 +442,5 @@ class RestartHandler(_AdminHandler):
         inst.meta = meta
 
 
-def handlers(box: SecretBox) -> dict:
-    return {"instance_settings": SettingsHandler(box), "instance_restart": RestartHandler(box)}
+def handlers(box: SecretBox, provider=None) -> dict:
+    return {"instance_settings": SettingsHandler(box, provider), "instance_restart": RestartHandler(box)}
