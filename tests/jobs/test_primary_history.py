@@ -1,6 +1,7 @@
 """The history of primary changes from Patroni's /history lines: one row per new timeline, the old primary taken
 from the previous line (the bootstrap member for the first), the cause from the job that was running when the
-primary changed (automatic when none was), recorded once however often the same history is read."""
+primary changed and meant to promote that member (automatic when none did), recorded once however often the same
+history is read."""
 from datetime import timedelta
 
 from webapp.services import failover
@@ -18,6 +19,9 @@ def test_history_lines_become_one_row_per_timeline(database_url):
         inst.members = [Member(ordinal=i, name=f"pgaas-main-{i}", host="localhost", address="127.0.0.1",
                                pg_port=20000 + 2 * i, api_port=20001 + 2 * i) for i in range(2)]
         s.add(inst)
+        # a failover job that meant to promote pgaas-main-0 was running when Patroni promoted pgaas-main-1 on its own
+        s.add(Job(kind="instance_failover", instance_name="main", status="failed", params={"candidate": "pgaas-main-0"},
+                  started_at=t1 - timedelta(seconds=2), finished_at=t1 + timedelta(seconds=4)))
         s.add(Job(kind="instance_switchover", instance_name="main", status="succeeded",
                   started_at=t2 - timedelta(seconds=3), finished_at=t2 + timedelta(seconds=8)))
         s.add(Job(kind="instance_failover", instance_name="main", status="succeeded",

@@ -41,8 +41,8 @@ HEALTHY = ("running", "streaming")
 # a member being cloned is not lost: the clone of a large database takes a while
 IN_PROGRESS = ("creating replica",)
 MAINTENANCE_ACTOR = audit.Actor("pgaas-maintenance", is_admin=True)
-# a change of primary within this many seconds of a job's start or end still belongs to that job
-ATTRIBUTION_SLACK = timedelta(seconds=5)
+# a change of primary belongs to the job that ran when Patroni promoted (its clock is the host's: allow a second)
+ATTRIBUTION_SLACK = timedelta(seconds=1)
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -177,15 +177,23 @@ def _parse_time(value) -> datetime | None:
         return None
 
 
-def _moving_job(s: Session, inst: Instance, at: datetime, job: Job | None) -> Job | None:
-    """The switchover, failover or restart job of this instance that was running when the primary changed."""
+def _job_target(j: Job) -> str | None:
+    """The member a job meant to promote, when it says: its result's leader, else the candidate it was given."""
+    return (j.result or {}).get("leader") or (j.params or {}).get("candidate")
+
+
+def _moving_job(s: Session, inst: Instance, at: datetime, job: Job | None, new_leader: str | None) -> Job | None:
+    """The switchover, failover or restart job of this instance that was running when the primary changed to
+    new_leader (a job that meant to promote another member did not make this change)."""
     jobs = [job] if job is not None and job.kind in MOVING_KINDS else []
     jobs += list(s.scalars(select(Job).where(Job.instance_name == inst.name, Job.kind.in_(MOVING_KINDS),
                                              Job.started_at.is_not(None), Job.started_at <= at + ATTRIBUTION_SLACK)
                            .order_by(Job.id.desc()).limit(20)))
     for j in jobs:
         start, end = _aware(j.started_at), _aware(j.finished_at) or utcnow()
-        if start is not None and start - ATTRIBUTION_SLACK <= at <= end + ATTRIBUTION_SLACK:
+        target = _job_target(j)
+        if start is not None and start - ATTRIBUTION_SLACK <= at <= end + ATTRIBUTION_SLACK \
+                and (target is None or new_leader is None or target == new_leader):
             return j
     return None
 
@@ -220,7 +228,7 @@ def record_history(s: Session, inst: Instance, lines, job: Job | None = None, re
             prev_leader = recorded[timeline].to_member
             continue
         at = at or utcnow()
-        mover = _moving_job(s, inst, at, job)
+        mover = _moving_job(s, inst, at, job, new_leader or (result.get("leader") if job is not None else None))
         if mover is not None and mover is job and result.get("timeline") == timeline:
             from_member = result.get("old_leader") or from_member
             new_leader = new_leader or result.get("leader")
