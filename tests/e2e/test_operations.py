@@ -10,8 +10,9 @@ import time
 
 import psycopg
 import pytest
+import requests
 
-from tests.e2e.helpers import INST, create, podman
+from tests.e2e.helpers import INST, create, podman, secrets_of
 from tests.ui.conftest import csrf_token, web_session
 
 pytestmark = pytest.mark.slow
@@ -200,6 +201,32 @@ def test_two_failovers_in_a_row(cp, ops):
         [(second, first, "failover", timeline + 2), (first, second, "failover", timeline + 1)], changes
     with psycopg.connect(ops["instance"]["uri"], password=ops["admin_password"], connect_timeout=5) as c:
         assert c.execute("select pg_is_in_recovery()").fetchone()[0] is False
+
+
+def test_a_change_made_outside_pgaas_is_recorded_as_automatic(cp, ops):
+    """Patroni moves the primary without any pgaas job (here: asked on its own REST API): the worker's sampler
+    finds the new timeline in Patroni's /history and records it."""
+    before = wait_state(cp, whole, what="whole pair")
+    first, second = before["primary"], before["replicas"][0]
+    password = secrets_of(cp, NAME)["pgaas_restapi_password"]
+    r = requests.post(f"http://{first['address']}:{patroni_port(cp, first['name'])}/switchover", timeout=60,
+                      json={"leader": first["name"], "candidate": second["name"]}, auth=("pgaas", password))
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 30
+    while not (changes := history(cp)) or changes[0]["timeline"] <= before["primary"]["timeline"]:
+        assert time.monotonic() < deadline, f"no history row for the new timeline: {changes[:2]}"
+        time.sleep(0.5)
+    c = changes[0]
+    assert (c["from"], c["to"], c["cause"], c["job"]) == (first["name"], second["name"], "automatic", None), c
+    assert c["timeline"] == before["primary"]["timeline"] + 1 and c["switch_lsn"], c
+
+
+def patroni_port(cp, member: str) -> int:
+    from webapp.services import instances as isvc
+
+    svc = cp.app.extensions["pgaas"]
+    with svc.store.session() as s:
+        return next(m.api_port for m in isvc.get(s, NAME).members if m.name == member)
 
 
 def lose_standby(cp) -> dict:
