@@ -126,8 +126,13 @@ def _replacement(provider, inst: Instance, member: Member) -> dict:
     replace = getattr(provider, "replace", None)
     if replace is None:
         return same
+    from webapp.providers import NoCapacity
+
     others = {m.host for m in inst.members if m.name != member.name}
-    p = replace(inst.name, member.name, member.host, others)
+    try:
+        p = replace(inst.name, member.name, member.host, others)
+    except NoCapacity as exc:
+        raise Conflict(f"no host can take the rebuilt {member.name}: {exc}") from None
     return {"name": p.name, "host": p.host, "address": p.address, "pg_port": p.pg_port, "api_port": p.api_port}
 
 
