@@ -1,0 +1,50 @@
+"""The ssh provider against three lab hosts (tests/lab): one lab and one control plane for the whole module."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import Live, make_app
+from tests.lab import Lab
+
+PREFIX = "lab-ssh"
+INSTANCE = os.environ.get("PGAAS_E2E_INSTANCE", "ms-ssh")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    lab = Lab(PREFIX, state_dir=tmp_path_factory.mktemp("lab-ssh"))
+    lab.create(3)
+    yield lab
+    lab.destroy()
+
+
+@pytest.fixture(scope="session")
+def ssh_cp(lab, tmp_path_factory, metadata_pg):
+    """A control plane with the ssh provider; the lab hosts registered through the API (key by path); the control
+    plane runs the third etcd member, on its address on the lab network."""
+    from tests.e2e.helpers import leftovers, podman
+
+    left = leftovers(INSTANCE)  # an earlier run's etcd member here would hold an old cluster's data
+    for kind, rm in (("containers", ["rm", "-f", "-t", "0"]), ("volumes", ["volume", "rm", "-f"]),
+                     ("networks", ["network", "rm", "-f"])):
+        if left[kind]:
+            podman(*rm, *left[kind])
+    srv = Live(make_app(metadata_pg.new_database(), tmp_path_factory.mktemp("ssh-cp") / "instance",
+                        PROVIDER="ssh", SSH_CONTROL_PLANE_ADDRESS=lab.gateway, PORT_RANGE_START=25000,
+                        PORT_RANGE_END=25999, REBUILD_AFTER_SECONDS=0, SAMPLE_SECONDS=3600,
+                        QUOTA_CHECK_SECONDS=3600), workers=2)
+    for h in lab.hosts:
+        r = srv.admin.post("/api/v1/hosts", json={"name": h.name, "address": h.address, "ssh_user": h.user,
+                                                  "key_path": h.key_path, "capacity": 2, "labels": {"lab": PREFIX}})
+        assert r.status_code == 201, r.text
+    yield srv
+    for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
+        for h in lab.hosts:
+            if not lab.running(h):
+                lab.start(h)
+        r = srv.admin.delete(f"/api/v1/instances/{inst['name']}?force=true")
+        if r.status_code == 202:
+            srv.admin.wait_job(r.json()["job"]["id"], timeout=120)
+    srv.close()
