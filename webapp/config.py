@@ -33,6 +33,16 @@ class Defaults:
     # Host ports the local provider may publish (PostgreSQL and Patroni REST, on 127.0.0.1).
     PORT_RANGE_START = 20000
     PORT_RANGE_END = 21999
+    # ssh provider: hosts listed here (JSON list of {name, address, ssh_user, ssh_port, key_path, labels, capacity};
+    # more through the API), this machine's address as the hosts reach it (it then runs the third etcd member of an
+    # instance on two hosts; empty: none), where members publish their ports on a host, how a missing image reaches
+    # a host (archive | pull | auto: archive for a localhost/ image) and where archives are kept (empty:
+    # <instance>/images).
+    SSH_HOSTS = ""
+    SSH_CONTROL_PLANE_ADDRESS = ""
+    SSH_PUBLISH_ADDRESS = "0.0.0.0"  # noqa: S104 (hosts are firewalled to the members and the control plane)
+    SSH_IMAGE_DELIVERY = "auto"
+    IMAGE_ARCHIVE_DIR = ""
     # The PostgreSQL image the roles run; point it at a registry image to skip the offline build.
     IMAGE = "localhost/pgaas-postgres:15"
     # Jobs: worker threads in `pgaas run`, heartbeat interval and how stale a heartbeat must be to call a worker lost.
