@@ -209,6 +209,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--modes", default="pgaas,noguard,stock")
+    ap.add_argument("--port-start", type=int, default=21900, help="first of 100 host ports for the pairs")
     ap.add_argument("--verbose", action="store_true", help="log what the leader guard does")
     args = ap.parse_args()
     import logging
@@ -231,8 +232,11 @@ def main() -> int:
     live, pairs = None, {}
     results: dict[str, list[dict]] = {m: [] for m in modes}
     try:
+        # ports of its own: a member that is down frees its port, and another control plane on this machine (a
+        # test run) would otherwise take it meanwhile
         live = Live(make_app(f"sqlite:///{workdir / 'pgaas.sqlite'}", workdir / "instance", SAMPLE_SECONDS=3600,
-                             QUOTA_CHECK_SECONDS=3600), workers=2)
+                             QUOTA_CHECK_SECONDS=3600, PORT_RANGE_START=args.port_start,
+                             PORT_RANGE_END=args.port_start + 99), workers=2)
         want = {"pgaas": "bench-fo-tuned", "noguard": "bench-fo-tuned", "stock": "bench-fo-stock"}
         for name in sorted({want[m] for m in modes}):
             pairs[name] = Pair(live, name)
@@ -245,7 +249,7 @@ def main() -> int:
                 live.app.config["FAST_FAILOVER"] = mode == "pgaas"
                 try:
                     res = one_run(pairs[want[mode]])
-                except RuntimeError as exc:
+                except (RuntimeError, psycopg.Error) as exc:
                     print(f"  run {i} {mode:<8} FAILED: {exc}", flush=True)
                     continue
                 results[mode].append(res)
