@@ -139,6 +139,11 @@ def test_kill_the_primary_under_load_loses_no_acknowledged_commit(cp, ha):
         assert c.execute("select pg_is_in_recovery()").fetchone()[0] is False
     lost = [i for i in writer.acked if i not in present]
     assert lost == [], f"acknowledged commits lost: {lost[:20]}"
+    # the control plane's leader guard saw the container exit and released its key (docs/operations.md)
+    released = [e for e in cp.admin.get(f"/api/v1/admin/audit?object={NAME}").json()["events"]
+                if e["action"] == "instance.release_dead_leader"]
+    assert released and old_primary in released[0]["detail"], released
+
     def promoted(st):
         p = st["primary"]
         return p is not None and p["container"] != old_primary and (p["timeline"] or 0) > timeline
