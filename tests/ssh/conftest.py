@@ -35,9 +35,11 @@ def ssh_cp(lab, tmp_path_factory, metadata_pg):
                         PROVIDER="ssh", SSH_CONTROL_PLANE_ADDRESS=lab.gateway, PORT_RANGE_START=25000,
                         PORT_RANGE_END=25999, REBUILD_AFTER_SECONDS=0, SAMPLE_SECONDS=3600,
                         QUOTA_CHECK_SECONDS=3600), workers=2)
-    for h in lab.hosts:
+    for i, h in enumerate(lab.hosts):
+        # the last host's key is stored (encrypted) rather than referenced by path: both ways are exercised
+        key = {"private_key": open(h.key_path).read()} if i == len(lab.hosts) - 1 else {"key_path": h.key_path}
         r = srv.admin.post("/api/v1/hosts", json={"name": h.name, "address": h.address, "ssh_user": h.user,
-                                                  "key_path": h.key_path, "capacity": 2, "labels": {"lab": PREFIX}})
+                                                  "capacity": 2, "labels": {"lab": PREFIX}, **key})
         assert r.status_code == 201, r.text
     yield srv
     for inst in srv.admin.get("/api/v1/instances").json()["instances"]:

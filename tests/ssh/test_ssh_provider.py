@@ -5,8 +5,8 @@ nothing of the instance on any host."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -70,6 +70,18 @@ def test_pair_on_different_hosts_with_three_etcd_members(ssh_cp, lab, inst):
         assert h["instances"][0]["name"] == INSTANCE and h["instances"][0]["members"] == [m["container"]]
     free = [h for h in hosts.values() if h["used"] == 0]
     assert len(free) == 1 and free[0]["free"] == 2
+    assert [h["key"]["type"] for h in hosts.values()].count("stored") == 1
+
+
+def test_stored_key_lives_only_for_the_run(ssh_cp, lab, inst):
+    """The stored key was written for each run (the deploy reached every host) and removed after it; it is in no
+    event, artifact or answer."""
+    key = open(lab.hosts[-1].key_path).read().strip().splitlines()[1]
+    jobs_dir = Path(ssh_cp.app.config["JOBS_DIR"])
+    files = [p for p in jobs_dir.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if p.name.startswith("key-") or p.name == "inventory.yml"]
+    assert not [p for p in files if key.encode() in p.read_bytes()]
+    assert key not in json.dumps(inst["job"]) and key not in ssh_cp.admin.get("/api/v1/hosts").text
 
 
 def test_tenant_database_through_its_uri_from_the_control_plane(ssh_cp, inst):
