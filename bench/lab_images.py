@@ -9,7 +9,8 @@
            per step, plus the size of the archive
   pull     not measured: no registry is reachable from this machine
 
-The lab prefix is lab-bench (removed at the end, also on Ctrl-C). Exit status 0 whatever the numbers.
+The lab prefixes are lab-ssh-bench and lab-ssh-bench-empty (removed at the end, also on Ctrl-C). Exit status 0
+whatever the numbers.
 
     .venv/bin/python bench/lab_images.py [--hosts 3] [--image localhost/pgaas-postgres:15]
 """
@@ -36,8 +37,8 @@ def main() -> None:
     ap.add_argument("--image", default="localhost/pgaas-postgres:15")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    shared = Lab("lab-bench")
-    empty = Lab("lab-bench-empty", shared_images=False)
+    shared = Lab("lab-ssh-bench")
+    empty = Lab("lab-ssh-bench-empty", shared_images=False)
     try:
         t = time.monotonic()
         hosts = shared.create(args.hosts)

@@ -109,6 +109,8 @@ class Lab:
         for i in range(n):
             name = f"{self.prefix}-{i}"
             address = str(ipaddress.ip_address(base + 10 + i))
+            _podman("volume", "rm", "-f", f"{name}-storage", check=False)  # a leftover by this host's own name
+            _podman("volume", "create", "--label", f"pgaas.lab={self.prefix}", f"{name}-storage")
             args = ["run", "-d", "--name", name, "--hostname", name, "--privileged",
                     "--label", f"pgaas.lab={self.prefix}", "--network", self.network, "--ip", address,
                     "--tmpfs", "/run:rw,exec,mode=0755",
@@ -130,8 +132,9 @@ class Lab:
                         check=False).stdout.decode().split()
         if names:
             _podman("rm", "-f", "-t", "0", *names, check=False)
-        vols = [v for v in _podman("volume", "ls", "--format", "{{.Name}}", check=False).stdout.decode().split()
-                if v.startswith(f"{self.prefix}-") and v.endswith("-storage")]
+        # by label, not by name: "lab-x" must not take "lab-x-y"'s volumes
+        vols = _podman("volume", "ls", "--filter", f"label=pgaas.lab={self.prefix}", "--format", "{{.Name}}",
+                       check=False).stdout.decode().split()
         if vols:
             _podman("volume", "rm", "-f", *vols, check=False)
         if _podman("network", "exists", self.network, check=False).returncode == 0:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lab2(tmp_path_factory):
-    lab = Lab("lab-selftest", state_dir=tmp_path_factory.mktemp("lab"))
+    lab = Lab("lab-ssh-self", state_dir=tmp_path_factory.mktemp("lab"))
     hosts = lab.create(2)
     yield lab, hosts
     lab.destroy()
