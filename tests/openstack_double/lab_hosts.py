@@ -37,6 +37,9 @@ class LabHosts:
         address = str(self.subnet.network_address + 10 + i)
         keys = self.dir / f"{name}.authorized_keys"
         keys.write_text((public_key or "") + "\n")
+        # labelled like the lab's own, so that Lab.destroy() finds it
+        _podman("volume", "rm", "-f", f"{name}-storage", check=False)
+        _podman("volume", "create", "--label", f"pgaas.lab={self.lab.prefix}", f"{name}-storage")
         args = ["run", "-d", "--name", name, "--hostname", server_name, "--privileged",
                 "--label", f"pgaas.lab={self.lab.prefix}", "--network", self.lab.network, "--ip", address,
                 "--tmpfs", "/run:rw,exec,mode=0755", "-v", f"{name}-storage:/var/lib/containers",
