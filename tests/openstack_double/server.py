@@ -753,7 +753,7 @@ def _routes(c: CloudDouble):
         with c.lock:
             key_name = b.get("key_name")
             if key_name and (req.user.user_id, key_name) not in c.keypairs:
-                raise ApiError(400, f"Invalid key_name provided.")
+                raise ApiError(400, "Invalid key_name provided.")
             group = hints.get("group")
             if group:
                 find_group(req, group)
