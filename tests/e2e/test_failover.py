@@ -219,7 +219,9 @@ def patroni_logs(members, since="90s", lines=40):
     for m in members:
         r = subprocess.run(["podman", "logs", "--since", since, m["container"]], capture_output=True, text=True,
                            env=PODMAN_ENV)
-        patroni = [ln for ln in (r.stdout + r.stderr).splitlines() if " INFO: " in ln or "WARNING" in ln]
+        noise = ("failed to resolve host", "Retrying (Retry(")   # an unreachable etcd repeats these
+        patroni = [ln for ln in (r.stdout + r.stderr).splitlines()
+                   if (" INFO: " in ln or "WARNING" in ln or "ERROR" in ln) and not any(n in ln for n in noise)]
         out.append(f"--- {m['container']}\n" + "\n".join(patroni[-lines:]))
     return "\n".join(out)
 
@@ -332,7 +334,7 @@ def test_losing_etcd_stops_failover_not_the_primary(cp, ha):
         time.sleep(TTL + 5)   # longer than the leader key's ttl and retry_timeout: failsafe_mode keeps the primary
         gap = [t for t in writer.failures if t >= killed_at]
         recent = [t for t in writer.acked_at if t >= time.monotonic() - 3]
-        assert recent, f"writes stopped without etcd ({len(gap)} failed attempts)"
+        assert recent, f"writes stopped without etcd ({len(gap)} failed attempts)\n" + patroni_logs(members_of(before))
         assert state(cp)["primary"]["container"] == before["primary"]["container"]
     finally:
         podman("start", etcd)

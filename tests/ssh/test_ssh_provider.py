@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.conftest import REPO
 from tests.e2e.test_failover import Writer
 from tests.ssh.conftest import INSTANCE
 
@@ -23,7 +24,8 @@ def state(cp):
 
 
 def on_host(lab, host, cmd: str) -> str:
-    return lab.ssh(host, f"sudo env CONTAINERS_CONF=/work/main/etc/containers.conf {cmd}").stdout.decode()
+    # the ssh provider puts pgaas's containers.conf on a host at the control plane's own CONTAINERS_CONF path
+    return lab.ssh(host, f"sudo env CONTAINERS_CONF={REPO / 'etc' / 'containers.conf'} {cmd}").stdout.decode()
 
 
 def host_of(lab, name):
