@@ -43,6 +43,9 @@ class Defaults:
     SSH_PUBLISH_ADDRESS = "0.0.0.0"  # noqa: S104 (hosts are firewalled to the members and the control plane)
     SSH_IMAGE_DELIVERY = "auto"
     IMAGE_ARCHIVE_DIR = ""
+    # The known_hosts file every SSH host (ssh provider hosts, OpenStack servers) is checked against: keys given at
+    # registration are pinned, others on first contact; a changed key is refused. Empty: <instance>/ssh_known_hosts.
+    SSH_KNOWN_HOSTS = ""
     # The PostgreSQL image the roles run; point it at a registry image to skip the offline build.
     IMAGE = "localhost/pgaas-postgres:15"
     # Jobs: worker threads in `pgaas run`, heartbeat interval and how stale a heartbeat must be to call a worker lost.
@@ -102,6 +105,8 @@ def load(app, test_config: dict | None = None) -> None:
         app.config["DATABASE_URL"] = f"sqlite:///{inst / 'pgaas.sqlite'}"
     if not app.config["JOBS_DIR"]:
         app.config["JOBS_DIR"] = str(inst / "jobs")
+    if not app.config["SSH_KNOWN_HOSTS"]:
+        app.config["SSH_KNOWN_HOSTS"] = str(inst / "ssh_known_hosts")
     if not app.config["DUMPS_DIR"]:
         app.config["DUMPS_DIR"] = str(inst / "dumps")
     if not app.config["ENCRYPTION_KEY"]:

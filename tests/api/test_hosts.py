@@ -106,3 +106,85 @@ def test_configured_hosts_are_listed_and_read_only(tmp_path):
         assert srv.admin.get("/api/v1/instances/toobig").status_code == 404
     finally:
         srv.close()
+
+
+def _host_key(tmp_path, name="hostkey"):
+    """A freshly generated ed25519 public key (the line of its .pub) and its SHA256 fingerprint per ssh-keygen."""
+    import subprocess
+
+    path = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    fp = subprocess.run(["ssh-keygen", "-lf", f"{path}.pub"], check=True, capture_output=True, text=True).stdout
+    return (tmp_path / f"{name}.pub").read_text().strip(), fp.split()[1]
+
+
+def _pinned(known_hosts: str, name: str) -> str:
+    import subprocess
+
+    return subprocess.run(["ssh-keygen", "-F", name, "-f", known_hosts], capture_output=True, text=True).stdout
+
+
+def test_host_key_validated_pinned_shown_replaced_and_removed(live, tmp_path):
+    import os
+    import stat
+
+    keyfile = tmp_path / "id"
+    keyfile.write_text(KEY)
+    good = {"name": "db1", "address": "10.0.0.11", "ssh_user": "debian", "ssh_port": 2222, "key_path": str(keyfile)}
+    pub, fp = _host_key(tmp_path)
+    pub2, fp2 = _host_key(tmp_path, "other")
+    blob = pub.split()[1]
+    for bad in ("garbage", "ssh-ed25519", "ssh-ed25519 not-base64!", f"ssh-rsa {blob}", "ssh-ed25519 AAAA",
+                ["ok", 1], 42, "-----BEGIN OPENSSH PRIVATE KEY-----"):
+        r = live.admin.post("/api/v1/hosts", json={**good, "host_key": bad})
+        assert r.status_code == 422, (bad, r.status_code, r.text)  # the API's answer to an invalid field
+        assert "host_key" in r.json()["error"]["message"], r.text
+    assert live.admin.get("/api/v1/hosts").json()["hosts"] == []
+
+    # ssh-keyscan's form ("<host> <type> <key>") is taken too
+    r = live.admin.post("/api/v1/hosts", json={**good, "host_key": f"10.0.0.11 {pub}\n"})
+    assert r.status_code == 201, r.text
+    assert r.json()["host_keys"] == [{"type": "ssh-ed25519", "sha256": fp}]
+    known = live.app.config["SSH_KNOWN_HOSTS"]
+    assert stat.S_IMODE(os.stat(known).st_mode) == 0o600
+    assert blob in _pinned(known, "[10.0.0.11]:2222")
+    assert live.admin.get("/api/v1/hosts/db1").json()["host_keys"] == [{"type": "ssh-ed25519", "sha256": fp}]
+    # another host, no host_key: nothing pinned until the first connection
+    r = live.admin.post("/api/v1/hosts", json={**good, "name": "db2", "address": "10.0.0.12"})
+    assert r.status_code == 201 and r.json()["host_keys"] == []
+
+    # re-pinning (a reinstalled host): the old key goes, the new one is the only one
+    assert live.admin.put("/api/v1/hosts/db1/host_key", json={"host_key": "nope"}).status_code == 422
+    assert live.admin.put("/api/v1/hosts/db1/host_key", json={}).status_code == 400
+    r = live.admin.put("/api/v1/hosts/db1/host_key", json={"host_key": pub2})
+    assert r.status_code == 200 and r.json()["host_keys"] == [{"type": "ssh-ed25519", "sha256": fp2}], r.text
+    assert blob not in _pinned(known, "[10.0.0.11]:2222")
+    assert live.alice.put("/api/v1/hosts/db1/host_key", json={"host_key": pub}).status_code == 403
+    assert live.admin.put("/api/v1/hosts/nope/host_key", json={"host_key": pub}).status_code == 404
+
+    # delete removes the host's entries (and leaves no ssh-keygen backup behind)
+    assert live.admin.delete("/api/v1/hosts/db1").status_code == 204
+    assert _pinned(known, "[10.0.0.11]:2222") == ""
+    assert not os.path.exists(known + ".old")
+
+
+def test_configured_host_key_is_pinned(tmp_path):
+    keyfile = tmp_path / "id"
+    keyfile.write_text(KEY)
+    pub, fp = _host_key(tmp_path)
+    conf = [{"name": "cfg1", "address": "10.1.0.1", "ssh_user": "pgaas", "key_path": str(keyfile), "host_key": pub}]
+    srv = Live(make_app(f"sqlite:///{tmp_path / 'm.sqlite'}", tmp_path / "instance", PROVIDER="ssh",
+                        SSH_HOSTS=json.dumps(conf)), workers=0)
+    try:
+        assert srv.admin.get("/api/v1/hosts/cfg1").json()["host_keys"] == [{"type": "ssh-ed25519", "sha256": fp}]
+        r = srv.admin.put("/api/v1/hosts/cfg1/host_key", json={"host_key": None})
+        assert r.status_code == 409 and "configuration" in r.json()["error"]["message"]
+        # every run's inventory pins it, with strict checking against the control plane's file
+        provider = srv.app.extensions["pgaas"].provider
+        inv = json.loads(open(provider.inventory(tmp_path)).read())["all"]["hosts"]["cfg1"]
+        known = srv.app.config["SSH_KNOWN_HOSTS"]
+        assert pub.split()[1] in _pinned(known, "10.1.0.1")
+        assert inv["ansible_host_key_checking"] is True
+        assert f"StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known}" in inv["ansible_ssh_common_args"]
+    finally:
+        srv.close()

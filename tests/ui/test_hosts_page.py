@@ -1,12 +1,13 @@
 """The admin's host page: hosts with used/free capacity, registering one with a pasted key (stored, never shown
-again, not even after an error), errors beside the field, CSRF on the forms, removal, admins only."""
+again, not even after an error) and optionally its host key (fingerprint shown), errors beside the field, CSRF on
+the forms, removal, admins only."""
 from __future__ import annotations
 
-from tests.api.test_hosts import KEY
+from tests.api.test_hosts import KEY, _host_key
 from tests.ui.conftest import csrf_token, web_session
 
 
-def test_hosts_page_register_error_and_remove(live):
+def test_hosts_page_register_error_and_remove(live, tmp_path):
     s = web_session(live.base, "root", "root-password-1")
     page = s.get(live.base + "/hosts", timeout=30)
     assert page.status_code == 200 and "No hosts yet" in page.text
@@ -19,8 +20,17 @@ def test_hosts_page_register_error_and_remove(live):
                                            "csrf_token": csrf_token(page.text)}, timeout=30)
     assert r.status_code == 200 and "address must be an IP address" in r.text
     assert "PRIVATE KEY" not in r.text
-    r = s.post(live.base + "/hosts", data={**form, "csrf_token": csrf_token(r.text)}, timeout=30)
+    # a bad host key: its message beside its field; then a good one, whose fingerprint the list shows
+    assert 'name="host_key"' in page.text and "Host public key" in page.text
+    r = s.post(live.base + "/hosts", data={**form, "host_key": "ssh-ed25519 garbage!",
+                                           "csrf_token": csrf_token(r.text)}, timeout=30)
+    assert r.status_code == 200 and "host_key: the ssh-ed25519 key is not valid" in r.text
+    assert 'id="host_key-error"' in r.text
+    assert "PRIVATE KEY" not in r.text
+    pub, fp = _host_key(tmp_path)
+    r = s.post(live.base + "/hosts", data={**form, "host_key": pub, "csrf_token": csrf_token(r.text)}, timeout=30)
     assert r.status_code == 200 and "Host db1 was registered" in r.text
+    assert fp in r.text
     assert "stored (encrypted)" in r.text and "PRIVATE KEY" not in r.text
     assert "rack=a" in r.text and "0 / 2" in r.text
     assert [h["name"] for h in live.admin.get("/api/v1/hosts").json()["hosts"]] == ["db1"]

@@ -1,8 +1,9 @@
-"""SSH hosts (admins): register, list with what runs on them and their free capacity, show, remove.
-A stored private key is write-only: no answer ever carries it."""
+"""SSH hosts (admins): register, list with what runs on them and their free capacity, show, re-pin the host key,
+remove. A stored private key is write-only: no answer ever carries it."""
 from __future__ import annotations
 
 from flask import g, url_for
+from werkzeug.exceptions import BadRequest
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.extensions import services
@@ -13,6 +14,7 @@ from webapp.services import hosts as hostsvc
 def host_view(h: hostsvc.HostSpec, use: dict | None = None) -> dict:
     body = {"name": h.name, "address": h.address, "ssh_user": h.ssh_user, "ssh_port": h.ssh_port,
             "key": {"type": h.key_kind, **({"path": h.key_path} if h.key_kind == "path" else {})},
+            "host_keys": hostsvc.fingerprints(services().config, h),
             "labels": h.labels, "capacity": h.capacity, "source": h.source}
     if use is not None:
         body.update(used=use["used"], free=use["free"], instances=use["instances"], etcd_only=use["etcd_only"])
@@ -60,3 +62,18 @@ def delete_host(name):
         hostsvc.delete(s, svc.config, name)
         audit.record(s, actor(), "host.delete", "host", name)
     return "", 204
+
+
+@bp.put("/hosts/<name>/host_key")
+@auth_required(admin=True)
+def put_host_key(name):
+    data = json_body({"host_key"})
+    if "host_key" not in data:
+        raise BadRequest("missing field: host_key (OpenSSH public key line(s), or null to pin on next contact)")
+    audited("host.host_key", "host", name)
+    svc = services()
+    with svc.store.session() as s:
+        h = hostsvc.set_host_key(s, svc.config, name, data["host_key"])
+        fps = ", ".join(f["sha256"] for f in hostsvc.fingerprints(svc.config, h)) or "none (pinned on next contact)"
+        audit.record(s, actor(), "host.host_key", "host", h.name, detail=f"pinned {fps}")
+        return host_view(h)

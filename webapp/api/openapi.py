@@ -339,11 +339,14 @@ SPEC = {
         "/hosts": {
             "get": {"summary": "List the ssh provider's hosts (admins): address, SSH user and port, key reference "
                                "(a path, or 'stored': a stored key is never returned), labels, capacity (members), "
-                               "used and free capacity, the instances and members on each host",
+                               "used and free capacity, the instances and members on each host, and its pinned SSH "
+                               "host keys (host_keys: type and SHA256 fingerprint)",
                     "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},
             "post": {"summary": "Register a host (admins): the ssh provider may place members on it. Give exactly "
                                 "one of key_path (a file the control plane reads) or private_key (stored "
-                                "encrypted, never returned)",
+                                "encrypted, never returned). host_key (optional): the host's OpenSSH public host "
+                                "key line(s), pinned in the control plane's known_hosts; without it the first "
+                                "connection pins the key it presents. A host presenting another key is refused",
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
                          "type": "object", "additionalProperties": False,
                          "required": ["name", "address", "ssh_user"],
@@ -354,7 +357,9 @@ SPEC = {
                                         "key_path": {"type": "string"},
                                         "private_key": {"type": "string", "writeOnly": True},
                                         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                                        "capacity": {"type": "integer", "default": 4, "minimum": 1}}}}}},
+                                        "capacity": {"type": "integer", "default": 4, "minimum": 1},
+                                        "host_key": {"type": "string",
+                                                     "description": "e.g. 'ssh-ed25519 AAAA...', one key a line"}}}}}},
                      "responses": {"201": {"description": "Created"}, **_errors(400, 401, 403, 409, 422)}},
         },
         "/hosts/{name}": {
@@ -364,6 +369,16 @@ SPEC = {
             "delete": {"summary": "Remove a registered host (admins); refused (409) while members or etcd of an "
                                   "instance run on it, or when it is listed in the configuration",
                        "responses": {"204": {"description": "Removed"}, **_errors(401, 403, 404, 409)}},
+        },
+        "/hosts/{name}/host_key": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "put": {"summary": "Replace a registered host's pinned SSH host key(s) (admins), e.g. after it was "
+                               "reinstalled; host_key null or empty: forget the pin, the next connection pins the "
+                               "key it presents",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": False, "required": ["host_key"],
+                        "properties": {"host_key": {"type": ["string", "null"]}}}}}},
+                    "responses": {"200": {"description": "OK"}, **_errors(400, 401, 403, 404, 409, 422)}},
         },
         "/users": {
             "get": {"summary": "List users (admins)", "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},

@@ -24,6 +24,8 @@ from typing import Callable
 
 import ansible_runner
 
+from webapp.providers import known_hosts
+
 log = logging.getLogger(__name__)
 SECRET_MASK = "********"
 _RESULT_EVENTS = {
@@ -101,6 +103,8 @@ def summarize(raw: dict, scrub: Scrubber) -> Event | None:
         message = "\n".join(p for p in parts if p)
         if res.get("censored"):
             message = message or str(res["censored"])
+        # ssh refused a host whose key differs from the pinned one: say so plainly, not ssh's banner
+        message = known_hosts.explain(message, str(data.get("host", ""))) or message
     elif isinstance(res.get("msg"), str) and kind == "runner_on_ok" and data.get("task_action", "").endswith("debug"):
         message = res["msg"][:2000]
     duration = data.get("duration")
@@ -151,7 +155,8 @@ def run_playbook(
         ev = summarize(raw, scrub)
         if ev is not None:
             if ev.status in ("failed", "unreachable") and not first_failure and not (raw.get("event_data") or {}).get("ignore_errors"):
-                first_failure.append(f"{ev.task} on {ev.host}: {ev.message}".strip())
+                plain = ev.message.startswith("host key verification failed")
+                first_failure.append(ev.message if plain else f"{ev.task} on {ev.host}: {ev.message}".strip())
             if on_event:
                 on_event(ev)
         return True  # keep runner's own artifact copy of the event (secrets are no_log'd by the roles)

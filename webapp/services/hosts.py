@@ -1,6 +1,8 @@
 """SSH hosts for the ssh provider: listed in the configuration (SSH_HOSTS, read-only here) or registered in the
 store. A host's key is a path the control plane reads, or a private key stored encrypted; a stored key never
-leaves this module except as a file written for one job's run (providers/ssh.py)."""
+leaves this module except as a file written for one job's run (providers/ssh.py). A host's public host key(s),
+when given, are pinned in the control plane's known_hosts file (providers/known_hosts.py); otherwise the first
+connection pins them."""
 from __future__ import annotations
 
 import ipaddress
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from webapp.providers import known_hosts
 from webapp.services import Conflict, Invalid, NotFound
 from webapp.services.crypto import SecretBox
 from webapp.store.models import Host, Instance, Member
@@ -21,7 +24,7 @@ DNS_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 RESERVED = {"localhost"}
-FIELDS = {"name", "address", "ssh_user", "ssh_port", "key_path", "private_key", "labels", "capacity"}
+FIELDS = {"name", "address", "ssh_user", "ssh_port", "key_path", "private_key", "labels", "capacity", "host_key"}
 DEFAULT_CAPACITY = 4
 
 
@@ -37,6 +40,7 @@ class HostSpec:
     capacity: int = DEFAULT_CAPACITY
     source: str = "api"  # api | config
     created_by: str = ""
+    host_keys: tuple = ()  # configured hosts' pinned keys ("type base64"); registered hosts' live in the file
 
     @property
     def key_kind(self) -> str:
@@ -90,8 +94,14 @@ def _check(data: dict, *, for_config: bool = False) -> dict:
     capacity = data.get("capacity", DEFAULT_CAPACITY)
     if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 256:
         raise Invalid("capacity (members the host may run) must be an integer between 1 and 256", field="capacity")
+    host_keys: list[str] = []
+    if data.get("host_key") not in (None, "", []):
+        try:
+            host_keys = known_hosts.parse_keys(data["host_key"])
+        except known_hosts.BadHostKey as exc:
+            raise Invalid(str(exc), field="host_key") from None
     return {"name": name, "address": address, "ssh_user": user, "ssh_port": port, "key_path": key_path,
-            "private_key": key, "labels": labels, "capacity": capacity}
+            "private_key": key, "labels": labels, "capacity": capacity, "host_keys": host_keys}
 
 
 def _address_ok(address: str) -> bool:
@@ -112,7 +122,7 @@ def configured(config) -> list[HostSpec]:
     for item in raw:
         d = _check(item, for_config=True)
         out.append(HostSpec(d["name"], d["address"], d["ssh_user"], d["ssh_port"], d["key_path"], None,
-                            d["labels"], d["capacity"], "config"))
+                            d["labels"], d["capacity"], "config", host_keys=tuple(d["host_keys"])))
     return out
 
 
@@ -133,6 +143,23 @@ def get(s: Session, config, name) -> HostSpec:
         if h.name == name:
             return h
     raise NotFound(f"no host {name!r}")
+
+
+def known_hosts_file(config) -> str:
+    return str(config.get("SSH_KNOWN_HOSTS") or os.path.join(os.path.dirname(config["JOBS_DIR"]), "ssh_known_hosts"))
+
+
+def pin_configured(config, hosts: list[HostSpec]) -> None:
+    """Hosts of SSH_HOSTS that carry host_key: the file holds exactly those keys for them."""
+    for h in hosts:
+        if h.source == "config" and h.host_keys:
+            known_hosts.pin(known_hosts_file(config), h.address, h.ssh_port, list(h.host_keys))
+
+
+def fingerprints(config, h: HostSpec) -> list[dict]:
+    """The host's pinned keys as SHA256 fingerprints (configured keys until the file has them)."""
+    found = known_hosts.fingerprints(known_hosts_file(config), h.address, h.ssh_port)
+    return found or [{"type": k.split()[0], "sha256": known_hosts.fingerprint(k)} for k in h.host_keys]
 
 
 def private_key(box: SecretBox, h: HostSpec) -> str | None:
@@ -169,6 +196,15 @@ def register(s: Session, box: SecretBox, config, data: dict, by: str) -> HostSpe
              labels=d["labels"], capacity=d["capacity"], created_by=by)
     s.add(h)
     s.flush()
+    # A host registered anew starts from what it was given: no pin left from an earlier host on that address
+    # (unless another registration shares the address and keeps it).
+    path = known_hosts_file(config)
+    shared = any(o.address == h.address and o.ssh_port == h.ssh_port
+                 for o in all_hosts(s, config) if o.name != h.name)
+    if d["host_keys"]:
+        known_hosts.pin(path, d["address"], d["ssh_port"], d["host_keys"])
+    elif not shared:
+        known_hosts.forget(path, d["address"], d["ssh_port"])
     return _spec(h)
 
 
@@ -183,3 +219,22 @@ def delete(s: Session, config, name) -> None:
         raise Conflict(f"host {name!r} still runs members of {', '.join(used)}; delete or move them first",
                        instances=used)
     s.delete(s.scalar(select(Host).where(Host.name == name)))
+    if not any(o.address == h.address and o.ssh_port == h.ssh_port for o in all_hosts(s, config) if o.name != name):
+        known_hosts.forget(known_hosts_file(config), h.address, h.ssh_port)
+
+
+def set_host_key(s: Session, config, name, value) -> HostSpec:
+    """Replace a registered host's pinned keys; None or "" forgets them (the next connection pins)."""
+    h = get(s, config, name)
+    if h.source == "config":
+        raise Conflict(f"host {name!r} is listed in the configuration (SSH_HOSTS); set its host_key there")
+    path = known_hosts_file(config)
+    if value in (None, "", []):
+        known_hosts.forget(path, h.address, h.ssh_port)
+        return h
+    try:
+        lines = known_hosts.parse_keys(value)
+    except known_hosts.BadHostKey as exc:
+        raise Invalid(str(exc), field="host_key") from None
+    known_hosts.pin(path, h.address, h.ssh_port, lines)
+    return h

@@ -1,5 +1,6 @@
 """The admin's host view on the website: the ssh provider's machines with the instances on each and the free
-capacity; register a host (key path or a private key stored encrypted, never shown again) and remove one.
+capacity and pinned SSH host key fingerprints; register a host (key path or a private key stored encrypted, never
+shown again; optionally its public host key, pinned) and remove one.
 The form lives here, beside its only view, in a module of its own (the brief asked for a new module)."""
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ class HostForm(FlaskForm):
                            description="An absolute path the control plane reads; or paste a key below")
     private_key = TextAreaField("Private key (stored encrypted, never shown again)", validators=[Optional()],
                                 render_kw={"rows": 4, "spellcheck": "false", "autocomplete": "off"})
+    host_key = TextAreaField("Host public key (optional)", validators=[Optional()],
+                             description="e.g. the output of ssh-keyscan or /etc/ssh/ssh_host_ed25519_key.pub; "
+                                         "empty: the key the host presents on first contact is pinned",
+                             render_kw={"rows": 2, "spellcheck": "false", "autocomplete": "off"})
     labels = StringField("Labels", validators=[Optional()], description="key=value, separated by commas")
     capacity = IntegerField("Capacity (members)", default=hostsvc.DEFAULT_CAPACITY,
                             validators=[Optional(), NumberRange(1, 256)])
@@ -59,6 +64,8 @@ def hosts():
                     "labels": labels, "capacity": form.capacity.data or hostsvc.DEFAULT_CAPACITY}
             if (form.key_path.data or "").strip():
                 data["key_path"] = form.key_path.data.strip()
+            if (form.host_key.data or "").strip():
+                data["host_key"] = form.host_key.data.strip()
             if (form.private_key.data or "").strip():
                 data["private_key"] = form.private_key.data.strip() + "\n"
             try:
@@ -75,7 +82,8 @@ def hosts():
     form.private_key.data = ""  # a pasted key is never sent back, not even after an error
     with svc.store.session() as s:
         rows = hostsvc.usage(s, svc.config)
-    return render_template("ui/hosts.html", form=form, rows=rows, provider=svc.config["PROVIDER"],
+    pinned = {r["host"].name: hostsvc.fingerprints(svc.config, r["host"]) for r in rows}
+    return render_template("ui/hosts.html", form=form, rows=rows, pinned=pinned, provider=svc.config["PROVIDER"],
                            remove_form=EmptyForm())
 
 
