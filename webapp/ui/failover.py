@@ -10,6 +10,7 @@ from flask import abort
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import SelectField
+from wtforms.fields.choices import SelectChoice
 
 from webapp.extensions import services
 from webapp.services import Invalid, NotFound
@@ -53,10 +54,10 @@ def _panel(v: dict, switchover_form=None, failover_form=None, rebuild_form=None,
     primary = v["primary"].name if v.get("primary") else None
     standbys = [m for m in v["members"] if m.name != primary]
     sw = switchover_form or SwitchoverForm(prefix="sw", formdata=None)
-    sw.candidate.choices = [(AUTOMATIC, "the synchronous standby, else the least lagging one")] + \
-        [(m.name, f"{m.name} ({m.state})") for m in standbys]
+    sw.candidate.choices = [SelectChoice(AUTOMATIC, "the synchronous standby, else the least lagging one")] + \
+        [SelectChoice(m.name, f"{m.name} ({m.state})") for m in standbys]
     fo = failover_form or FailoverForm(prefix="fo", formdata=None)
-    fo.candidate.choices = [(m.name, f"{m.name} ({m.state})") for m in standbys]
+    fo.candidate.choices = [SelectChoice(m.name, f"{m.name} ({m.state})") for m in standbys]
     members = [{"name": m.name, "state": m.state, "primary": m.name == primary, "lost_since": lost.get(m.name),
                 "form": RebuildForm(prefix=_rebuild_prefix(m.name), formdata=None)} for m in v["members"]]
     return {"changes": changes, "switchover_form": sw, "failover_form": fo, "members": members,

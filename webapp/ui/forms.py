@@ -6,6 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DecimalField, IntegerField, PasswordField, RadioField, SelectField, StringField,
                      TextAreaField)
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
+from wtforms.fields.choices import SelectChoice
 
 
 class LoginForm(FlaskForm):
@@ -137,8 +138,8 @@ class UserCreateForm(FlaskForm):
 
 
 class UserDeleteForm(FlaskForm):
-    databases = RadioField("Their databases", choices=[("transfer", "Transfer them to another user"),
-                                                       ("delete", "Delete them (no final dump is kept)")],
+    databases = RadioField("Their databases", choices=[SelectChoice("transfer", "Transfer them to another user"),
+                                                       SelectChoice("delete", "Delete them (no final dump is kept)")],
                            validators=[Optional()])
     transfer_to = SelectField("New owner", choices=[], validators=[Optional()])
     confirm = StringField("Type the username to confirm", validators=[DataRequired()],

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import psycopg
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from wtforms.fields.choices import SelectChoice
 
 from webapp.api import bp as api_bp
 from webapp.extensions import services
@@ -256,7 +257,7 @@ def database_new():
     form = forms.DatabaseCreateForm()
     with svc.store.session() as s:
         names = _available_instances(s)
-    form.instance.choices = [(n, n) for n in names]
+    form.instance.choices = [SelectChoice(n, n) for n in names]
     if not form.is_submitted() and request.args.get("instance") in names:
         form.instance.data = request.args["instance"]
     if form.validate_on_submit() and (params := form.parsed_parameters()) is not None:
@@ -744,7 +745,7 @@ def user(username):
         others = [x.username for x in accounts.list_users(s) if x.id != u.id]
         info = {"username": u.username, "is_admin": u.is_admin, "created_at": u.created_at,
                 "tokens": sum(1 for t in accounts.list_tokens(s, u) if t.revoked_at is None)}
-    form.transfer_to.choices = [("", "choose a user")] + [(o, o) for o in others]
+    form.transfer_to.choices = [SelectChoice("", "choose a user")] + [SelectChoice(o, o) for o in others]
     if form.validate_on_submit():
         choice, heir = form.databases.data, form.transfer_to.data or None
         if form.confirm.data.strip() != username:
