@@ -5,6 +5,7 @@ nothing of the instance on any host."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -73,6 +74,26 @@ def test_pair_on_different_hosts_with_three_etcd_members(ssh_cp, lab, inst):
     free = [h for h in hosts.values() if h["used"] == 0]
     assert len(free) == 1 and free[0]["free"] == 2
     assert [h["key"]["type"] for h in hosts.values()].count("stored") == 1
+
+
+
+def test_member_hosts_keys_pinned_on_first_contact(ssh_cp, lab, inst):
+    """The create pinned each host it reached in the control plane's known_hosts (accept-new): the key there is
+    one the host itself presents (ssh-keyscan), and the host list shows its fingerprint."""
+    from webapp.providers import known_hosts
+
+    known = ssh_cp.app.config["SSH_KNOWN_HOSTS"]
+    st = state(ssh_cp)
+    hosts = {h["name"]: h for h in ssh_cp.admin.get("/api/v1/hosts").json()["hosts"]}
+    for name in {m["host"] for m in [st["primary"], *st["replicas"]]}:
+        h = host_of(lab, name)
+        pinned = known_hosts.keys(known, h.address, h.port)
+        scan = subprocess.run(["ssh-keyscan", "-p", str(h.port), h.address], capture_output=True, text=True,
+                              timeout=30).stdout
+        presented = {" ".join(line.split()[1:3]) for line in scan.splitlines() if line and not line.startswith("#")}
+        assert pinned and set(pinned) <= presented, (name, pinned, presented)
+        assert hosts[name]["host_keys"] == [{"type": k.split()[0], "sha256": known_hosts.fingerprint(k)}
+                                            for k in pinned]
 
 
 def test_stored_key_lives_only_for_the_run(ssh_cp, lab, inst):

@@ -138,12 +138,17 @@ class SSHProvider:
     # -- inventory -----------------------------------------------------------------------------------------
     def inventory(self, private_dir) -> str:
         """Write this run's inventory (JSON is YAML) into private_dir: localhost for the control plane's plays,
-        and every host with how to reach it. Stored keys become 0600 files there (the worker removes the dir)."""
+        and every host with how to reach it. Stored keys become 0600 files there (the worker removes the dir).
+        Every host is checked against the control plane's known_hosts file (known_hosts.py)."""
+        from webapp.providers import known_hosts
         from webapp.services import hosts as hostsvc
 
         private_dir = Path(private_dir)
+        listed = self._hosts()
+        known = known_hosts.ensure(hostsvc.known_hosts_file(self.config))
+        hostsvc.pin_configured(self.config, listed)
         hosts = {}
-        for h in self._hosts():
+        for h in listed:
             key = hostsvc.private_key(self.box, h) if h.key_enc else None
             if key is not None:
                 path = private_dir / f"key-{h.name}"
@@ -161,6 +166,7 @@ class SSHProvider:
                 "pgaas_host_engine_provider": "ssh",
                 "pgaas_host_image_delivery": self.image_delivery,
                 "pgaas_host_image_archive_dir": os.path.abspath(self.archive_dir),
+                **known_hosts.ssh_vars(known, f"{h.name}|{h.ssh_user}@{h.address}:{h.ssh_port}|{h.source}"),
             }
         hosts["localhost"] = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
         path = private_dir / "inventory.yml"

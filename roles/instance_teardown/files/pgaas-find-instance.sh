@@ -4,6 +4,15 @@
 # the second check on the label value makes that explicit, so "main" never selects "main2".
 # With a second argument MEMBER, only that member's container and volume (label pgaas.member=MEMBER), no network.
 set -euo pipefail
+# A host pgaas never prepared (a create refused at first contact, e.g. on a host key mismatch) has no podman or no
+# pgaas podman settings yet: nothing of pgaas's can run there, and the teardown must still succeed.
+if ! command -v podman >/dev/null 2>&1; then
+  printf -- '--\n--\n'
+  exit 0
+fi
+if [ -n "${CONTAINERS_CONF:-}" ] && [ ! -e "$CONTAINERS_CONF" ]; then
+  unset CONTAINERS_CONF
+fi
 n="$1"
 member="${2:-}"
 f="label=pgaas.instance=$n"
