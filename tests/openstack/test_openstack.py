@@ -149,10 +149,20 @@ def test_create_makes_tagged_resources_and_delete_removes_only_them(cloud, sdk, 
         assert sorted(_plugin_inventory(cloud, tmp_path)[f"pgaas_{NAME.replace('-', '_')}"]["hosts"]) == \
             [f"pgaas-{NAME}-0", f"pgaas-{NAME}-1"]
 
+        # Keys pinned for the servers' addresses (as a first contact would) go with the servers: clouds reuse
+        # addresses. Another host's entry stays.
+        from webapp.providers import known_hosts
+
+        known = live.app.config["SSH_KNOWN_HOSTS"]
+        pub = [" ".join((tmp_path / "other.pub").read_text().split()[:2])]
+        for addr in [*fixed.values(), "192.0.2.99"]:
+            known_hosts.pin(known, addr, 22, pub)
         r = live.admin.delete(f"/api/v1/instances/{NAME}")
         assert r.status_code == 202, r.text
         live.admin.wait_ok(r.json()["job"]["id"], timeout=240)
         assert live.admin.get(f"/api/v1/instances/{NAME}").status_code == 404
+        assert [known_hosts.keys(known, a, 22) for a in fixed.values()] == [[], []]
+        assert known_hosts.keys(known, "192.0.2.99", 22) == pub
         assert not [s for s in sdk.compute.servers() if s.metadata.get("pgaas_instance") == NAME]
         assert not [v for v in sdk.block_storage.volumes() if v.metadata.get("pgaas_instance") == NAME]
         assert not [p for p in sdk.network.ports() if p.device_id in {s.id for s in ours}]

@@ -14,7 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from webapp.providers import Placement
+from webapp.providers import Placement, known_hosts
 
 PG_PORT, API_PORT = 5432, 8008
 
@@ -40,6 +40,8 @@ class OpenStackProvider:
         self.control_cidrs = [c.strip() for c in (cidrs.split(",") if isinstance(cidrs, str) else cidrs) if c.strip()]
         # Default: beside the jobs folder, in the instance folder (0700).
         self.key_file = str(config.get("OPENSTACK_KEY_FILE") or Path(config["JOBS_DIR"]).parent / "openstack_ed25519")
+        # Servers' host keys: pinned on first contact in the control plane's known_hosts, forgotten on delete.
+        self.known_hosts_file = str(config.get("SSH_KNOWN_HOSTS") or Path(config["JOBS_DIR"]).parent / "ssh_known_hosts")
 
     # -- placement ------------------------------------------------------------------------------------------
     def hosts(self) -> list[str]:
@@ -79,7 +81,8 @@ class OpenStackProvider:
             "network": self.network, "floating_ip_network": self.floating_ip_network, "ssh_user": self.ssh_user,
             "private_key_file": self.key_file, "public_key": self.public_key(),
             "control_cidrs": self.control_cidrs, "default_storage_gb": self.default_storage_gb,
-            "connect_timeout": self.connect_timeout, "image_delivery": self.image_delivery}}
+            "connect_timeout": self.connect_timeout, "image_delivery": self.image_delivery,
+            "known_hosts_file": known_hosts.ensure(self.known_hosts_file)}}
 
     def create_playbook(self) -> str:
         return "playbooks/instance_create_openstack.yml"
@@ -103,7 +106,11 @@ class OpenStackProvider:
         return {**out, **self.playbook_vars(meta)}
 
     def teardown(self, name: str, meta: dict) -> tuple[str, dict]:
-        return "playbooks/openstack_teardown.yml", {"pgaas_instance_name": name, **self.playbook_vars(meta)}
+        servers = ((meta or {}).get("openstack") or {}).get("servers") or {}
+        recorded = sorted({a for s in servers.values() for a in (s.get("address"), s.get("fixed_address"),
+                                                                 s.get("floating_address")) if a})
+        return "playbooks/openstack_teardown.yml", {"pgaas_instance_name": name, **self.playbook_vars(meta),
+                                                    "pgaas_openstack_forget_addresses": recorded}
 
     def record(self, inst, artifact_data: dict) -> None:
         """Store where each member's server is (address) and a summary of its resources in the instance."""
