@@ -59,6 +59,12 @@ def test_instance_on_openstack_servers_backed_by_lab_hosts(lab_cloud, tmp_path):
             assert disk.split()[0] == "/dev/vdb", disk
         with connect((inst["primary"]["address"], inst["primary"]["port"]), "dbadmin", "Admin-password-123") as c:
             assert c.execute("select 1").fetchone() == (1,)
+        # each server's host key was pinned on first contact in the control plane's known_hosts
+        from webapp.providers import known_hosts
+
+        known = live.app.config["SSH_KNOWN_HOSTS"]
+        addresses = [m["address"] for m in [inst["primary"], *inst["replicas"]]]
+        assert len(addresses) == 2 and all(known_hosts.keys(known, a, 22) for a in addresses), open(known).read()
 
         # Fill every member's data disk to the last block, then grow storage_gb: the volumes are extended in use
         # and the filesystems grow online, full as they are.
@@ -95,6 +101,7 @@ def test_instance_on_openstack_servers_backed_by_lab_hosts(lab_cloud, tmp_path):
         r = live.admin.delete(f"/api/v1/instances/{NAME}")
         live.admin.wait_ok(r.json()["job"]["id"], timeout=300)
         assert not lab_cloud.servers and not lab_cloud.volumes
+        assert [known_hosts.keys(known, a, 22) for a in addresses] == [[], []]  # clouds reuse addresses
         deadline = time.monotonic() + 60
         while _lab_hosts() and time.monotonic() < deadline:  # the double destroys them in the background
             time.sleep(1)
