@@ -16,10 +16,18 @@ fi
 n="$1"
 member="${2:-}"
 f="label=pgaas.instance=$n"
+# A `podman run` killed while it creates a container (a canceled job) can leave the container in storage only: no
+# labels, unknown to `podman ps --all`, yet holding its name, so the retry's `podman run` fails (exit 125). Those
+# are found by their exact pgaas names (members pgaas-<instance>-<N>, etcd pgaas-<instance>-etcd[-<N>]).
+storage_only() {
+  podman ps --all --external --format '{{.ID}} {{.Names}} {{.Status}}' \
+    | awk -v re="$1" '$3 == "Storage" && $2 ~ re {print $1}'
+}
 if [ -n "$member" ]; then
   podman ps --all --filter "$f" --filter "label=pgaas.member=$member" \
     --format '{{.ID}} {{index .Labels "pgaas.instance"}} {{index .Labels "pgaas.member"}}' \
     | awk -v n="$n" -v m="$member" '$2 == n && $3 == m {print $1}'
+  storage_only "^${member}\$"
   echo '--'
   podman volume ls --filter "$f" --filter "label=pgaas.member=$member" \
     --format '{{.Name}} {{index .Labels "pgaas.instance"}} {{index .Labels "pgaas.member"}}' \
@@ -28,6 +36,7 @@ if [ -n "$member" ]; then
   exit 0
 fi
 podman ps --all --filter "$f" --format '{{.ID}} {{index .Labels "pgaas.instance"}}' | awk -v n="$n" '$2 == n {print $1}'
+storage_only "^pgaas-${n}-([0-9]+|etcd(-[0-9]+)?)\$"
 echo '--'
 podman volume ls --filter "$f" --format '{{.Name}} {{index .Labels "pgaas.instance"}}' | awk -v n="$n" '$2 == n {print $1}'
 echo '--'
