@@ -31,6 +31,11 @@ class BadHostKey(ValueError):
     pass
 
 
+def file_for(config) -> str:
+    """The file's path: SSH_KNOWN_HOSTS, else ssh_known_hosts beside the jobs folder (in the instance folder)."""
+    return str(config.get("SSH_KNOWN_HOSTS") or Path(config["JOBS_DIR"]).parent / "ssh_known_hosts")
+
+
 def parse_keys(text) -> list[str]:
     """OpenSSH public host key lines ("ssh-ed25519 AAAA... [comment]" or ssh-keyscan's "<host> ssh-ed25519 AAAA...",
     one a line, or a list of them) ->

@@ -41,7 +41,7 @@ class OpenStackProvider:
         # Default: beside the jobs folder, in the instance folder (0700).
         self.key_file = str(config.get("OPENSTACK_KEY_FILE") or Path(config["JOBS_DIR"]).parent / "openstack_ed25519")
         # Servers' host keys: pinned on first contact in the control plane's known_hosts, forgotten on delete.
-        self.known_hosts_file = str(config.get("SSH_KNOWN_HOSTS") or Path(config["JOBS_DIR"]).parent / "ssh_known_hosts")
+        self.known_hosts_file = known_hosts.file_for(config)
 
     # -- placement ------------------------------------------------------------------------------------------
     def hosts(self) -> list[str]:

@@ -146,7 +146,7 @@ def get(s: Session, config, name) -> HostSpec:
 
 
 def known_hosts_file(config) -> str:
-    return str(config.get("SSH_KNOWN_HOSTS") or os.path.join(os.path.dirname(config["JOBS_DIR"]), "ssh_known_hosts"))
+    return known_hosts.file_for(config)
 
 
 def pin_configured(config, hosts: list[HostSpec]) -> None:
