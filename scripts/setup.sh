@@ -13,7 +13,10 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-pkgs=(podman runc debootstrap uidmap python3-venv postgresql-client-15)
+# netavark + aardvark-dns: podman's network backend with DNS between containers. They are only Recommends of
+# podman, and --no-install-recommends would leave podman on CNI, where no container name resolves (etc/containers.conf
+# names the backend).
+pkgs=(podman runc netavark aardvark-dns debootstrap uidmap python3-venv postgresql-client-15)
 [ "$WITH_TEST" = 1 ] && pkgs+=(postgresql-15 poppler-utils chromium)
 missing=()
 for p in "${pkgs[@]}"; do

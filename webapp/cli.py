@@ -252,5 +252,6 @@ def job():
 @job.command("follow")
 @click.argument("job_id", type=int)
 def job_follow(job_id):
-    """Print a job's events as they arrive, until it ends."""
-    _follow(_app(), job_id)
+    """Print a job's events as they arrive, until it ends; exit 1 unless it succeeded."""
+    if _follow(_app(), job_id) != "succeeded":
+        sys.exit(1)
