@@ -15,8 +15,8 @@ SUDO=""
 
 # netavark + aardvark-dns: podman's network backend with DNS between containers. They are only Recommends of
 # podman, and --no-install-recommends would leave podman on CNI, where no container name resolves (etc/containers.conf
-# names the backend).
-pkgs=(podman runc netavark aardvark-dns debootstrap uidmap python3-venv postgresql-client-15)
+# names the backend). netavark runs iptables, which nothing else pulls in on a minimal machine.
+pkgs=(podman runc netavark aardvark-dns iptables debootstrap uidmap python3-venv postgresql-client-15)
 [ "$WITH_TEST" = 1 ] && pkgs+=(postgresql-15 poppler-utils chromium)
 missing=()
 for p in "${pkgs[@]}"; do
