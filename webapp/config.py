@@ -116,13 +116,23 @@ def load(app, test_config: dict | None = None) -> None:
 
 
 def _key_file(path: Path, fernet: bool) -> str:
+    """The key in `path`, generated (0600) on first use. Several processes may start together on a new instance
+    folder: the key is written whole to a file of its own, then linked into place; whoever loses the link reads the
+    winner's key, never an empty or a second one."""
     if not path.exists():
         import secrets
+        import tempfile
 
         from cryptography.fernet import Fernet
 
         key = Fernet.generate_key().decode() if fernet else secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(key)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()

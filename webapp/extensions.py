@@ -41,7 +41,9 @@ class Services:
         return DumpSettings(c["DUMPS_DIR"], float(c["DUMP_GRACE_SECONDS"]), c["PG_CLIENT_BIN"])
 
     def maintenance(self) -> list:
-        """Periodic work a worker does between jobs: (interval seconds, name, function of a session)."""
+        """Periodic work a worker does between jobs: (interval seconds, name, function of a session). Each runs
+        once per interval for all the workers on this store, however many: the name is the key of its claim
+        (periodic_claims, see webapp/jobs/worker.py)."""
         from webapp.services import databases, failover, metrics
 
         c = self.config

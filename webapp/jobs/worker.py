@@ -1,11 +1,21 @@
-"""The job worker: claims queued jobs from the metadata store and runs them through ansible-runner.
+"""The job worker: claims queued jobs from the metadata store and runs them through ansible-runner, and between
+jobs runs the periodic tasks it was given (metrics sampling, quota checks, ...) once per interval for the whole
+control plane.
 
 Several workers (threads of `pgaas run`, or `pgaas worker` processes sharing a PostgreSQL store) never take the same
 job: a claim is a conditional UPDATE (status queued -> running) that only one of them can win. A running job's worker
 beats a heartbeat; a job whose heartbeat went stale (its worker died) is failed with a reason at the next start or
 sweep, and its handler puts the instance in a state from which a retry or a delete works.
 
-Domain handlers are passed in (kind -> handler); this module knows nothing of Flask or HTTP.
+Periodic tasks are claimed the same way, in `periodic_claims` (one row per task name): a conditional UPDATE moves
+next_due_at from the past to now + interval, and only the worker that made it runs the task; the row is inserted at
+the first claim ever, its primary key letting one of two first claims in. The others learn when the task is next due
+and ask the store again only then. A worker that dies mid-run delays the task by one interval; a run that outlasts
+its interval keeps its claim by beating (next_due_at at least stale_seconds ahead) and gives the task back, due at
+once, when it ends, so runs of one task never overlap while their worker lives. Times are the workers' clocks, as
+for job heartbeats: keep them synchronized (NTP).
+
+Domain handlers and periodic tasks are passed in; this module knows nothing of Flask or HTTP.
 """
 from __future__ import annotations
 
@@ -17,14 +27,16 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from webapp.jobs.runner import Event, Heartbeat, Outcome, RunSpec, run_playbook
 from webapp.store import Store
-from webapp.store.models import Job, JobEvent, utcnow
+from webapp.store.models import Job, JobEvent, PeriodicClaim, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +96,9 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.poll_seconds = poll_seconds
-        # (interval, name, fn(session)): maintenance run between jobs, each at most once per interval
+        # (interval, name, fn(session)): maintenance run between jobs, each once per interval for all the workers
+        # sharing the store (the name is its claim's key); the fourth item is when (time.monotonic()) this worker
+        # next asks the store whether the task is due
         self.periodic = [[interval, name, fn, 0.0] for interval, name, fn in (periodic or [])]
         # fn(stop): long-running watchers started with the worker, in threads of their own (they must not wait
         # for a job to end), e.g. the leader guard
@@ -211,18 +225,80 @@ class Worker:
             job.finished_at = utcnow()
             handler.finish(s, job, outcome)
 
+    def claim_periodic(self, name: str, interval: float) -> tuple[datetime | None, datetime]:
+        """Claim the periodic task `name` if it is due: (claimed_at, next_due_at) when this worker won it,
+        (None, next_due_at) when it is not due (another worker ran it, or runs it, this interval)."""
+        now = utcnow()
+        claim = dict(next_due_at=now + timedelta(seconds=interval), holder=self.worker_id, claimed_at=now)
+        with self.store.session() as s:
+            won = s.execute(
+                update(PeriodicClaim).where(PeriodicClaim.name == name, PeriodicClaim.next_due_at <= now)
+                .values(**claim).execution_options(synchronize_session=False)
+            ).rowcount
+            if won == 1:
+                return now, claim["next_due_at"]
+            due = s.scalar(select(PeriodicClaim.next_due_at).where(PeriodicClaim.name == name))
+        if due is not None:
+            return None, aware(due)
+        try:
+            with self.store.session() as s:  # the first claim ever: of two at once, the primary key takes one
+                s.add(PeriodicClaim(name=name, **claim))
+        except IntegrityError:
+            return None, claim["next_due_at"]
+        return now, claim["next_due_at"]
+
+    def _hold_periodic(self, name: str, claimed_at: datetime, held: list) -> None:
+        """A beat while a periodic task runs: keep it from falling due elsewhere (next_due_at at least
+        stale_seconds ahead) as long as this claim is the task's latest."""
+        until = utcnow() + timedelta(seconds=self.stale_seconds)
+        with self.store.session() as s:
+            if s.execute(
+                update(PeriodicClaim)
+                .where(PeriodicClaim.name == name, PeriodicClaim.holder == self.worker_id,
+                       PeriodicClaim.claimed_at == claimed_at, PeriodicClaim.next_due_at < until)
+                .values(next_due_at=until).execution_options(synchronize_session=False)
+            ).rowcount:
+                held.append(until)
+
+    def _release_periodic(self, name: str, claimed_at: datetime, due: datetime) -> None:
+        """After a run that held its claim: the task is due again one interval after the claim (at once if the run
+        outlasted it), as if it had never been held."""
+        with self.store.session() as s:
+            s.execute(update(PeriodicClaim)
+                      .where(PeriodicClaim.name == name, PeriodicClaim.holder == self.worker_id,
+                             PeriodicClaim.claimed_at == claimed_at)
+                      .values(next_due_at=due).execution_options(synchronize_session=False))
+
     def run_periodic(self) -> None:
-        now = time.monotonic()
+        """Run each periodic task this worker wins the claim of. The store is asked about a task only when it is
+        due as far as this worker knows (the next_due_at of its last answer), not at every loop."""
         for task in self.periodic:
-            interval, name, fn, last = task
-            if now - last < interval:
+            interval, name, fn, asked_next = task
+            if time.monotonic() < asked_next:
                 continue
-            task[3] = now
             try:
-                with self.store.session() as s:
-                    fn(s)
+                claimed_at, due = self.claim_periodic(name, interval)
             except Exception:
-                log.exception("%s failed; trying again in %.0f s", name, interval)
+                log.exception("%s: the claim failed; trying again in %.0f s", name, interval)
+                task[3] = time.monotonic() + interval
+                continue
+            task[3] = time.monotonic() + (due - utcnow()).total_seconds()
+            if claimed_at is None:
+                continue
+            held: list = []
+            try:
+                # the first beat comes before the task falls due elsewhere, however short its interval
+                with Heartbeat(min(self.heartbeat_seconds, interval / 2),
+                               partial(self._hold_periodic, name, claimed_at, held)):
+                    with self.store.session() as s:
+                        fn(s)
+            except Exception:
+                log.exception("%s failed; due again in %.0f s", name, interval)
+            if held:
+                try:
+                    self._release_periodic(name, claimed_at, due)
+                except Exception:  # the hold then runs out by itself, stale_seconds after the last beat
+                    log.exception("%s: giving the claim back failed", name)
 
     def run_forever(self, stop: threading.Event) -> None:
         for fn in self.background:

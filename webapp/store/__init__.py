@@ -1,14 +1,18 @@
 """The metadata store: an engine and a session factory, built from a URL (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
+import fcntl
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 HERE = Path(__file__).resolve().parent
+# The PostgreSQL advisory lock key that serializes migrations (advisory locks are per database): "pgaasmig".
+MIGRATION_LOCK_KEY = int.from_bytes(b"pgaasmig", "big")
 
 
 def normalize_url(url: str) -> str:
@@ -47,10 +51,35 @@ class Store:
             s.close()
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision, under a lock: of several processes starting together,
+        one migrates and the others wait for it, then find the schema current."""
         from alembic import command
 
-        command.upgrade(alembic_config(self.url), "head")
+        with self.migration_lock():
+            command.upgrade(alembic_config(self.url), "head")
+
+    @contextmanager
+    def migration_lock(self):
+        """PostgreSQL: a session advisory lock on a connection of its own (released with the connection if the
+        process dies); SQLite: flock on a file beside the database (none for an in-memory database)."""
+        if not self.url.startswith("sqlite"):
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            return
+        database = make_url(self.url).database
+        if not database or database == ":memory:":
+            yield
+            return
+        fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock; the file stays (removing it would race with the next taker)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -132,6 +132,18 @@ class JobEvent(Base):
     job: Mapped[Job] = relationship(back_populates="events")
 
 
+class PeriodicClaim(Base):
+    """A worker's periodic task (metrics sampling, quota check, ...): when it is next due for the whole control
+    plane, and who last claimed it. The claim is a conditional UPDATE (next_due_at passed -> now + interval) that one
+    worker wins; the row is inserted on first use, the primary key settling a race between two first claims."""
+
+    __tablename__ = "periodic_claims"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_due_at: Mapped[datetime] = mapped_column()
+    holder: Mapped[str] = mapped_column(String(128))  # the worker id of the last winner
+    claimed_at: Mapped[datetime] = mapped_column()
+
+
 class Database(Base):
     """A tenant database on an instance: its owner (a pgaas user) and its login role."""
 
