@@ -2,7 +2,7 @@
 """Tenant database creation benchmark: latency of POST /api/v1/instances/<i>/databases, beside the same SQL sent
 with bare psycopg in the same run, against the same instance.
 
-  api    POST /api/v1/instances/bench-db/databases {"name": "bench_api_NN"} as a non-admin user, on an in-process
+  api    POST /api/v1/instances/bench-db-1/databases {"name": "bench_api_NN"} as a non-admin user, on an in-process
          control plane (tests.conftest.Live: SQLite metadata, real HTTP, one job worker); each must answer 201.
   raw    bare psycopg as the instance's superuser, one new connection per database like the API (the same multi-host
          read-write conninfo, the same SET statement_timeout/lock_timeout, the same existence check, password +
@@ -21,10 +21,11 @@ connect, its SQL statements, its metadata work, serialization + commit. When the
 with --profile N), N more API creations run under cProfile (in the request threads) and the heaviest functions are
 printed.
 
-At the end (also on Ctrl-C) the instance is deleted through the API (force=true) and anything still labelled
-pgaas.instance=bench-db is removed. Exit status is 0 whatever the numbers, unless the benchmark could not run.
+At the end (also on Ctrl-C or SIGTERM) the control plane stops and everything podman holds of bench-db-* is removed
+(containers, volumes, network, configuration directory). Exit status 0 whatever the numbers, 1 if the benchmark
+could not run, 130 when interrupted. --smoke: one database of each kind and one profiled creation.
 
-    .venv/bin/python bench/databases.py [--count 50] [--profile N]
+    .venv/bin/python bench/databases.py [--count 50] [--profile N] [--smoke]
 """
 from __future__ import annotations
 
@@ -32,56 +33,20 @@ import argparse
 import cProfile
 import os
 import pstats
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-CONTAINERS_CONF = str(REPO / "etc" / "containers.conf")
-os.environ["CONTAINERS_CONF"] = CONTAINERS_CONF  # for podman calls made here and by the control plane's plays
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF}
-IMAGE = "localhost/pgaas-postgres:15"
-INSTANCE = "bench-db"
-NETWORK = f"pgaas-{INSTANCE}"
-CONFIG_DIR = Path("/var/lib/pgaas/instances") / INSTANCE
+import _common as common
+from _common import REPO, BenchFailed
+
+INSTANCE = "bench-db-1"
+PREFIX = "bench-db-"
 USER, USER_PASSWORD = "bench-tenant", "bench-tenant-password-1"
 TARGET_P50_MS = 300.0
 JOB_TIMEOUT = 300.0
-
-
-class BenchFailed(Exception):
-    pass
-
-
-# -- podman --------------------------------------------------------------------------------------------------
-def podman(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, env=PODMAN_ENV)
-
-
-def remove_labelled() -> list[str]:
-    """Remove every container and volume labelled pgaas.instance=bench-db and the instance's network."""
-    label = f"label=pgaas.instance={INSTANCE}"
-    found = []
-    ctrs = podman("ps", "-aq", "--filter", label).stdout.split()
-    if ctrs:
-        found.append(f"{len(ctrs)} container(s)")
-        podman("rm", "-f", "-t", "0", *ctrs)
-    vols = podman("volume", "ls", "-q", "--filter", label).stdout.split()
-    if vols:
-        found.append(f"{len(vols)} volume(s)")
-        podman("volume", "rm", "-f", *vols)
-    if podman("network", "exists", NETWORK).returncode == 0:
-        found.append(f"network {NETWORK}")
-        podman("network", "rm", "-f", NETWORK)
-    shutil.rmtree(CONFIG_DIR, ignore_errors=True)
-    return found
 
 
 # -- numbers -------------------------------------------------------------------------------------------------
@@ -223,17 +188,6 @@ def raw_connect(params: dict):
 
 
 # -- main ----------------------------------------------------------------------------------------------------
-def wait_job(api, job_id: int, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api.get(f"/api/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled", "error"):
-            return job
-        if time.monotonic() > deadline:
-            raise BenchFailed(f"job {job_id} still {job['status']} after {timeout:.0f} s")
-        time.sleep(0.2)
-
-
 def profile_api(live, tenant, count: int, top: int = 22) -> None:
     """count more API creations, each request profiled with cProfile in its server thread."""
     app = live.app
@@ -303,49 +257,37 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=50, help="databases of each kind (default 50)")
     ap.add_argument("--profile", type=int, default=None,
                     help="API creations to profile afterwards (default: 10 if the target is missed, else 0)")
+    common.add_smoke(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.count, args.profile = 1, 1
     if args.count < 1:
         ap.error("--count must be at least 1")
-    if podman("image", "exists", IMAGE).returncode != 0:
-        print(f"image {IMAGE} is missing: build it with playbooks/image.yml", file=sys.stderr)
+    if not common.require_image():
         return 2
+    common.trap_signals()
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
+    print(f"pgaas tenant database benchmark: {args.count} databases of each kind, interleaved (api, raw, reuse, "
+          f"floor); {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
+    common.smoke_note(args.smoke)
+    common.note_other_containers()
+    status = common.in_control_plane("databases", PREFIX, lambda cp: measure(cp, args))
+    print(common.load_line("at the end"))
+    return status
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (cmd &)
 
-
-    from tests.conftest import Api, Live, make_app
+def measure(cp: common.ControlPlane, args) -> None:
+    from tests.conftest import Api
     from webapp.services import instances as isvc
     from webapp.services.pgconn import conninfo
 
-    workdir = Path(tempfile.mkdtemp(prefix="pgaas-bench-db-"))
-    os.chmod(workdir, 0o700)
+    live = cp.live
     times: dict[str, list[float]] = {"api": [], "raw": [], "reuse": [], "floor": []}
     raw_parts: dict[str, list[float]] = defaultdict(list)
-    live = probe = reused = None
-    created = interrupted = False
-    failure = None
-    print(f"pgaas tenant database benchmark: {args.count} databases of each kind, interleaved (api, raw, reuse, "
-          f"floor); {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
-    others = podman("ps", "-q").stdout.split()
-    if others:
-        print(f"  note: {len(others)} other container(s) already running on this machine (noise)", flush=True)
-    stale = remove_labelled()
-    if stale:
-        print(f"  (removed leftovers of an earlier run: {', '.join(stale)})", flush=True)
+    probe = reused = None
     try:
-        live = Live(make_app(f"sqlite:///{workdir / 'pgaas.sqlite'}", workdir / "instance"), workers=1)
         t0 = time.monotonic()
-        r = live.admin.post("/api/v1/instances", json={"name": INSTANCE})
-        if r.status_code != 202:
-            raise BenchFailed(f"POST /api/v1/instances answered {r.status_code}: {r.text[:300]}")
-        created = True
-        job = wait_job(live.admin, r.json()["job"]["id"], JOB_TIMEOUT)
-        if job["status"] != "succeeded":
-            raise BenchFailed(f"instance job {job['status']}: {job.get('error')}")
+        cp.wait_ok(cp.create(INSTANCE)["job"]["id"], JOB_TIMEOUT)
         print(f"  instance {INSTANCE} ready through the API in {time.monotonic() - t0:.1f} s (untimed)", flush=True)
         r = live.admin.post("/api/v1/users", json={"username": USER, "password": USER_PASSWORD})
         if r.status_code != 201:
@@ -397,7 +339,7 @@ def main() -> int:
             floor_server.append(probe.stop().get("server", 0.0))
             if r.status_code != 200:
                 raise BenchFailed(f"GET /api/v1/databases answered {r.status_code}: {r.text[:300]}")
-            if i % 10 == 0:
+            if i % 10 == 0 or i == args.count:
                 print(f"  {i:3d}/{args.count}  api {times['api'][-1] * 1000:7.1f} ms   raw "
                       f"{times['raw'][-1] * 1000:7.1f} ms   reuse {times['reuse'][-1] * 1000:7.1f} ms   floor "
                       f"{times['floor'][-1] * 1000:6.1f} ms", flush=True)
@@ -460,15 +402,7 @@ def main() -> int:
         n_prof = args.profile if args.profile is not None else (0 if met else 10)
         if n_prof > 0:
             profile_api(live, tenant, n_prof)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\ninterrupted: cleaning up", flush=True)
-    except BenchFailed as exc:
-        failure = str(exc)
-        print(f"\nFAILED: {exc}", flush=True)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if probe is not None:
             probe.uninstall()
         if reused is not None:
@@ -476,35 +410,6 @@ def main() -> int:
                 reused.close()
             except Exception:
                 pass
-        if live is not None:
-            if created:
-                try:
-                    r = live.admin.delete(f"/api/v1/instances/{INSTANCE}?force=true", timeout=60)
-                    if r.status_code == 409:  # the create job is still running (Ctrl-C during the deploy)
-                        for j in live.admin.get(f"/api/v1/jobs?instance={INSTANCE}").json().get("jobs", []):
-                            if j["status"] in ("queued", "running"):
-                                live.admin.post(f"/api/v1/jobs/{j['id']}/cancel")
-                                wait_job(live.admin, j["id"], 120)
-                        r = live.admin.delete(f"/api/v1/instances/{INSTANCE}?force=true", timeout=60)
-                    if r.status_code == 202:
-                        job = wait_job(live.admin, r.json()["job"]["id"], 180)
-                        print(f"cleanup: instance delete job {job['status']}", flush=True)
-                    else:
-                        print(f"cleanup: DELETE answered {r.status_code}: {r.text[:200]}", flush=True)
-                except Exception as exc:  # removal below goes on regardless
-                    print(f"cleanup: API delete failed: {exc}", flush=True)
-            try:
-                live.close()
-            except Exception as exc:
-                print(f"warning: closing the control plane: {exc}", flush=True)
-        left = remove_labelled()
-        if left:
-            print(f"cleanup: removed what the API left behind: {', '.join(left)}", flush=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)"
-          f"{' (interrupted: partial)' if interrupted else ''}")
-    return 1 if failure else 0
 
 
 if __name__ == "__main__":

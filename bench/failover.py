@@ -17,46 +17,38 @@ current primary's container.
   RTO   from the kill to the first acknowledged write after the writes failed (through the same URI).
   lost  acknowledged ids missing from the table on the new primary afterwards (must be 0: synchronous mode).
 
-After each run (untimed) the old primary is started again and the bench waits until it streams as the sync
-standby, so every run starts from a healthy pair. Modes run interleaved (pgaas, noguard, stock, pgaas, ...) so
-machine noise hits them alike; the load average is printed with the figures (the machine is shared). Containers,
-volumes and networks are the instances' own (bench-fo-*), removed at the end, also on Ctrl-C.
+Each pair is checked healthy (a sync standby streaming) before its first run; after each run but a pair's last
+(untimed) the old primary is started again and the bench waits until it streams as the sync standby, so every run
+starts from a healthy pair (after its last run the pair is only deleted). Modes run interleaved (pgaas, noguard,
+stock, pgaas, ...) so machine noise hits them alike; the load average is printed with the figures (the machine is
+shared). Containers, volumes and networks are the instances' own (bench-fo-*), removed at the end, also on Ctrl-C
+or SIGTERM. Exit status 0 whatever the numbers, 1 if a run failed or the benchmark could not run, 130 when
+interrupted. --smoke: one run of the modes pgaas and stock (noguard differs from pgaas only by the guard's switch,
+which stock also turns off).
 
-    .venv/bin/python bench/failover.py [--runs 5] [--modes pgaas,noguard,stock]
+    .venv/bin/python bench/failover.py [--runs 5] [--modes pgaas,noguard,stock] [--smoke]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from base64 import b64encode
-from pathlib import Path
 
 import psycopg
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-CONTAINERS_CONF = str(REPO / "etc" / "containers.conf")
-os.environ["CONTAINERS_CONF"] = CONTAINERS_CONF
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF}
+import _common as common
+from _common import BenchFailed
+
+PREFIX = "bench-fo-"
 TARGET_RTO = 5.0
 STOCK = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "primary_start_timeout": 300, "failsafe_mode": False,
          "check_timeline": False}
-
-
-def podman(*args, check=True) -> str:
-    r = subprocess.run(["podman", *args], capture_output=True, text=True, env=PODMAN_ENV)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"podman {' '.join(args)}: {r.stderr.strip()}")
-    return r.stdout
 
 
 class Writer(threading.Thread):
@@ -106,25 +98,22 @@ class Writer(threading.Thread):
 
 
 class Pair:
-    def __init__(self, live, name: str):
-        self.live, self.name = live, name
-        r = live.admin.post("/api/v1/instances", json={"name": name, "synchronous": True})
-        if r.status_code != 202:
-            raise RuntimeError(r.text)
-        self.created = r.json()
+    def __init__(self, cp: common.ControlPlane, name: str):
+        self.cp, self.live, self.name = cp, cp.live, name
+        self.created = cp.create(name, synchronous=True)
         self.job_id = self.created["job"]["id"]
         self.password = self.created["admin_password"]
+        self.settled_at = 0.0  # monotonic time from which runs may start (after a change of Patroni's timings)
 
     def ready(self):
-        job = self.live.admin.wait_job(self.job_id, timeout=300)
-        if job["status"] != "succeeded":
-            raise RuntimeError(f"create {self.name}: {job['error']}")
+        self.cp.wait_ok(self.job_id, timeout=300)
         base = self.created["instance"]["uri"]
         with psycopg.connect(base, password=self.password, autocommit=True) as c:
             c.execute("create database fo_app")
         self.uri = base.replace("/postgres?", "/fo_app?")
         with psycopg.connect(self.uri, password=self.password, autocommit=True) as c:
             c.execute("create table fo_rows (id int primary key)")
+        self.wait_healthy()
 
     def state(self) -> dict:
         return self.live.admin.get(f"/api/v1/instances/{self.name}").json()
@@ -142,8 +131,9 @@ class Pair:
                                                               "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             applied = json.load(r)
-        assert all(applied.get(k) == v for k, v in patch.items()), applied
-        time.sleep(12)  # every member's next loop picks the new timings up
+        if any(applied.get(k) != v for k, v in patch.items()):
+            raise BenchFailed(f"Patroni's configuration of {self.name} after the PATCH: {applied}")
+        self.settled_at = time.monotonic() + 12  # every member's next loop picks the new timings up
 
     def _members(self) -> list[dict]:
         from webapp.services import instances as isvc
@@ -162,10 +152,13 @@ class Pair:
                     any(r.get("sync_state") == "sync" for r in reps):
                 return
             time.sleep(1)
-        raise RuntimeError(f"{self.name} did not become healthy again: {self.state()}")
+        raise BenchFailed(f"{self.name} did not become healthy again: {self.state()}")
 
 
-def one_run(pair: Pair, timeout: float = 120) -> dict:
+def one_run(pair: Pair, recover: bool, timeout: float = 120) -> dict:
+    """Kill the primary under the writer's load: RTO and lost commits. With recover, start the old primary again
+    and wait until the pair is healthy (untimed)."""
+    time.sleep(max(0.0, pair.settled_at - time.monotonic()))
     before = pair.state()
     victim = before["primary"]["container"]
     writer = Writer(pair.uri, pair.password)
@@ -173,9 +166,9 @@ def one_run(pair: Pair, timeout: float = 120) -> dict:
     time.sleep(2)
     if len(writer.acked) < 10:
         writer.stop.set()
-        raise RuntimeError(f"writer did not get going before the kill: {writer.errors}")
+        raise BenchFailed(f"writer did not get going before the kill: {writer.errors}")
     killed_at = time.monotonic()
-    podman("kill", "--signal", "KILL", victim)
+    common.podman("kill", "--signal", "KILL", victim, check=True)
     deadline = killed_at + timeout
     while time.monotonic() < deadline and writer.resumed_at(killed_at) is None:
         time.sleep(0.05)
@@ -187,10 +180,14 @@ def one_run(pair: Pair, timeout: float = 120) -> dict:
         c.execute("truncate fo_rows")
         c.commit()
     lost = [i for i in writer.acked if i not in present]
-    podman("start", victim)
-    pair.wait_healthy()
+    load = os.getloadavg()[0]
+    t0 = time.monotonic()
+    if recover:
+        common.podman("start", victim, check=True)
+        pair.wait_healthy()
     return {"rto": None if resumed is None else resumed - killed_at, "lost": len(lost), "acked": len(writer.acked),
-            "errors": dict(writer.errors), "load": os.getloadavg()[0], "victim": victim}
+            "errors": dict(writer.errors), "load": load, "victim": victim,
+            "rejoin": time.monotonic() - t0 if recover else None}
 
 
 def summary(label: str, runs: list[dict]) -> tuple[float | None, int]:
@@ -209,70 +206,73 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--modes", default="pgaas,noguard,stock")
-    ap.add_argument("--port-start", type=int, default=21900, help="first of 100 host ports for the pairs")
+    ap.add_argument("--port-start", type=int, default=common.PORT_RANGES["failover"],
+                    help="first of 100 host ports for the pairs")
     ap.add_argument("--verbose", action="store_true", help="log what the leader guard does")
+    common.add_smoke(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.runs, args.modes = 1, "pgaas,stock"
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="    %(asctime)s %(name)s: %(message)s")
     if args.verbose:
         logging.getLogger("webapp.services.leader_guard").setLevel(logging.INFO)
     modes = [m for m in args.modes.split(",") if m]
+    if not common.require_image():
+        return 2
+    common.trap_signals()
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    from tests.conftest import Live, make_app
-
-    workdir = Path(tempfile.mkdtemp(prefix="pgaas-bench-fo-"))
-    os.chmod(workdir, 0o700)
     print(f"pgaas failover benchmark: {args.runs} run(s) per mode ({', '.join(modes)}), interleaved; "
           f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    live, pairs = None, {}
+    common.smoke_note(args.smoke)
     results: dict[str, list[dict]] = {m: [] for m in modes}
+    failed: list[str] = []
+    # ports of its own: a member that is down frees its port, and another control plane on this machine (a test
+    # run) would otherwise take it meanwhile
+    status = common.in_control_plane("failover", PREFIX, lambda cp: measure(cp, args, modes, results, failed),
+                                     workers=2, SAMPLE_SECONDS=3600, QUOTA_CHECK_SECONDS=3600,
+                                     PORT_RANGE_START=args.port_start, PORT_RANGE_END=args.port_start + 99)
+    print("results (median over runs):", flush=True)
+    meds = {m: summary(m, results[m]) for m in modes}
+    if "pgaas" in meds and "stock" in meds and meds["pgaas"][0] and meds["stock"][0]:
+        print(f"  ratio stock / pgaas RTO: {meds['stock'][0] / meds['pgaas'][0]:.1f}x; target RTO <= "
+              f"{TARGET_RTO:.0f} s: {'met' if meds['pgaas'][0] <= TARGET_RTO else 'MISSED'}; lost "
+              f"acknowledged commits: {sum(v[1] for v in meds.values())}", flush=True)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    return status or (1 if failed else 0)
+
+
+def measure(cp: common.ControlPlane, args, modes: list[str], results: dict[str, list[dict]],
+            failed: list[str]) -> None:
+    """The pairs, then the runs (each mode's results into results, what failed into failed)."""
+    want = {"pgaas": f"{PREFIX}tuned", "noguard": f"{PREFIX}tuned", "stock": f"{PREFIX}stock"}
+    t0 = time.monotonic()
     try:
-        # ports of its own: a member that is down frees its port, and another control plane on this machine (a
-        # test run) would otherwise take it meanwhile
-        live = Live(make_app(f"sqlite:///{workdir / 'pgaas.sqlite'}", workdir / "instance", SAMPLE_SECONDS=3600,
-                             QUOTA_CHECK_SECONDS=3600, PORT_RANGE_START=args.port_start,
-                             PORT_RANGE_END=args.port_start + 99), workers=2)
-        want = {"pgaas": "bench-fo-tuned", "noguard": "bench-fo-tuned", "stock": "bench-fo-stock"}
-        for name in sorted({want[m] for m in modes}):
-            pairs[name] = Pair(live, name)
+        pairs = {name: Pair(cp, name) for name in sorted({want[m] for m in modes})}
         for p in pairs.values():
             p.ready()
-        if "bench-fo-stock" in pairs:
-            pairs["bench-fo-stock"].patroni_config(STOCK)
-        for i in range(1, args.runs + 1):
-            for mode in modes:
-                live.app.config["FAST_FAILOVER"] = mode == "pgaas"
-                try:
-                    res = one_run(pairs[want[mode]])
-                except (RuntimeError, psycopg.Error) as exc:
-                    print(f"  run {i} {mode:<8} FAILED: {exc}", flush=True)
-                    continue
-                results[mode].append(res)
-                rto = "never" if res["rto"] is None else f"{res['rto']:.2f} s"
-                print(f"  run {i} {mode:<8} RTO {rto:>8}  lost {res['lost']}  acked {res['acked']}  "
-                      f"killed {res['victim']}  load {res['load']:.2f}  client errors {res['errors']}", flush=True)
-    except KeyboardInterrupt:
-        print("\ninterrupted: cleaning up", flush=True)
-    finally:
-        print("results (median over runs):", flush=True)
-        meds = {m: summary(m, results[m]) for m in modes}
-        if "pgaas" in meds and "stock" in meds and meds["pgaas"][0] and meds["stock"][0]:
-            print(f"  ratio stock / pgaas RTO: {meds['stock'][0] / meds['pgaas'][0]:.1f}x; target RTO <= "
-                  f"{TARGET_RTO:.0f} s: {'met' if meds['pgaas'][0] <= TARGET_RTO else 'MISSED'}; lost "
-                  f"acknowledged commits: {sum(v[1] for v in meds.values())}", flush=True)
-        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        if live is not None:
-            for name in pairs:
-                r = live.admin.delete(f"/api/v1/instances/{name}?force=true")
-                if r.status_code == 202:
-                    live.admin.wait_job(r.json()["job"]["id"], timeout=180)
-            live.close()
-    return 0
+    except psycopg.Error as exc:
+        raise BenchFailed(f"setting up the pairs: {exc}") from None
+    print(f"  {', '.join(pairs)} ready through the API in {time.monotonic() - t0:.1f} s (untimed)", flush=True)
+    if f"{PREFIX}stock" in pairs:
+        pairs[f"{PREFIX}stock"].patroni_config(STOCK)
+    last = {want[m]: (args.runs, m) for m in modes}  # each pair's last run
+    for i in range(1, args.runs + 1):
+        for mode in modes:
+            cp.live.app.config["FAST_FAILOVER"] = mode == "pgaas"
+            try:
+                res = one_run(pairs[want[mode]], recover=last[want[mode]] != (i, mode))
+            except (BenchFailed, psycopg.Error) as exc:
+                failed.append(f"run {i} {mode}: {exc}")
+                print(f"  run {i} {mode:<8} FAILED: {exc}", flush=True)
+                continue
+            results[mode].append(res)
+            rto = "never" if res["rto"] is None else f"{res['rto']:.2f} s"
+            rejoin = "" if res["rejoin"] is None else f"  (healthy again {res['rejoin']:.1f} s later, untimed)"
+            print(f"  run {i} {mode:<8} RTO {rto:>8}  lost {res['lost']}  acked {res['acked']}  "
+                  f"killed {res['victim']}  load {res['load']:.2f}  client errors {res['errors']}{rejoin}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,18 @@ time, the number of tasks and of HTTP requests the double served, and the slowes
 Python plus openstacksdk imports, dominates: every openstack.cloud task is a new process).
 
 The double answers in microseconds, so these figures are pgaas's and Ansible's own cost; a real cloud adds its
-API latency and the time servers take to boot. Exit status 0 whatever the numbers.
+API latency and the time servers take to boot. Exit status 0 whatever the numbers, 1 if a playbook failed, 130
+when interrupted. --smoke: one provision and one teardown (the rerun is the same playbook through the same code
+here, and takes another 25 s).
 
-    .venv/bin/python bench/openstack_double.py [--runs N]
+    .venv/bin/python bench/openstack_double.py [--runs N] [--smoke]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,37 +25,58 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import _common as common
 
 
-def run(work: Path, playbook: str, extravars: dict) -> tuple[float, str, list]:
-    import ansible_runner
-
-    pd = Path(tempfile.mkdtemp(dir=work))
+def run(work: Path, playbook: str, extravars: dict) -> tuple[float, object, list]:
     t = time.monotonic()
-    r = ansible_runner.run(private_data_dir=str(pd), project_dir=str(REPO), playbook=playbook, extravars=extravars,
-                           inventory=str(REPO / "inventory" / "local" / "hosts.yml"), quiet=True,
-                           envvars={"PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]})
+    r = common.run_playbook(work, playbook, extravars)
     wall = time.monotonic() - t
     tasks = [(e["event_data"].get("duration") or 0, e["event_data"].get("task", "")) for e in r.events
              if e["event"] in ("runner_on_ok", "runner_on_failed", "runner_on_skipped")]
-    return wall, r.status, tasks
+    return wall, r, tasks
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1)
+    common.add_smoke(ap)
     args = ap.parse_args()
+    kinds = [("provision", "playbooks/openstack_provision.yml"), ("rerun", "playbooks/openstack_provision.yml"),
+             ("teardown", "playbooks/openstack_teardown.yml")]
+    if args.smoke:
+        args.runs, kinds = 1, [kinds[0], kinds[2]]
+    common.trap_signals()
+    common.smoke_note(args.smoke)
+    figures: dict[str, list[float]] = {kind: [] for kind, _ in kinds}
+    failed = []
+    try:
+        for i in range(args.runs):
+            failed += one_run(i, kinds, figures)
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaned up", flush=True)
+        return 130
+    for kind, walls in figures.items():
+        if walls:
+            print(f"{kind:9s} median {statistics.median(walls):6.1f} s over {len(walls)} run(s)")
+    print(json.dumps({k: [round(w, 2) for w in v] for k, v in figures.items()}))
+    for f in failed:
+        print(f"FAILED: {f}")
+    return 1 if failed else 0
+
+
+def one_run(i: int, kinds: list[tuple[str, str]], figures: dict[str, list[float]]) -> list[str]:
+    """The playbooks of one run against a fresh double (their wall times into figures); what failed."""
     import yaml
 
     from tests.openstack_double import CloudDouble
 
-    figures: dict[str, list[float]] = {"provision": [], "rerun": [], "teardown": []}
-    for i in range(args.runs):
-        double = CloudDouble()
-        double.start()
-        work = Path(tempfile.mkdtemp(prefix="bench-openstack-"))
+    failed = []
+    double = CloudDouble()
+    double.start()
+    work = Path(tempfile.mkdtemp(prefix="pgaas-bench-openstack-"))
+    os.chmod(work, 0o700)
+    try:
         clouds = work / "clouds.yaml"
         clouds.write_text(yaml.safe_dump(double.clouds_yaml()))
         os.chmod(clouds, 0o600)
@@ -62,27 +86,24 @@ def main() -> int:
                    "private_key_file": str(work / "key"), "control_cidrs": ["192.0.2.10/32"]}
         extravars = {"pgaas_instance_name": f"bench-os-{i}", "pgaas_storage_gb": 1, "pgaas_openstack": os_vars,
                      "pgaas_members": [{"name": f"pgaas-bench-os-{i}-{n}"} for n in range(2)]}
-        try:
-            for kind, playbook in (("provision", "playbooks/openstack_provision.yml"),
-                                   ("rerun", "playbooks/openstack_provision.yml"),
-                                   ("teardown", "playbooks/openstack_teardown.yml")):
-                before = len(double.requests)
-                wall, status, tasks = run(work, playbook, extravars)
-                figures[kind].append(wall)
-                slow = sorted(tasks, reverse=True)[:3]
-                print(f"run {i + 1} {kind:9s} {status:10s} {wall:6.1f} s  tasks {len(tasks):3d}  "
-                      f"requests {len(double.requests) - before:4d}  slowest: "
-                      + ", ".join(f"{t} {d:.1f} s" for d, t in slow))
-            print(f"run {i + 1} left in the cloud: {len(double.servers)} servers, {len(double.volumes)} volumes, "
-                  f"requests the double could not serve: {len(double.unhandled)}; "
-                  f"load average {os.getloadavg()[0]:.1f}")
-        finally:
+        for kind, playbook in kinds:
+            before = len(double.requests)
+            wall, r, tasks = run(work, playbook, extravars)
+            figures[kind].append(wall)
+            slow = sorted(tasks, reverse=True)[:3]
+            print(f"run {i + 1} {kind:9s} {r.status:10s} {wall:6.1f} s  tasks {len(tasks):3d}  "
+                  f"requests {len(double.requests) - before:4d}  slowest: "
+                  + ", ".join(f"{t} {d:.1f} s" for d, t in slow), flush=True)
+            if r.status != "successful":
+                failed.append(f"run {i + 1} {kind}: {common.playbook_failure(r)}")
+        print(f"run {i + 1} left in the cloud: {len(double.servers)} servers, {len(double.volumes)} volumes, "
+              f"requests the double could not serve: {len(double.unhandled)}; "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        with common.shielded():
             double.stop()
-    for kind, walls in figures.items():
-        if walls:
-            print(f"{kind:9s} median {statistics.median(walls):6.1f} s over {len(walls)} run(s)")
-    print(json.dumps({k: [round(w, 2) for w in v] for k, v in figures.items()}))
-    return 0
+            shutil.rmtree(work, ignore_errors=True)
+    return failed
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ baselines measured in the same run:
   api  POST /api/v1/instances (one replica, asynchronous, the API's defaults) on an in-process control plane
        (tests.conftest.Live: real HTTP, one real job worker, ansible-runner, podman); timed until the job has
        succeeded, i.e. the deploy play saw the leader writable and every replica streaming.
-  a    the same etcd + Patroni pair started with bare podman commands: no control plane, no Ansible. Patroni's
-       configuration is rendered from roles/postgres_node/templates/patroni.yml.j2 with the role's defaults
-       (ttl, loop_wait, retry_timeout, parameters, initdb, pg_hba, ...), bind-mounted read-only like the role
-       does; etcd runs through the image's entrypoint like roles/etcd. Network + volumes, then the three
-       containers in parallel.
+  a    the same etcd + Patroni pair started with bare podman commands: no control plane, no Ansible in the timed
+       part. Patroni's configuration is rendered beforehand (untimed) by Ansible itself from the role's template,
+       defaults and vars (bench/patroni_config.yml: the deploy's template task alone), bind-mounted read-only
+       like the role does; etcd runs through the image's entrypoint like roles/etcd. Network + volumes, then the
+       three containers in parallel.
   b    the floor: a primary (initdb + postgres) and a standby (pg_basebackup -R from the primary, then postgres),
        bare podman, no Patroni, the same PostgreSQL parameters and initdb options.
 
@@ -17,11 +17,12 @@ baselines measured in the same run:
 (polled every 50 ms with psycopg through the primary's published 127.0.0.1 port).
 
 The three kinds run interleaved (api, a, b, api, a, b, ...) so machine noise hits all of them alike. Every
-container, volume and network created here carries the label pgaas.instance=<name> (bench-api-N, bench-a-N,
-bench-b-N) and is removed after each run (untimed), also on Ctrl-C. Exit status is 0 whatever the numbers
-(a benchmark, not a test), unless the benchmark could not run at all.
+container, volume and network created here carries the label pgaas.instance=<name> (bench-prov-api-NN,
+bench-prov-a-NN, bench-prov-b-NN; containers and networks are named pgaas-<name>...) and is removed after each
+run (untimed), also on Ctrl-C or SIGTERM. Exit status 0 whatever the numbers (a benchmark, not a test), 1 if a
+run failed or the benchmark could not run, 130 when interrupted. --smoke: one run of each kind.
 
-    .venv/bin/python bench/provision.py [--runs N]
+    .venv/bin/python bench/provision.py [--runs N] [--smoke]
 """
 from __future__ import annotations
 
@@ -30,24 +31,20 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-CONTAINERS_CONF = str(REPO / "etc" / "containers.conf")
-os.environ["CONTAINERS_CONF"] = CONTAINERS_CONF  # for podman calls made here and by the control plane's plays
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF}
-IMAGE = "localhost/pgaas-postgres:15"
-ROLE_DIR = REPO / "roles" / "postgres_node"
+import _common as common
+from _common import BenchFailed as RunFailed, podman
+
+IMAGE = common.IMAGE
+PREFIX = "bench-prov-"
 POLL = 0.05
 TARGET_SECONDS = 12.0
 TARGET_RATIO_A = 1.5
@@ -55,24 +52,14 @@ API_TIMEOUT = 240.0
 BASELINE_TIMEOUT = 120.0
 PGDATA = "/var/lib/postgresql/data/pgdata"
 AS_POSTGRES = "setpriv --reuid=postgres --regid=postgres --init-groups"
-
-
-class RunFailed(Exception):
-    pass
+ROLE_DEFAULTS = common.REPO / "roles" / "postgres_node" / "defaults" / "main.yml"
 
 
 # -- podman helpers ------------------------------------------------------------------------------------------
-def podman(*args, check=True) -> subprocess.CompletedProcess:
-    r = subprocess.run(["podman", *args], capture_output=True, text=True, env=PODMAN_ENV)
-    if check and r.returncode != 0:
-        raise RunFailed(f"podman {' '.join(args[:3])} ...: {r.stderr.strip() or r.stdout.strip()}")
-    return r
-
-
 def parallel(cmds: list[list[str]]) -> None:
     """Start the podman commands at once (Popen) and wait for all of them."""
     procs = [subprocess.Popen(["podman", *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=PODMAN_ENV) for c in cmds]
+                              env=common.PODMAN_ENV) for c in cmds]
     errors = []
     for c, p in zip(cmds, procs):
         out, err = p.communicate()
@@ -83,30 +70,16 @@ def parallel(cmds: list[list[str]]) -> None:
 
 
 def free_port() -> int:
+    """A port the kernel hands out (its ephemeral range): never one of the test runs' fixed ranges."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def remove_labelled(instance: str, networks: list[str] = (), volumes: list[str] = ()) -> list[str]:
-    """Remove every container and volume labelled pgaas.instance=<instance>, the named volumes and networks.
-    Returns what was found (for reporting leftovers)."""
-    label = f"label=pgaas.instance={instance}"
-    found = []
-    ctrs = podman("ps", "-aq", "--filter", label, check=False).stdout.split()
-    if ctrs:
-        found += [f"{len(ctrs)} container(s)"]
-        podman("rm", "-f", "-t", "0", *ctrs, check=False)
-    vols = set(podman("volume", "ls", "-q", "--filter", label, check=False).stdout.split())
-    vols |= {v for v in volumes if podman("volume", "exists", v, check=False).returncode == 0}
-    if vols:
-        found += [f"volume(s) {', '.join(sorted(vols))}"]
-        podman("volume", "rm", "-f", *sorted(vols), check=False)
-    for net in networks:
-        if podman("network", "exists", net, check=False).returncode == 0:
-            found += [f"network {net}"]
-            podman("network", "rm", "-f", net, check=False)
-    return found
+def clean(name: str) -> None:
+    stale = common.remove_leftovers(name)
+    if stale:
+        print(f"    (removed leftovers of an earlier run: {', '.join(stale)})", flush=True)
 
 
 def wait_streaming(port: int, password: str, deadline: float) -> None:
@@ -139,43 +112,35 @@ def wait_streaming(port: int, password: str, deadline: float) -> None:
             conn.close()
 
 
-# -- the role's configuration, rendered without Ansible ------------------------------------------------------
-def role_defaults() -> dict:
-    import yaml
-
-    return yaml.safe_load((ROLE_DIR / "defaults" / "main.yml").read_text())
-
-
-def render_patroni(scope: str, members: list[str], member: str, etcd_hosts: str, pw: dict) -> str:
-    """roles/postgres_node/templates/patroni.yml.j2 with the role's defaults, as the deploy play would render it
-    (synchronous_mode: the API's default, false)."""
-    import jinja2
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["to_json"] = lambda v: json.dumps(v)
-    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
-    ctx = role_defaults()
-    ctx.update({
-        "ansible_managed": "Written by bench/provision.py (baseline a, no Ansible)",
+# -- the role's configuration --------------------------------------------------------------------------------
+def render_patroni(workdir: Path, cfgdir: Path, scope: str, members: list[str], etcd_hosts: str, pw: dict) -> None:
+    """<cfgdir>/<member>/patroni.yml for each member, rendered by Ansible (bench/patroni_config.yml) from the role's
+    template with its defaults and vars, as the deploy play renders it (synchronous_mode: the API's default,
+    false). Ansible, not a Jinja environment of our own: the template uses Ansible's filters and the role's vars
+    are templates themselves, so only Ansible renders them as the deploy does, whatever the role adds later."""
+    inputs = cfgdir / "vars.json"
+    inputs.touch(mode=0o600)
+    inputs.write_text(json.dumps({
+        "bench_config_dir": str(cfgdir),
         "postgres_node_instance_name": scope,
         "postgres_node_members": [{"name": m} for m in members],
         "postgres_node_etcd_hosts": etcd_hosts,
-        "postgres_node_bootstrap_member": members[0],
         "postgres_node_synchronous_mode": False,
         "postgres_node_superuser_password": pw["superuser"],
         "postgres_node_replication_password": pw["replication"],
         "postgres_node_restapi_password": pw["restapi"],
-        "__postgres_node_member": {"name": member},
-    })
-    for k, v in list(ctx.items()):
-        if isinstance(v, str) and "{{" in v:
-            ctx[k] = env.from_string(v).render(ctx)
-    return env.from_string((ROLE_DIR / "templates" / "patroni.yml.j2").read_text()).render(ctx)
+    }))
+    r = common.run_playbook(workdir, "bench/patroni_config.yml", {"bench_vars_file": str(inputs)})
+    if r.status != "successful":
+        raise RunFailed(f"rendering the Patroni configuration: {common.playbook_failure(r)}")
 
 
 def pg_settings() -> tuple[list[str], list[str]]:
-    """The role's PostgreSQL parameters as postgres -c options, and its initdb options."""
-    d = role_defaults()
+    """The role's PostgreSQL parameters as postgres -c options, and its initdb options (plain values in the
+    role's defaults: no templating needed)."""
+    import yaml
+
+    d = yaml.safe_load(ROLE_DEFAULTS.read_text())
     params = {**d["postgres_node_parameters"], "listen_addresses": "*", "unix_socket_directories": "/run/postgresql"}
     opts = []
     for k, v in params.items():
@@ -190,36 +155,26 @@ def pg_settings() -> tuple[list[str], list[str]]:
 
 
 # -- api -----------------------------------------------------------------------------------------------------
-def run_api(live, n: int) -> dict:
-    name = f"bench-api-{n}"
-    prefix = f"pgaas-{name}"
-    stale = remove_labelled(name, networks=[prefix])
-    if stale:
-        print(f"    (removed leftovers of an earlier run: {', '.join(stale)})", flush=True)
-    job = None
-    created = False
+def run_api(cp: common.ControlPlane, n: int) -> dict:
+    name = f"{PREFIX}api-{n:02d}"
+    clean(name)
     try:
         t0 = time.monotonic()
-        r = live.admin.post("/api/v1/instances", json={"name": name})
-        if r.status_code != 202:
-            raise RunFailed(f"POST returned {r.status_code}: {r.text[:300]}")
-        created = True
-        job_id = r.json()["job"]["id"]
+        job_id = cp.create(name)["job"]["id"]
         events: list[dict] = []
         deadline = t0 + API_TIMEOUT
         while True:  # poll the job at the baselines' pace, fetching only new events
             after = events[-1]["id"] if events else 0
-            job = live.admin.get(f"/api/v1/jobs/{job_id}?after={after}").json()
+            job = cp.live.admin.get(f"/api/v1/jobs/{job_id}?after={after}").json()
             events += job.get("events", [])
-            if job["status"] in ("succeeded", "failed", "canceled", "error"):
+            if job["status"] in common.FINAL:
                 break
             if time.monotonic() > deadline:
                 raise RunFailed(f"job {job_id} still {job['status']} after {API_TIMEOUT:.0f} s")
             time.sleep(POLL)
         elapsed = time.monotonic() - t0
         if job["status"] != "succeeded":
-            failed = [f"{e['task']} on {e['host']}: {e['message']}" for e in events if e["status"] == "failed"]
-            raise RunFailed(f"job {job['status']}: {job.get('error')} {failed[:2]}")
+            raise RunFailed(common.job_failure({**job, "events": events}))
         created_at = datetime.fromisoformat(job["created_at"])
         started_at = datetime.fromisoformat(job["started_at"])
         finished_at = datetime.fromisoformat(job["finished_at"])
@@ -233,62 +188,45 @@ def run_api(live, n: int) -> dict:
                            "rest (HTTP, commit, our 50 ms poll)": elapsed - (finished_at - created_at).total_seconds()},
                 "tasks": dict(tasks)}
     finally:
-        if created:
-            delete_api_instance(live, name, job)
-        remove_labelled(name, networks=[prefix])  # in case the teardown job could not run
-        shutil.rmtree(f"/var/lib/pgaas/instances/{name}", ignore_errors=True)
-
-
-def delete_api_instance(live, name: str, create_job: dict | None) -> None:
-    try:
-        if create_job is None or create_job.get("status") not in ("succeeded", "failed", "canceled", "error"):
-            jobs = live.admin.get(f"/api/v1/jobs?instance={name}").json().get("jobs", [])
-            for j in jobs:
-                if j["status"] in ("queued", "running"):
-                    live.admin.post(f"/api/v1/jobs/{j['id']}/cancel")
-                    live.admin.wait_job(j["id"], timeout=120)
-        r = live.admin.delete(f"/api/v1/instances/{name}")
-        if r.status_code == 202:
-            job = live.admin.wait_job(r.json()["job"]["id"], timeout=180)
-            if job["status"] != "succeeded":
-                print(f"    warning: delete of {name} ended {job['status']}: {job.get('error')}", flush=True)
-        elif r.status_code != 404:
-            print(f"    warning: DELETE {name} returned {r.status_code}: {r.text[:200]}", flush=True)
-    except Exception as exc:  # cleanup must go on: remove_labelled follows
-        print(f"    warning: API cleanup of {name}: {exc}", flush=True)
+        with common.shielded():  # untimed
+            if name in cp.created:
+                try:
+                    outcome = cp.delete(name)
+                except Exception as exc:  # removal below goes on regardless
+                    outcome = f"API delete failed: {exc}"
+                if outcome != "delete job succeeded":
+                    print(f"    warning: delete of {name}: {outcome}", flush=True)
+            common.remove_leftovers(name)  # in case the teardown job could not run
 
 
 # -- baseline a: etcd + Patroni, bare podman -----------------------------------------------------------------
 def run_a(n: int, workdir: Path) -> dict:
-    name = f"bench-a-{n}"
-    etcd = f"{name}-etcd"
-    members = [f"{name}-0", f"{name}-1"]
+    name = f"{PREFIX}a-{n:02d}"
+    net = f"pgaas-{name}"
+    etcd = f"{net}-etcd"
+    members = [f"{net}-0", f"{net}-1"]
     volumes = [f"{etcd}-data"] + [f"{m}-data" for m in members]
-    stale = remove_labelled(name, networks=[name], volumes=volumes)
-    if stale:
-        print(f"    (removed leftovers of an earlier run: {', '.join(stale)})", flush=True)
+    clean(name)
     pw = {k: secrets.token_urlsafe(18) for k in ("superuser", "replication", "restapi")}
     ports = {m: (free_port(), free_port()) for m in members}
     cfgdir = workdir / name
     label = ["--label", f"pgaas.instance={name}"]
     try:
-        t0 = time.monotonic()
         cfgdir.mkdir(mode=0o700)
         for m in members:
             (cfgdir / m).mkdir(mode=0o700)
-            f = cfgdir / m / "patroni.yml"
-            f.write_text(render_patroni(name, members, m, f"{etcd}:2379", pw))
-            f.chmod(0o600)
-        parallel([["network", "create", *label, "--label", "pgaas.component=postgres", name],
+        render_patroni(workdir, cfgdir, name, members, f"{etcd}:2379", pw)
+        t0 = time.monotonic()
+        parallel([["network", "create", *label, "--label", "pgaas.component=postgres", net],
                   ["volume", "create", *label, "--label", "pgaas.component=etcd", volumes[0]],
                   *[["volume", "create", *label, "--label", "pgaas.component=postgres", "--label",
                      f"pgaas.member={m}", f"{m}-data"] for m in members]])
-        runs = [["run", "-d", "--name", etcd, "--hostname", etcd, "--network", name,
+        runs = [["run", "-d", "--name", etcd, "--hostname", etcd, "--network", net,
                  "-v", f"{volumes[0]}:/var/lib/etcd", "-e", f"PGAAS_ETCD_NAME={etcd}", "--stop-timeout", "10",
                  *label, "--label", "pgaas.component=etcd", IMAGE, "etcd"]]
         for m in members:
             pg, api = ports[m]
-            runs.append(["run", "-d", "--name", m, "--hostname", m, "--network", name,
+            runs.append(["run", "-d", "--name", m, "--hostname", m, "--network", net,
                          "-p", f"127.0.0.1:{pg}:5432", "-p", f"127.0.0.1:{api}:8008",
                          "-v", f"{m}-data:/var/lib/postgresql/data",
                          "-v", f"{cfgdir / m / 'patroni.yml'}:/etc/pgaas/patroni.yml:ro", "--stop-timeout", "30",
@@ -301,18 +239,17 @@ def run_a(n: int, workdir: Path) -> dict:
     except RunFailed as exc:
         raise RunFailed(f"{exc}\n{logs_tail([etcd, *members])}") from None
     finally:
-        remove_labelled(name, networks=[name], volumes=volumes)
+        common.remove_leftovers(name)
         shutil.rmtree(cfgdir, ignore_errors=True)
 
 
 # -- baseline b: initdb + pg_basebackup, bare podman, no Patroni ---------------------------------------------
 def run_b(n: int) -> dict:
-    name = f"bench-b-{n}"
-    primary, standby = f"{name}-0", f"{name}-1"
+    name = f"{PREFIX}b-{n:02d}"
+    net = f"pgaas-{name}"
+    primary, standby = f"{net}-0", f"{net}-1"
     volumes = [f"{primary}-data", f"{standby}-data"]
-    stale = remove_labelled(name, networks=[name], volumes=volumes)
-    if stale:
-        print(f"    (removed leftovers of an earlier run: {', '.join(stale)})", flush=True)
+    clean(name)
     password = secrets.token_urlsafe(18)
     ports = {primary: free_port(), standby: free_port()}
     opts, initdb_opts = pg_settings()
@@ -330,9 +267,9 @@ def run_b(n: int) -> dict:
     label = ["--label", f"pgaas.instance={name}"]
     try:
         t0 = time.monotonic()
-        parallel([["network", "create", *label, name],
+        parallel([["network", "create", *label, net],
                   *[["volume", "create", *label, v] for v in volumes]])
-        parallel([["run", "-d", "--name", c, "--hostname", c, "--network", name, "-p", f"127.0.0.1:{ports[c]}:5432",
+        parallel([["run", "-d", "--name", c, "--hostname", c, "--network", net, "-p", f"127.0.0.1:{ports[c]}:5432",
                    "-v", f"{c}-data:/var/lib/postgresql/data", "-e", f"PGAAS_PW={password}", *label,
                    "--entrypoint", "bash", IMAGE, "-c", sh]
                   for c, sh in ((primary, primary_sh), (standby, standby_sh))])
@@ -342,13 +279,13 @@ def run_b(n: int) -> dict:
     except RunFailed as exc:
         raise RunFailed(f"{exc}\n{logs_tail([primary, standby])}") from None
     finally:
-        remove_labelled(name, networks=[name], volumes=volumes)
+        common.remove_leftovers(name)
 
 
 def logs_tail(containers: list[str]) -> str:
     out = []
     for c in containers:
-        r = podman("logs", "--tail", "5", c, check=False)
+        r = podman("logs", "--tail", "5", c)
         text = (r.stdout + r.stderr).strip().replace("\n", "\n        ")
         out.append(f"      {c}: {text or '(no logs)'}")
     return "\n".join(out)
@@ -366,39 +303,29 @@ def median(xs: list[float]) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="runs of each kind (at least 3 for a result; default 3)")
+    common.add_smoke(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.runs = 1
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    if podman("image", "exists", IMAGE, check=False).returncode != 0:
-        print(f"image {IMAGE} is missing: build it with playbooks/image.yml", file=sys.stderr)
+    if not common.require_image():
         return 2
+    common.trap_signals()
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (cmd &)
-
-    from tests.conftest import Live, make_app
-
-    workdir = Path(tempfile.mkdtemp(prefix="pgaas-bench-"))
-    os.chmod(workdir, 0o700)
     results: dict[str, list[dict]] = {"api": [], "a": [], "b": []}
     failures: dict[str, int] = {"api": 0, "a": 0, "b": 0}
-    live = None
-    interrupted = False
     print(f"pgaas provisioning benchmark: {args.runs} run(s) of each kind, interleaved (api, a, b); "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
-    others = podman("ps", "-q", check=False).stdout.split()
-    if others:
-        print(f"  note: {len(others)} other container(s) already running on this machine (noise)", flush=True)
+    common.smoke_note(args.smoke)
+    common.note_other_containers()
     print("  api = POST /api/v1/instances -> job succeeded (leader writable, replica streaming)", flush=True)
     print("  a   = etcd + 2 Patroni, bare podman (role's Patroni config) -> standby streaming", flush=True)
     print("  b   = initdb primary + pg_basebackup standby, bare podman, no Patroni -> standby streaming", flush=True)
-    try:
-        live = Live(make_app(f"sqlite:///{workdir / 'pgaas.sqlite'}", workdir / "instance"), workers=1)
+
+    def measure(cp: common.ControlPlane) -> None:
         for i in range(1, args.runs + 1):
-            for kind, fn in (("api", lambda: run_api(live, i)), ("a", lambda: run_a(i, workdir)),
+            for kind, fn in (("api", lambda: run_api(cp, i)), ("a", lambda: run_a(i, cp.workdir)),
                              ("b", lambda: run_b(i))):
                 try:
                     res = fn()
@@ -407,7 +334,6 @@ def main() -> int:
                     print(f"  run {i} {kind:<3}   FAILED: {exc}", flush=True)
                     continue
                 results[kind].append(res)
-                extra = ""
                 if kind == "api":
                     ph = res["phases"]
                     extra = (f"  (pickup {ph['queued -> started (worker pickup)']:.2f} s, playbook "
@@ -415,25 +341,9 @@ def main() -> int:
                 else:
                     extra = f"  (containers started at {res['containers_started']:.2f} s)"
                 print(f"  run {i} {kind:<3} {res['seconds']:7.2f} s{extra}", flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\ninterrupted: cleaning up", flush=True)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if live is not None:
-            try:
-                live.close()
-            except Exception as exc:
-                print(f"warning: closing the control plane: {exc}", flush=True)
-        for i in range(1, args.runs + 1):  # belt and braces: nothing of ours may stay behind
-            remove_labelled(f"bench-api-{i}", networks=[f"pgaas-bench-api-{i}"])
-            remove_labelled(f"bench-a-{i}", networks=[f"bench-a-{i}"])
-            remove_labelled(f"bench-b-{i}", networks=[f"bench-b-{i}"])
-        shutil.rmtree(workdir, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
+    status = common.in_control_plane("provision", PREFIX, measure)
+    print(common.load_line("at the end"))
     med = {k: median([r["seconds"] for r in v]) for k, v in results.items()}
     print("\nmedians (seconds, successful runs):")
     for k, label in (("api", "api"), ("a", "baseline a (etcd + Patroni, bare podman)"),
@@ -464,8 +374,8 @@ def main() -> int:
           f"api/a {'-' if ratio_a is None else f'{ratio_a:.2f}x'} <= {TARGET_RATIO_A}x: {'yes' if met_ratio else 'no'}")
     print(f"  target {'MET' if met_time and met_ratio else 'NOT met'}"
           f"{' (fewer than 3 runs: not a result)' if args.runs < 3 else ''}"
-          f"{' (interrupted: partial)' if interrupted else ''}")
-    return 0
+          f"{' (interrupted: partial)' if status == 130 else ''}")
+    return status or (1 if any(failures.values()) else 0)
 
 
 if __name__ == "__main__":

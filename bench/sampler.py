@@ -29,122 +29,58 @@ one 20-instance cycle runs under cProfile and the heaviest functions are printed
 cycle are timed apart: with every volume's number too old (the cycle hands them to the background thread), and a
 cold one with no volume measured yet (every volume measured inside the cycle: once after a worker starts).
 
-At the end (also on Ctrl-C) both instances are deleted through the API (force=true) and anything still labelled
-pgaas.instance=bench-smp-* is removed. Exit status is 0 whatever the numbers, unless the benchmark could not run.
+At the end (also on Ctrl-C or SIGTERM) the control plane stops and everything podman holds of bench-smp-* is removed
+(containers, volumes, networks, configuration directories). Exit status 0 whatever the numbers, 1 if the benchmark
+could not run, 130 when interrupted. --smoke: one real pair with one database, N = 1 and 2, one timed cycle of each
+kind, and the profile.
 
-    .venv/bin/python bench/sampler.py [--cycles 7] [--profile]
+    .venv/bin/python bench/sampler.py [--cycles 7] [--profile] [--smoke]
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
 import pstats
-import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-CONTAINERS_CONF = str(REPO / "etc" / "containers.conf")
-os.environ["CONTAINERS_CONF"] = CONTAINERS_CONF  # for podman calls made here and by the control plane's plays
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF}
-IMAGE = "localhost/pgaas-postgres:15"
+import _common as common
+from _common import REPO, BenchFailed
+
 PREFIX = "bench-smp-"
-REAL = [f"{PREFIX}1", f"{PREFIX}2"]
-CONFIG_ROOT = Path("/var/lib/pgaas/instances")
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 USER, USER_PASSWORD = "bench-smp-tenant", "bench-smp-tenant-password-1"
-SIZES = (1, 5, 20)
-DBS_PER_INSTANCE = 10
 TARGET_N, TARGET_WALL = 20, 1.0
 JOB_TIMEOUT = 300.0
 PARTS = ("patroni REST probe", "monitor connect", "queries", "podman stats + volumes", "metadata commit",
          "rest (wall minus the parts)")
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What one run measures: the real pairs, the instance counts N (the largest is the target's), the tenant
+    databases per instance, seconds of pgbench load, and the cycles of each extra kind (stale volumes, cold)."""
+    real: tuple[str, ...] = (f"{PREFIX}1", f"{PREFIX}2")
+    sizes: tuple[int, ...] = (1, 5, TARGET_N)
+    dbs: int = 10
+    pgbench_seconds: int = 3
+    extra_cycles: int = 3
+
+    @property
+    def top(self) -> int:
+        return self.sizes[-1]
+
+
+FULL = Shape()
+SMOKE = Shape(real=(f"{PREFIX}1",), sizes=(1, 2), dbs=1, pgbench_seconds=1, extra_cycles=1)
 WALK = "  of which: volume du (also background)"
-
-
-class BenchFailed(Exception):
-    pass
-
-
-# -- podman --------------------------------------------------------------------------------------------------
-def podman(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, env=PODMAN_ENV)
-
-
-def _labelled(kind: list[str]) -> list[str]:
-    """Ids/names of podman objects whose pgaas.instance label starts with bench-smp-."""
-    r = podman(*kind, "--format", "json")
-    try:
-        items = json.loads(r.stdout or "[]") or []
-    except ValueError:
-        return []
-    out = []
-    for it in items:
-        labels = it.get("Labels") or it.get("labels") or {}
-        if str(labels.get("pgaas.instance", "")).startswith(PREFIX):
-            out.append(it.get("Id") or it.get("ID") or it.get("Name") or it.get("name"))
-    return [x for x in out if x]
-
-
-def remove_labelled() -> list[str]:
-    """Remove every container, volume and network labelled pgaas.instance=bench-smp-*, and their config dirs."""
-    found = []
-    ctrs = _labelled(["ps", "-a"])
-    if ctrs:
-        found.append(f"{len(ctrs)} container(s)")
-        podman("rm", "-f", "-t", "0", *ctrs)
-    vols = _labelled(["volume", "ls"])
-    if vols:
-        found.append(f"{len(vols)} volume(s)")
-        podman("volume", "rm", "-f", *vols)
-    nets = set(_labelled(["network", "ls"]))
-    nets |= {n for n in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
-             if n.startswith(f"pgaas-{PREFIX}")}
-    if nets:
-        found.append(f"network(s) {', '.join(sorted(nets))}")
-        podman("network", "rm", "-f", *sorted(nets))
-    for d in CONFIG_ROOT.glob(f"{PREFIX}*"):
-        shutil.rmtree(d, ignore_errors=True)
-    return found
-
-
-# -- the control plane ---------------------------------------------------------------------------------------
-def wait_job(api, job_id: int, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = api.get(f"/api/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled", "error"):
-            return job
-        if time.monotonic() > deadline:
-            raise BenchFailed(f"job {job_id} still {job['status']} after {timeout:.0f} s")
-        time.sleep(0.2)
-
-
-def delete_instance(api, name: str) -> str:
-    r = api.delete(f"/api/v1/instances/{name}?force=true", timeout=60)
-    if r.status_code == 404:
-        return "not found"
-    if r.status_code == 409:  # its create job is still running (Ctrl-C during the deploy): cancel it first
-        for j in api.get(f"/api/v1/jobs?instance={name}").json().get("jobs", []):
-            if j["status"] in ("queued", "running"):
-                api.post(f"/api/v1/jobs/{j['id']}/cancel")
-                wait_job(api, j["id"], 120)
-        r = api.delete(f"/api/v1/instances/{name}?force=true", timeout=60)
-    if r.status_code != 202:
-        return f"DELETE answered {r.status_code}: {r.text[:200]}"
-    return "delete job " + wait_job(api, r.json()["job"]["id"], 180)["status"]
 
 
 # -- copies of the metadata store with aliases ---------------------------------------------------------------
@@ -156,7 +92,7 @@ def sqlite_copy(src: Path, dst: Path) -> None:
     b.close()
 
 
-def add_aliases(store, count: int) -> list[str]:
+def add_aliases(store, real_names: tuple[str, ...], count: int) -> list[str]:
     """count alias instances (status 'parked') pointing at the real pairs' members, secrets and databases."""
     from sqlalchemy import select
 
@@ -164,7 +100,7 @@ def add_aliases(store, count: int) -> list[str]:
 
     names = []
     with store.session() as s:
-        real = [s.scalar(select(Instance).where(Instance.name == n)) for n in REAL]
+        real = [s.scalar(select(Instance).where(Instance.name == n)) for n in real_names]
         dbs = {r.id: list(s.scalars(select(Database).where(Database.instance_id == r.id).order_by(Database.name)))
                for r in real}
         for k in range(count):
@@ -344,7 +280,7 @@ def where(func) -> str:
     return f"{short}:{line}({name})"
 
 
-def profile_cycle(store, box, provider, top: int = 25) -> None:
+def profile_cycle(store, box, provider, n: int, top: int = 25) -> None:
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
@@ -354,7 +290,7 @@ def profile_cycle(store, box, provider, top: int = 25) -> None:
         prof.disable()
     wall = time.perf_counter() - t0
     st = pstats.Stats(prof)
-    print(f"\ncProfile of one {TARGET_N}-instance cycle ({wall * 1000:.0f} ms under the profiler), by cumulative "
+    print(f"\ncProfile of one {n}-instance cycle ({wall * 1000:.0f} ms under the profiler), by cumulative "
           f"time:")
     print(f"  {'cum ms':>8} {'own ms':>8} {'calls':>6}  function")
     rows = sorted(st.stats.items(), key=lambda kv: -kv[1][3])
@@ -389,61 +325,54 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=7, help="timed cycles per N (default 7, at least 5)")
     ap.add_argument("--profile", action="store_true", help="profile a 20-instance cycle even if the target is met")
+    common.add_smoke(ap)
     args = ap.parse_args()
-    if args.cycles < 5:
+    shape = SMOKE if args.smoke else FULL
+    if args.smoke:
+        args.cycles, args.profile = 1, True
+    elif args.cycles < 5:
         ap.error("--cycles must be at least 5")
-    if podman("image", "exists", IMAGE).returncode != 0:
-        print(f"image {IMAGE} is missing: build it with playbooks/image.yml", file=sys.stderr)
+    if not common.require_image():
         return 2
+    common.trap_signals()
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
+    print(f"pgaas sampler benchmark: one sampling cycle (metrics.sample_all + commit) for N = "
+          f"{', '.join(map(str, shape.sizes))} instances x {shape.dbs} databases, {args.cycles} timed cycles each, "
+          f"interleaved; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
+    common.smoke_note(args.smoke)
+    print(f"  NOTE: only {len(shape.real)} real Patroni pair(s) exist; N > {len(shape.real)} instances are metadata "
+          "aliases of them (their rows point at the same members, secrets and databases), so the per-instance work "
+          "is real but the PostgreSQL servers and containers answering it are shared by fewer servers than N.",
+          flush=True)
+    common.note_other_containers()
+    # no periodic sampling / quota checks by the control plane's own worker; slow job polling (less noise)
+    status = common.in_control_plane("sampler", PREFIX, lambda cp: measure(cp, args, shape), SAMPLE_SECONDS=1e9,
+                                     QUOTA_CHECK_SECONDS=1e9, WORKER_POLL_SECONDS=0.5)
+    print(common.load_line("at the end"))
+    return status
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (cmd &)
 
-    from tests.conftest import Live, make_app
+def measure(cp: common.ControlPlane, args, shape: Shape) -> None:
     from webapp.store import Store
 
-    workdir = Path(tempfile.mkdtemp(prefix="pgaas-bench-smp-"))
-    os.chmod(workdir, 0o700)
-    live = probe = None
+    live = cp.live
+    workdir, db_file = cp.workdir, cp.db_file
+    probe = None
     stores: dict[int, Store] = {}
-    created: list[str] = []
-    interrupted = False
-    failure = None
-    print(f"pgaas sampler benchmark: one sampling cycle (metrics.sample_all + commit) for N = "
-          f"{', '.join(map(str, SIZES))} instances x {DBS_PER_INSTANCE} databases, {args.cycles} timed cycles each, "
-          f"interleaved; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
-    print("  NOTE: only 2 real Patroni pairs exist; N > 2 instances are metadata aliases of them (their rows point at "
-          "the same members, secrets and databases), so the per-instance work is real but the PostgreSQL servers "
-          "and containers answering it are shared by fewer servers than N.", flush=True)
-    others = podman("ps", "-q").stdout.split()
-    if others:
-        print(f"  note: {len(others)} other container(s) already running on this machine (noise)", flush=True)
-    stale = remove_labelled()
-    if stale:
-        print(f"  (removed leftovers of an earlier run: {', '.join(stale)})", flush=True)
+    warnings: list[str] = []
+
+    def warn(text: str) -> None:
+        warnings.append(text)
+        print(f"  WARNING: {text}", flush=True)
+
     try:
-        db_file = workdir / "pgaas.sqlite"
-        # no periodic sampling / quota checks by the control plane's own worker; slow job polling (less noise)
-        live = Live(make_app(f"sqlite:///{db_file}", workdir / "instance", SAMPLE_SECONDS=1e9,
-                             QUOTA_CHECK_SECONDS=1e9, WORKER_POLL_SECONDS=0.5), workers=1)
         svc = live.app.extensions["pgaas"]
         t0 = time.monotonic()
-        jobs = {}
-        for name in REAL:
-            r = live.admin.post("/api/v1/instances", json={"name": name})
-            if r.status_code != 202:
-                raise BenchFailed(f"POST /api/v1/instances {name} answered {r.status_code}: {r.text[:300]}")
-            created.append(name)
-            jobs[name] = r.json()["job"]["id"]
-        for name, job_id in jobs.items():
-            job = wait_job(live.admin, job_id, JOB_TIMEOUT)
-            if job["status"] != "succeeded":
-                raise BenchFailed(f"instance {name}: job {job['status']}: {job.get('error')}")
-        print(f"  instances {', '.join(REAL)} ready through the API in {time.monotonic() - t0:.1f} s (untimed)",
-              flush=True)
+        jobs = {name: cp.create(name)["job"]["id"] for name in shape.real}
+        for job_id in jobs.values():
+            cp.wait_ok(job_id, JOB_TIMEOUT)
+        print(f"  instances {', '.join(shape.real)} ready through the API in {time.monotonic() - t0:.1f} s "
+              "(untimed)", flush=True)
 
         r = live.admin.post("/api/v1/users", json={"username": USER, "password": USER_PASSWORD})
         if r.status_code != 201:
@@ -451,51 +380,51 @@ def main() -> int:
         tenant = live.anon.as_user(USER, USER_PASSWORD)
         t0 = time.monotonic()
         first_db = {}
-        for name in REAL:
-            for j in range(1, DBS_PER_INSTANCE + 1):
+        for name in shape.real:
+            for j in range(1, shape.dbs + 1):
                 r = tenant.post(f"/api/v1/instances/{name}/databases", json={"name": f"smp_db_{j:02d}"})
                 if r.status_code != 201:
                     raise BenchFailed(f"create {name}/smp_db_{j:02d} answered {r.status_code}: {r.text[:300]}")
                 if j == 1:
                     first_db[name] = r.json()["database"]
-        print(f"  {2 * DBS_PER_INSTANCE} databases created through the API by {USER} (not an administrator) in "
-              f"{time.monotonic() - t0:.1f} s (untimed)", flush=True)
+        print(f"  {len(shape.real) * shape.dbs} databases created through the API by {USER} (not an administrator) "
+              f"in {time.monotonic() - t0:.1f} s (untimed)", flush=True)
 
         if os.path.exists(PGBENCH):
             t0 = time.monotonic()
             for name, db in first_db.items():
                 env = {**os.environ, "PGPASSWORD": db["password"]}
-                for cmd in ([PGBENCH, "-i", "-s", "1", "-q", db["uri"]], [PGBENCH, "-T", "3", "-c", "2", "-n",
-                                                                           db["uri"]]):
+                for cmd in ([PGBENCH, "-i", "-s", "1", "-q", db["uri"]],
+                            [PGBENCH, "-T", str(shape.pgbench_seconds), "-c", "2", "-n", db["uri"]]):
                     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
                     if p.returncode != 0:
-                        print(f"  note: pgbench on {name}/{db['name']} failed: {p.stderr.strip()[-200:]}")
+                        warn(f"pgbench on {name}/{db['name']} failed: {p.stderr.strip()[-200:]}")
                         break
-            print(f"  pgbench -i -s 1 + 3 s of load on smp_db_01 of each pair ({time.monotonic() - t0:.1f} s, "
-                  f"untimed; the load stops before measuring)", flush=True)
+            print(f"  pgbench -i -s 1 + {shape.pgbench_seconds} s of load on smp_db_01 of each pair "
+                  f"({time.monotonic() - t0:.1f} s, untimed; the load stops before measuring)", flush=True)
 
-        # the copies: one per N, each with 18 aliases (parked), the first N instances made 'available'
+        # the copies: one per N, each with the aliases (parked), the first N instances made 'available'
         base = workdir / "base.sqlite"
         sqlite_copy(db_file, base)
         base_store = Store(f"sqlite:///{base}")
-        activate(base_store, REAL)
+        activate(base_store, list(shape.real))
         _res, wall, _cpu, _ch, _p = run_cycle(base_store, svc.box, svc.provider)  # creates pgaas_monitor on both
         errs = cycle_errors(_res)
         if errs:
             raise BenchFailed(f"warm-up cycle on the real pairs reported: {errs[:4]}")
-        aliases = add_aliases(base_store, max(SIZES) - len(REAL))
+        aliases = add_aliases(base_store, shape.real, shape.top - len(shape.real))
         base_store.dispose()
-        order = REAL + aliases
-        for n in SIZES:
+        order = list(shape.real) + aliases
+        for n in shape.sizes:
             path = workdir / f"meta-{n}.sqlite"
             sqlite_copy(base, path)
             stores[n] = Store(f"sqlite:///{path}")
             activate(stores[n], order[:n])
-        print(f"  metadata: {len(SIZES)} copies of the control plane's SQLite store (one per N), "
-              f"{len(aliases)} alias instances written through the ORM; warm-up on the 2 real pairs "
-              f"{wall * 1000:.0f} ms", flush=True)
+        print(f"  metadata: {len(shape.sizes)} copies of the control plane's SQLite store (one per N), "
+              f"{len(aliases)} alias instances written through the ORM; warm-up on the {len(shape.real)} real "
+              f"pair(s) {wall * 1000:.0f} ms", flush=True)
 
-        for n in SIZES:  # one untimed warm-up per N (connections, imports, first queries of each copy)
+        for n in shape.sizes:  # one untimed warm-up per N (connections, imports, first queries of each copy)
             res = run_cycle(stores[n], svc.box, svc.provider)[0]
             errs = cycle_errors(res)
             if len(res) != n or errs:
@@ -507,8 +436,8 @@ def main() -> int:
         parts = defaultdict(list)
         problems = defaultdict(list)
         for rnd in range(args.cycles):
-            k = rnd % len(SIZES)
-            for n in SIZES[k:] + SIZES[:k]:
+            k = rnd % len(shape.sizes)
+            for n in shape.sizes[k:] + shape.sizes[:k]:
                 res, wall, cpu, ch, pr = run_cycle(stores[n], svc.box, svc.provider, probe)
                 walls[n].append(wall)
                 cpus[n].append(cpu)
@@ -516,28 +445,29 @@ def main() -> int:
                 parts[n].append(pr)
                 problems[n] += cycle_errors(res) + ([f"{len(res)} instances sampled"] if len(res) != n else [])
             print(f"  round {rnd + 1}/{args.cycles}: " + "   ".join(
-                f"N={n} {walls[n][-1] * 1000:7.1f} ms" for n in SIZES), flush=True)
+                f"N={n} {walls[n][-1] * 1000:7.1f} ms" for n in shape.sizes), flush=True)
         probe.uninstall()
 
         # -- report ------------------------------------------------------------------------------------------
-        med = {n: statistics.median(walls[n]) for n in SIZES}
-        medc = {n: statistics.median(cpus[n]) for n in SIZES}
-        medch = {n: statistics.median(childs[n]) for n in SIZES}
-        print(f"\none sampling cycle, median of {args.cycles} (N > 2: metadata aliases of the 2 real pairs):")
+        med = {n: statistics.median(walls[n]) for n in shape.sizes}
+        medc = {n: statistics.median(cpus[n]) for n in shape.sizes}
+        medch = {n: statistics.median(childs[n]) for n in shape.sizes}
+        print(f"\none sampling cycle, median of {args.cycles} (N > {len(shape.real)}: metadata aliases of the real "
+              "pair(s)):")
         print(f"  {'N':>3} {'wall ms':>9} {'min':>8} {'max':>8} {'CPU ms':>8} {'podman':>8} {'wall/inst':>10} "
               f"{'CPU/inst':>9}  {'DB samples':>10}")
-        for n in SIZES:
+        for n in shape.sizes:
             print(f"  {n:3d} {med[n] * 1000:9.1f} {min(walls[n]) * 1000:8.1f} {max(walls[n]) * 1000:8.1f} "
                   f"{medc[n] * 1000:8.1f} {medch[n] * 1000:8.1f} {med[n] / n * 1000:10.1f} "
-                  f"{medc[n] / n * 1000:9.1f}  {n * DBS_PER_INSTANCE:10d}")
+                  f"{medc[n] / n * 1000:9.1f}  {n * shape.dbs:10d}")
         print("  (CPU = time.process_time of this process, every thread; podman = CPU of the podman child processes "
               "it waited for, os.times; PostgreSQL's and Patroni's own CPU are not counted)")
         bad = {n: p for n, p in problems.items() if p}
         for n, p in bad.items():
-            print(f"  WARNING N={n}: {len(p)} problem(s) in timed cycles, e.g. {p[:2]}")
+            warn(f"N={n}: {len(p)} problem(s) in timed cycles, e.g. {p[:2]}")
 
         print("\ngrowth (linear = the instance count's ratio):")
-        for a, b in zip(SIZES, SIZES[1:]):
+        for a, b in zip(shape.sizes, shape.sizes[1:]):
             lin = b / a
             rw, rc = med[b] / med[a], medc[b] / medc[a] if medc[a] else float("nan")
             verdict = "at or below linear" if rw <= lin * 1.05 else "FASTER than linear"
@@ -547,75 +477,52 @@ def main() -> int:
         print("\nwhere a cycle's time goes (median ms per cycle, summed over the sampler's threads: the instances' "
               "network parts overlap, so the parts can add up to more than the wall time and 'rest' = wall minus "
               "the parts goes negative):")
-        print(f"  {'part':<38} " + " ".join(f"{'N=' + str(n):>9} {'/inst':>7}" for n in SIZES))
-        share20 = {}
+        print(f"  {'part':<38} " + " ".join(f"{'N=' + str(n):>9} {'/inst':>7}" for n in shape.sizes))
+        share_top = {}
         for key in PARTS[:4] + (WALK,) + PARTS[4:]:
-            vals = {n: statistics.median([p.get(key, 0.0) for p in parts[n]]) for n in SIZES}
+            vals = {n: statistics.median([p.get(key, 0.0) for p in parts[n]]) for n in shape.sizes}
             if key != WALK:
-                share20[key] = vals[TARGET_N]
-            print(f"  {key:<38} " + " ".join(f"{vals[n] * 1000:9.1f} {vals[n] / n * 1000:7.1f}" for n in SIZES))
-        top = sorted(share20.items(), key=lambda kv: -kv[1])
-        print(f"  at N={TARGET_N} the biggest part is '{top[0][0]}' ({top[0][1] / med[TARGET_N] * 100:.0f}% of the "
-              f"median cycle), then '{top[1][0]}' ({top[1][1] / med[TARGET_N] * 100:.0f}%)")
+                share_top[key] = vals[shape.top]
+            print(f"  {key:<38} " + " ".join(f"{vals[n] * 1000:9.1f} {vals[n] / n * 1000:7.1f}"
+                                             for n in shape.sizes))
+        top = sorted(share_top.items(), key=lambda kv: -kv[1])
+        print(f"  at N={shape.top} the biggest part is '{top[0][0]}' ({top[0][1] / med[shape.top] * 100:.0f}% of the "
+              f"median cycle), then '{top[1][0]}' ({top[1][1] / med[shape.top] * 100:.0f}%)")
 
         from webapp.providers.local import VolumeSizes
 
         vols = svc.provider.volumes
         age, vols.max_age = vols.max_age, 0.0
         stale = []
-        for _ in range(3):
-            stale.append(run_cycle(stores[TARGET_N], svc.box, svc.provider)[1])
+        for _ in range(shape.extra_cycles):
+            stale.append(run_cycle(stores[shape.top], svc.box, svc.provider)[1])
             vols.wait_refreshed()
         vols.max_age = age
         cold = []
-        for _ in range(3):
+        for _ in range(shape.extra_cycles):
             svc.provider.volumes = VolumeSizes(vols.conf, age)
-            cold.append(run_cycle(stores[TARGET_N], svc.box, svc.provider)[1])
+            cold.append(run_cycle(stores[shape.top], svc.box, svc.provider)[1])
         svc.provider.volumes = vols
-        print(f"\nN={TARGET_N}, every data volume's number older than {age:.0f} s (measured by du in the background "
+        print(f"\nN={shape.top}, every data volume's number older than {age:.0f} s (measured by du in the background "
               f"thread): median {statistics.median(stale) * 1000:.1f} ms of {len(stale)} cycles")
-        print(f"N={TARGET_N}, cold (no volume measured yet: {len(vols._sizes)} distinct volumes measured inside the "
+        print(f"N={shape.top}, cold (no volume measured yet: {len(vols._sizes)} distinct volumes measured inside the "
               f"cycle, once per worker start): median {statistics.median(cold) * 1000:.1f} ms of {len(cold)} cycles")
 
-        met = med[TARGET_N] <= TARGET_WALL
-        linear = all(med[b] / med[a] <= (b / a) * 1.05 for a, b in zip(SIZES, SIZES[1:]))
-        print(f"\ntarget: {TARGET_N} instances in <= {TARGET_WALL:.1f} s of wall time per cycle: median "
-              f"{med[TARGET_N]:.3f} s -> {'MET' if met else 'NOT met'}; growth "
+        met = med[shape.top] <= TARGET_WALL
+        linear = all(med[b] / med[a] <= (b / a) * 1.05 for a, b in zip(shape.sizes, shape.sizes[1:]))
+        print(f"\ntarget: {shape.top} instances in <= {TARGET_WALL:.1f} s of wall time per cycle: median "
+              f"{med[shape.top]:.3f} s -> {'MET' if met else 'NOT met'}; growth "
               f"{'no faster than linear' if linear else 'faster than linear'}")
         if not met or args.profile:
-            profile_cycle(stores[TARGET_N], svc.box, svc.provider)
+            profile_cycle(stores[shape.top], svc.box, svc.provider, shape.top)
             print(f"  dominant part (from the split above): {top[0][0]}")
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\ninterrupted: cleaning up", flush=True)
-    except BenchFailed as exc:
-        failure = str(exc)
-        print(f"\nFAILED: {exc}", flush=True)
+        if args.smoke and warnings:
+            raise BenchFailed(f"{len(warnings)} warning(s), a smoke run takes none: {warnings[:2]}")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if probe is not None:
             probe.uninstall()
         for st in stores.values():
             st.dispose()
-        if live is not None:
-            for name in created:
-                try:
-                    print(f"cleanup: {name}: {delete_instance(live.admin, name)}", flush=True)
-                except Exception as exc:  # removal below goes on regardless
-                    print(f"cleanup: {name}: API delete failed: {exc}", flush=True)
-            try:
-                live.close()
-            except Exception as exc:
-                print(f"warning: closing the control plane: {exc}", flush=True)
-        left = remove_labelled()
-        if left:
-            print(f"cleanup: removed what the API left behind: {', '.join(left)}", flush=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)"
-          f"{' (interrupted: partial)' if interrupted else ''}")
-    return 1 if failure else 0
 
 
 if __name__ == "__main__":
