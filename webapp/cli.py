@@ -40,6 +40,22 @@ def _start_workers(app, count: int, stop: threading.Event) -> list[threading.Thr
     return threads
 
 
+def _start_stopped_instances(app) -> None:
+    """Hosts without systemd start no container at boot: queue a start of each available instance that has a
+    stopped one (services/startup.py), once the jobs of a worker that died with the machine are failed."""
+    from webapp.services import startup
+
+    svc = _svc(app)
+    try:
+        svc.make_worker(maintenance=False).recover_stale()
+        jobs = startup.start_stopped(svc.store.session, svc.provider, float(app.config["PROBE_TIMEOUT"]))
+    except Exception:  # noqa: BLE001 - the control plane starts all the same; an admin can start the rest
+        logging.getLogger(__name__).exception("the start-up check of stopped instances failed")
+        return
+    for job in jobs:
+        click.echo(f"instance {job.instance_name}: containers were stopped; start job {job.id} queued")
+
+
 def _serve(app, host: str, port: int, threads: int = 8):
     from waitress import serve
 
@@ -72,6 +88,7 @@ def run(host, port, workers):
     app = _app()
     _ensure_admin(app)
     stop = threading.Event()
+    _start_stopped_instances(app)
     _start_workers(app, workers or int(app.config["WORKER_THREADS"]), stop)
     click.echo(f"pgaas is serving http://{host}:{port}/ (website) and /api/v1 (OpenAPI: /api/v1/openapi.json)")
     try:
@@ -98,6 +115,7 @@ def worker(threads):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _start_stopped_instances(app)
     ts = _start_workers(app, threads, stop)
     click.echo(f"pgaas worker: {threads} thread(s), pid {os.getpid()}")
     while not stop.is_set():
@@ -178,8 +196,9 @@ def instance():
 @click.argument("name")
 @click.option("--synchronous", is_flag=True)
 @click.option("--replicas", type=int, default=None)
+@click.option("--admin-database", default=None, help="database created for the admin role (default: app)")
 @click.option("--wait", is_flag=True, help="follow the job's progress until it ends")
-def instance_create(name, synchronous, replicas, wait):
+def instance_create(name, synchronous, replicas, admin_database, wait):
     from webapp.services import ServiceError
     from webapp.services import instances as isvc
 
@@ -188,11 +207,12 @@ def instance_create(name, synchronous, replicas, wait):
     try:
         with svc.store.session() as s:
             inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, created_by="cli",
-                                        synchronous=synchronous, replicas=replicas)
-            job_id, admin_user = job.id, inst.admin_user
+                                        synchronous=synchronous, replicas=replicas, admin_database=admin_database)
+            job_id, admin_user, uri = job.id, inst.admin_user, isvc.uris(inst)[0]
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"instance {name}: job {job_id} queued; admin user {admin_user}, password {pw} (shown once)")
+    click.echo(f"  uri: {uri}")
     if wait and _follow(app, job_id) != "succeeded":
         sys.exit(1)
 

@@ -181,10 +181,22 @@ def test_configured_host_key_is_pinned(tmp_path):
         assert r.status_code == 409 and "configuration" in r.json()["error"]["message"]
         # every run's inventory pins it, with strict checking against the control plane's file
         provider = srv.app.extensions["pgaas"].provider
-        inv = json.loads(open(provider.inventory(tmp_path)).read())["all"]["hosts"]["cfg1"]
+        inv = _load_inventory(provider.inventory(tmp_path))["all"]["hosts"]["cfg1"]
         known = srv.app.config["SSH_KNOWN_HOSTS"]
         assert pub.split()[1] in _pinned(known, "10.1.0.1")
         assert inv["ansible_host_key_checking"] is True
         assert f"StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known}" in inv["ansible_ssh_common_args"]
     finally:
         srv.close()
+
+
+def _load_inventory(path: str) -> dict:
+    """The provider's inventory is YAML whose template-like strings are tagged !unsafe (Ansible's tag)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+    with open(path) as f:
+        return yaml.load(f, Loader=Loader)  # noqa: S506 (SafeLoader with one more tag)

@@ -66,13 +66,71 @@ def test_uri_connects_with_psql_and_psycopg_and_admin_is_not_superuser(cp, pair)
     with psycopg.connect(uri, password=pair["admin_password"], connect_timeout=5) as c:
         su, createdb, createrole = c.execute(
             "select rolsuper, rolcreatedb, rolcreaterole from pg_roles where rolname = current_user").fetchone()
-        assert (su, createdb, createrole) == (False, True, True)
+        assert (su, createdb, createrole) == (False, True, False)
         ro = psycopg.connect(pair["instance"]["readonly_uri"], password=pair["admin_password"], connect_timeout=5)
         with ro:
             assert ro.execute("select pg_is_in_recovery()").fetchone()[0] is True
     # scram-sha-256: a wrong password is refused
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(uri, password="wrong-password", connect_timeout=5)
+
+
+def test_printed_admin_uri_takes_create_table_at_once(cp, pair):
+    """The create answer's URI points at the admin role's own database (PostgreSQL 15: only the owner of a
+    database's public schema may create there, so a URI on "postgres" refused the first CREATE TABLE)."""
+    assert pair["admin_database"] == "app" and pair["instance"]["admin_database"] == "app"
+    uri = pair["instance"]["uri"]
+    assert uri.split("?")[0].endswith("/app")
+    with psycopg.connect(uri, password=pair["admin_password"], connect_timeout=5, autocommit=True) as c:
+        assert c.execute("select current_database()").fetchone() == ("app",)
+        c.execute("create table if not exists first_table (id int primary key, note text)")
+        c.execute("insert into first_table values (1, 'the first thing anyone tries') on conflict do nothing")
+        assert c.execute("select note from first_table").fetchone() == ("the first thing anyone tries",)
+        owner, public_connect = c.execute(
+            "select pg_get_userbyid(datdba), has_database_privilege('public', 'app', 'connect') "
+            "from pg_database where datname = 'app'").fetchone()
+        assert (owner, public_connect) == ("dbadmin", False)
+    # the CLI shows it too
+    env = {**os.environ, "PGAAS_DATABASE_URL": cp.app.config["DATABASE_URL"],
+           "PGAAS_INSTANCE_PATH": cp.app.config["INSTANCE_PATH"]}
+    out = subprocess.run([str(Path(sys.executable).parent / "pgaas"), "instance", "show", INST], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert '"admin_database": "app"' in out.stdout and "/app?target_session_attrs=read-write" in out.stdout
+
+
+def test_admin_database_is_validated_before_anything_runs(cp):
+    for bad, msg in (("App", "admin_database must be 1 to 63 characters"), ("template1", "is reserved"),
+                     ("pg_x", "is reserved"), (7, "admin_database must be")):
+        r = cp.admin.post("/api/v1/instances", json={"name": "e2e-baddb", "admin_database": bad})
+        assert r.status_code == 422, r.text
+        assert msg in r.json()["error"]["message"] and r.json()["error"].get("field", "admin_database")
+    assert cp.admin.get("/api/v1/instances/e2e-baddb").status_code == 404
+
+
+def test_admin_role_cannot_reach_superuser_powers(cp, pair):
+    """The escalation measured on PostgreSQL 15 (issue 12): a CREATEROLE admin granted itself
+    pg_execute_server_program, then COPY ... FROM PROGRAM ran commands as postgres in the member and printed the
+    superuser and replication passwords from Patroni's configuration. Every step must be refused."""
+    uri = pair["instance"]["uri"]
+    with psycopg.connect(uri, password=pair["admin_password"], connect_timeout=5, autocommit=True) as c:
+        for role in ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files", "pg_monitor",
+                     "pg_signal_backend", "pg_read_all_data", "pg_write_all_data", "pg_checkpoint"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(f"GRANT {role} TO current_user")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("COPY (SELECT 1) TO PROGRAM 'id'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("CREATE TEMP TABLE leak (line text); COPY leak FROM PROGRAM 'cat /run/pgaas/patroni.yml'")
+        # no role of its own to make or change (PostgreSQL 15's CREATEROLE reaches every non-superuser role)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("CREATE ROLE helper LOGIN")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("ALTER ROLE replicator PASSWORD 'taken-over'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("ALTER ROLE dbadmin SUPERUSER")
+        assert c.execute("select rolsuper or rolcreaterole or rolreplication or rolbypassrls from pg_roles "
+                         "where rolname = current_user").fetchone() == (False,)
 
 
 def test_write_on_primary_is_read_on_standby_within_a_second(cp, pair):

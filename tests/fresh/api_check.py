@@ -85,6 +85,9 @@ def main() -> None:
         time.sleep(1)
     say(f"available, primary {inst['primary']['name']}, standby {reps[0]['name']} streaming "
         f"({reps[0]['sync_state']}) after {time.monotonic() - t0:.1f} s")
+    # the printed admin URI takes the first thing anyone tries
+    psql(created["instance"]["uri"], created["admin_password"], "CREATE TABLE first (id int)")
+    say(f"CREATE TABLE through the printed admin URI ({created['instance']['uri']}) worked")
 
     call("POST", "/users", {"username": "fresh-user", "password": "fresh-user-secret-1"}, token=admin,
          expect=(201,))

@@ -1,4 +1,5 @@
 """The runner wrapper and the worker, on a small fixture project, with real ansible-runner runs."""
+import json
 import os
 import subprocess
 import threading
@@ -162,3 +163,29 @@ def test_a_lost_worker_is_noticed_by_its_heartbeat(store, tmp_path):
     with store.session() as s:
         job = s.query(Job).one()
         assert job.status == "failed" and "lost" in job.error and "elsewhere:1:x" in job.error
+
+
+def test_user_text_is_never_templated_only_our_templates_are(tmp_path):
+    """Every string a job carries is data: the issue's payload, in an extra var, a nested setting, a list and a
+    secret, reaches the play as those characters and runs nothing on the control plane. A Template (Jinja our own
+    code writes, e.g. the openstack provider's member list) is still evaluated."""
+    from webapp.jobs.runner import Template
+
+    marker = tmp_path / "pwned"
+    payload = "{{ lookup('pipe','touch %s; echo x') }}" % marker
+    spec = RunSpec("playbooks/literal.yml",
+                   {"fixture_dir": str(tmp_path), "fixture_value": payload,
+                    "fixture_settings": {"log_line_prefix": payload}, "fixture_labels": [payload],
+                    "fixture_template": Template("{{ 6 * 7 }}"),
+                    "fixture_numeric": {"work_mem": "0042", "flag": "true"}},
+                   secrets={"fixture_secret": "{{ 6 * 7 }}" + payload})
+    out = run_playbook(tmp_path / "job", "7", spec, project_dir=str(FIXTURE), inventory=str(FIXTURE / "inventory.yml"))
+    assert out.status == "successful", out.error
+    assert not marker.exists(), "a templated value ran a command on the control plane"
+    for name in ("plain", "nested", "listed"):
+        assert (tmp_path / f"{name}.txt").read_text() == payload
+    assert (tmp_path / "secret.txt").read_text() == "{{ 6 * 7 }}" + payload
+    assert (tmp_path / "template.txt").read_text() == "42"
+    # strings that look like numbers or booleans stay strings (a setting's value is text)
+    assert json.loads((tmp_path / "numeric.txt").read_text()) == {"work_mem": "0042", "flag": "true"}
+

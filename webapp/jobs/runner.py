@@ -3,6 +3,9 @@
 - one private data dir per job (0700), ident = job id, project_dir = the repo (its ansible.cfg, roles, playbooks);
 - secrets go in a 0600 vars file outside the artifacts, loaded by the play, deleted when the run ends;
   never as extravars (runner puts those on the command line and in artifacts) and never in env files;
+- no value is ever templated: extra vars and secrets are written as YAML with every string tagged `!unsafe`, so a
+  setting, a name or a password that reads `{{ lookup('pipe', ...) }}` reaches the play as those characters. Only a
+  `Template` (a string our own code wrote as Jinja on purpose) is passed as a template;
 - cancel_callback always passed (so runner installs no signal handler of its own);
 - results come from set_stats (artifact_data of the final stats event) and the jsonfile fact cache.
 """
@@ -24,6 +27,7 @@ from typing import Callable
 
 import ansible_runner
 
+from webapp.jobs.spec import Outcome, RunSpec, Template, write_vars_file  # noqa: F401 (re-exported)
 from webapp.providers import known_hosts
 
 log = logging.getLogger(__name__)
@@ -35,24 +39,6 @@ _RESULT_EVENTS = {
     "runner_on_unreachable": "unreachable",
     "runner_item_on_failed": "failed",
 }
-
-
-@dataclass
-class RunSpec:
-    playbook: str
-    extravars: dict = field(default_factory=dict)
-    secrets: dict = field(default_factory=dict)
-    label: str = ""
-
-
-@dataclass
-class Outcome:
-    status: str                 # successful | failed | canceled | timeout | error
-    rc: int | None = None
-    error: str = ""
-    artifact_data: dict = field(default_factory=dict)
-    facts: dict = field(default_factory=dict)
-    stats: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -135,13 +121,15 @@ def run_playbook(
     private = job_dir / "private"
     private.mkdir(exist_ok=True)
     os.chmod(private, 0o700)
-    secrets_file = private / f"secrets-{ident}.json"
-    extravars = dict(spec.extravars)
+    secrets_file = private / f"secrets-{ident}.yml"
+    vars_file = private / f"vars-{ident}.yml"
+    # Our own templates go as runner's extravars; everything else is data in a vars file of !unsafe strings.
+    templates = {k: str(v) for k, v in spec.extravars.items() if isinstance(v, Template)}
+    data = {k: v for k, v in spec.extravars.items() if not isinstance(v, Template)}
     if spec.secrets:
-        fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(spec.secrets, f)
-        extravars["pgaas_secrets_file"] = str(secrets_file)
+        write_vars_file(secrets_file, spec.secrets)
+        templates["pgaas_secrets_file"] = str(secrets_file)
+    write_vars_file(vars_file, data)
 
     run_token = uuid.uuid4().hex
     env = {"PGAAS_RUN_TOKEN": run_token,
@@ -178,7 +166,8 @@ def run_playbook(
             project_dir=project_dir,
             playbook=spec.playbook,
             inventory=inventory,
-            extravars=extravars,
+            extravars=templates,
+            cmdline=f"-e @{vars_file}",
             envvars=env,
             ident=ident,
             quiet=True,

@@ -148,7 +148,7 @@ class Worker:
                 s.commit()
         for job_id in failed:
             secrets_dir = self.jobs_dir / str(job_id) / "private"
-            for f in secrets_dir.glob("secrets-*.json") if secrets_dir.exists() else []:
+            for f in secrets_dir.glob("secrets-*") if secrets_dir.exists() else []:
                 f.unlink(missing_ok=True)
         return failed
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from webapp.jobs.spec import Template
 from webapp.providers import Placement, known_hosts
 
 PG_PORT, API_PORT = 5432, 8008
@@ -100,9 +101,10 @@ class OpenStackProvider:
                           ("pgaas_etcd_members", "pgaas_openstack_etcd_members")):
             # A template, evaluated when the deploy uses it: each entry with its host's address (set by the
             # provisioning play's add_host). Extra vars outrank the deploy's own defaults, so it must be one.
-            out[name] = (f"{{{{ {raw} | zip({raw} | map(attribute='host') | map('extract', hostvars, "
-                         f"'pgaas_server_address') | map('community.general.dict_kv', 'address')) "
-                         f"| map('combine') | list }}}}")
+            # Our own Jinja (a Template): every other extra var is data that Ansible never evaluates.
+            out[name] = Template(f"{{{{ {raw} | zip({raw} | map(attribute='host') | map('extract', hostvars, "
+                                 f"'pgaas_server_address') | map('community.general.dict_kv', 'address')) "
+                                 f"| map('combine') | list }}}}")
         return {**out, **self.playbook_vars(meta)}
 
     def teardown(self, name: str, meta: dict) -> tuple[str, dict]:

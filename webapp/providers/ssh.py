@@ -4,12 +4,12 @@ instance go to different hosts when there are enough, and the instance gets an e
 hosts and the control plane (or other hosts) make three."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from sqlalchemy import select
 
+from webapp.jobs.spec import Template, write_vars_file
 from webapp.providers import NoCapacity, Placement
 
 
@@ -61,6 +61,14 @@ class SSHProvider:
 
     def hosts(self) -> list[str]:
         return [h.name for h in self._hosts()]
+
+    def local_containers(self) -> dict[str, str]:
+        """State of pgaas's containers on the control plane's own machine: the etcd members it runs."""
+        if not self.control_plane_address:
+            return {}
+        from webapp.providers.local import container_states
+
+        return container_states(self.config["CONTAINERS_CONF"])
 
     # -- placement -----------------------------------------------------------------------------------------
     def place(self, instance: str, count: int, used_ports: set[tuple[str, int]]) -> list[Placement]:
@@ -168,9 +176,8 @@ class SSHProvider:
                 "pgaas_host_image_archive_dir": os.path.abspath(self.archive_dir),
                 **known_hosts.ssh_vars(known, f"{h.name}|{h.ssh_user}@{h.address}:{h.ssh_port}|{h.source}"),
             }
-        hosts["localhost"] = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+        hosts["localhost"] = {"ansible_connection": "local",
+                              "ansible_python_interpreter": Template("{{ ansible_playbook_python }}")}
         path = private_dir / "inventory.yml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"all": {"hosts": hosts}}, f, indent=1)
+        write_vars_file(path, {"all": {"hosts": hosts}})  # values are data: a host field is never templated
         return str(path)

@@ -45,3 +45,25 @@ def check_name(name, what: str = "name") -> str:
     if name.endswith("-"):
         raise Invalid(f"{what} must not end with a hyphen", field=what)
     return name
+
+
+# Database and role names (tenant databases, an instance's admin database): checked before any SQL runs.
+DB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_NAMES = {"postgres", "template0", "template1", "dbadmin", "replicator", "pgaas", "public"}
+# PostgreSQL's reserved key words (pg_get_keywords() catcode R).
+SQL_RESERVED = set("""all analyse analyze and any array as asc asymmetric both case cast check collate column
+constraint create current_catalog current_date current_role current_time current_timestamp current_user default
+deferrable desc distinct do else end except false fetch for foreign from grant group having in initially intersect
+into lateral leading limit localtime localtimestamp not null offset on only or order placing primary references
+returning select session_user some symmetric system_user table then to trailing true union unique user using
+variadic when where window with authorization binary collation concurrently cross current_schema freeze full ilike
+inner is isnull join left like natural notnull outer overlaps right similar tablesample verbose""".split())
+
+
+def check_db_name(name, field: str = "name") -> str:
+    if not isinstance(name, str) or not DB_NAME_RE.match(name):
+        raise Invalid(f"{field} must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or "
+                      "underscores", field=field)
+    if name.startswith("pg_") or name in RESERVED_NAMES or name in SQL_RESERVED:
+        raise Invalid(f"{field} {name!r} is reserved", field=field)
+    return name

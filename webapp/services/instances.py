@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session
 
 from webapp.jobs.runner import Outcome, RunSpec
 from webapp.providers import NoCapacity
-from webapp.services import Conflict, Invalid, NotFound, check_name
+from webapp.services import Conflict, Invalid, NotFound, check_db_name, check_name
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.store.models import Instance, Job, Member, utcnow
 
 ADMIN_USER = "dbadmin"
+ADMIN_DATABASE = "app"  # the admin role's own database, unless the create names another
 FACT_KEYS = ("ansible_hostname", "ansible_distribution", "ansible_distribution_version", "ansible_kernel",
              "ansible_architecture", "ansible_processor_vcpus", "ansible_memtotal_mb")
 _PASSWORD_FORBIDDEN = set("'\"\\`$")
@@ -101,14 +102,16 @@ def same_host(inst: Instance) -> bool:
 def uris(inst: Instance) -> tuple[str, str]:
     """libpq multi-host URIs: read-write follows the primary through a failover; read-only prefers standbys."""
     hosts = ",".join(f"{m.address}:{m.pg_port}" for m in inst.members)
-    base = f"postgresql://{inst.admin_user}@{hosts}/postgres"
+    base = f"postgresql://{inst.admin_user}@{hosts}/{inst.admin_database}"
     return f"{base}?target_session_attrs=read-write", f"{base}?target_session_attrs=read-only"
 
 
 # -- changes --------------------------------------------------------------------------------------------------
 def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synchronous=False, replicas=None,
-           storage_gb=None, cpus=None, memory_mb=None, admin_password=None) -> tuple[Instance, Job, str]:
+           storage_gb=None, cpus=None, memory_mb=None, admin_password=None,
+           admin_database=None) -> tuple[Instance, Job, str]:
     check_name(name)
+    admin_database = check_db_name(ADMIN_DATABASE if admin_database is None else admin_database, "admin_database")
     if not isinstance(synchronous, bool):
         raise Invalid("synchronous must be true or false", field="synchronous")
     replicas = _int(replicas, "replicas", 1, 3, default=1)
@@ -136,7 +139,7 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     }
     inst = Instance(name=name, status="creating", provider=provider.name, synchronous=synchronous,
                     replicas=replicas, storage_gb=storage_gb, cpus=cpus, memory_mb=memory_mb,
-                    admin_user=ADMIN_USER, secrets_enc=box.seal(secrets),
+                    admin_user=ADMIN_USER, admin_database=admin_database, secrets_enc=box.seal(secrets),
                     meta={"etcd_members": etcd} if etcd else {}, created_by=created_by)
     inst.members = [Member(ordinal=i, name=p.name, host=p.host, address=p.address, pg_port=p.pg_port,
                            api_port=p.api_port) for i, p in enumerate(placements)]
@@ -267,6 +270,7 @@ def _deploy_vars(inst: Instance, image: str) -> dict:
         "pgaas_instance_name": inst.name,
         "pgaas_synchronous": inst.synchronous,
         "pgaas_admin_user": inst.admin_user,
+        "pgaas_admin_database": inst.admin_database,
         "pgaas_members": [{"name": m.name, "host": m.host, "address": m.address, "pg_port": m.pg_port,
                            "api_port": m.api_port} for m in inst.members],
         "pgaas_etcd_members": etcd_members(inst),
@@ -381,11 +385,11 @@ class DeleteHandler(CreateHandler):
 
 
 def handlers(box: SecretBox, image: str, provider=None) -> dict:
-    from webapp.services import failover, settings
+    from webapp.services import failover, settings, startup
 
     return {"instance_create": CreateHandler(box, image, provider),
             "instance_delete": DeleteHandler(box, image, provider),
-            **settings.handlers(box, provider), **failover.handlers(box, image)}
+            **settings.handlers(box, provider), **failover.handlers(box, image), **startup.handlers(box, image)}
 
 
 def on_queued_cancel(s, job: Job) -> None:
@@ -396,3 +400,7 @@ def on_queued_cancel(s, job: Job) -> None:
         inst.status_reason = f"job {job.id} ({job.kind}) canceled before it started; retry or delete"
         inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
         inst.updated_at = utcnow()
+    elif inst is not None and job.kind == "instance_start":  # it was starting: what runs stays available
+        from webapp.services import startup
+
+        startup.ended(inst, job)
