@@ -28,6 +28,15 @@ def leftovers(name: str) -> dict:
     }
 
 
+def remove_leftovers(name: str) -> None:
+    """Remove an earlier run's containers, volumes and network of instance `name` on this machine."""
+    left = leftovers(name)
+    for kind, rm in (("containers", ["rm", "-f", "-t", "0"]), ("volumes", ["volume", "rm", "-f"]),
+                     ("networks", ["network", "rm", "-f"])):
+        if left[kind]:
+            podman(*rm, *left[kind])
+
+
 def secrets_of(live, name) -> dict:
     from webapp.services import instances as isvc
 

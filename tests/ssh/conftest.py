@@ -24,13 +24,9 @@ def lab(tmp_path_factory):
 def ssh_cp(lab, tmp_path_factory, metadata_pg):
     """A control plane with the ssh provider; the lab hosts registered through the API (key by path); the control
     plane runs the third etcd member, on its address on the lab network."""
-    from tests.e2e.helpers import leftovers, podman
+    from tests.e2e.helpers import remove_leftovers
 
-    left = leftovers(INSTANCE)  # an earlier run's etcd member here would hold an old cluster's data
-    for kind, rm in (("containers", ["rm", "-f", "-t", "0"]), ("volumes", ["volume", "rm", "-f"]),
-                     ("networks", ["network", "rm", "-f"])):
-        if left[kind]:
-            podman(*rm, *left[kind])
+    remove_leftovers(INSTANCE)  # an earlier run's etcd member here would hold an old cluster's data
     srv = Live(make_app(metadata_pg.new_database(), tmp_path_factory.mktemp("ssh-cp") / "instance",
                         PROVIDER="ssh", SSH_CONTROL_PLANE_ADDRESS=lab.gateway, PORT_RANGE_START=25000,
                         PORT_RANGE_END=25999, REBUILD_AFTER_SECONDS=0, SAMPLE_SECONDS=3600,

@@ -16,6 +16,10 @@ Optional:
                                          provider's hosts and how to reach them; without it the static
                                          inventory/local/hosts.yml is used
   stats(containers), volume_filesystems(members)                  monitoring, when the provider can measure
+  local_containers() -> {container: state}                        podman's state of pgaas's containers on the
+                                         control plane's own machine (inventory host localhost), in one call: the
+                                         start-up check (services/startup.py) starts the stopped ones; members on
+                                         other hosts are judged by Patroni's view instead
   create_playbook(), playbook_vars(), teardown(name, meta), record(instance, artifact_data)
                                          cloud providers (openstack) that make the hosts in the create job:
                                          the play to run instead of instance_deploy.yml (it provisions, then

@@ -48,6 +48,10 @@ class LocalProvider:
     def member_exited(self, container: str) -> bool:
         return container_exited(container, self.containers_conf)
 
+    def local_containers(self) -> dict[str, str]:
+        """State of every pgaas container on this machine (the start-up check, services/startup.py)."""
+        return container_states(self.containers_conf)
+
     def dcs_endpoints(self, instance: str) -> list[str]:
         """The one etcd container of a local instance, by its address on the instance network (this host
         routes to its podman bridges)."""
@@ -266,6 +270,17 @@ def container_exited(container: str, conf: str) -> bool:
         return False
     status, _, pid = r.stdout.strip().partition("|")
     return r.returncode == 0 and status in ("exited", "stopped") and pid == "0"
+
+
+def container_states(conf: str) -> dict[str, str]:
+    """{container: podman's state (running, exited, created, ...)} of every container labelled pgaas.instance on
+    this machine, from one `podman ps --all` call; {} when podman does not answer."""
+    try:
+        r = _podman(["ps", "--all", "--filter", "label=pgaas.instance", "--format", "json"], conf, timeout=30.0)
+        listed = json.loads(r.stdout or "[]") if r.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return {}
+    return {c["Names"][0]: str(c.get("State", "")) for c in listed or [] if c.get("Names")}
 
 
 def watch_exits(stop, on_exit, conf: str) -> None:

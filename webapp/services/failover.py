@@ -155,9 +155,9 @@ def rebuild(s: Session, provider, inst: Instance, by: str, member=None, timeout:
 
 
 # -- history --------------------------------------------------------------------------------------------------
-def history(s: Session, inst: Instance, limit: int = 100) -> list[PrimaryChange]:
+def history(s: Session, inst: Instance, limit: int = 100, offset: int = 0) -> list[PrimaryChange]:
     return list(s.scalars(select(PrimaryChange).where(PrimaryChange.instance_id == inst.id)
-                          .order_by(PrimaryChange.timeline.desc()).limit(limit)))
+                          .order_by(PrimaryChange.timeline.desc()).limit(limit).offset(offset)))
 
 
 def fetch_history(inst: Instance, timeout: float = 2.0) -> list | None:
@@ -282,6 +282,8 @@ def _observe(s: Session, inst: Instance, st: isvc.ClusterState, now: datetime | 
     if not st.reachable:
         return []  # nothing answers: nothing can be told about the members
     _track_lost(inst, st, now or utcnow())
+    if st.healthy and inst.status_reason:  # why a start did not finish (services/startup.py): whole again now
+        inst.status_reason = ""
     timeline = st.primary.timeline if st.primary else None
     if not isinstance(timeline, int) or timeline <= 1 or jobsvc.active_job(s, inst.name):
         return []  # a running job records its own change when it ends

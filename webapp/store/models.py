@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, String, Table,
+                        Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -21,6 +22,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The website's sessions name it: bumping it (a password change) ends every session of this user.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -35,14 +38,25 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # read: GET only; write: everything its user may do
+    scope: Mapped[str] = mapped_column(String(8), default="write", server_default="write")
+    expires_at: Mapped[datetime] = mapped_column()
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+# Who may see an instance restricted to named users (Instance.access_restricted); admins see every instance.
+instance_access = Table(
+    "instance_access", Base.metadata,
+    Column("instance_id", ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
 
 
 class Instance(Base):
     __tablename__ = "instances"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(40), unique=True)
-    # creating | available | failed | deleting   (degraded is computed live from Patroni)
+    # creating | starting | available | failed | deleting   (degraded is computed live from Patroni)
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str] = mapped_column(Text, default="")
     provider: Mapped[str] = mapped_column(String(32))
@@ -52,12 +66,18 @@ class Instance(Base):
     cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
     memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
     admin_user: Mapped[str] = mapped_column(String(64))
+    # The database the admin role owns, created with the instance; the admin URIs point at it ("postgres" for
+    # instances made before it existed).
+    admin_database: Mapped[str] = mapped_column(String(63), default="app", server_default="postgres")
     # Fernet token of a JSON object: superuser, replication, admin and Patroni REST passwords.
     secrets_enc: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # False: open to every user; True: to the users in allowed_users only (and admins)
+    access_restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    allowed_users: Mapped[list[User]] = relationship(secondary=instance_access, order_by="User.username")
     members: Mapped[list[Member]] = relationship(
         back_populates="instance", cascade="all, delete-orphan", order_by="Member.ordinal"
     )
@@ -290,3 +310,12 @@ class Host(Base):
     capacity: Mapped[int] = mapped_column(Integer, default=4)  # members it may run
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateLimit(Base):
+    """A fixed-window rate limit counter (webapp/store/ratelimit.py): shared by every process on this store."""
+
+    __tablename__ = "rate_limits"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # seconds since the epoch

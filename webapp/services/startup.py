@@ -1,0 +1,130 @@
+"""Instances after a host restart, where no systemd starts their containers at boot (this machine, the test lab).
+
+`pgaas run` and `pgaas worker` call `start_stopped()` when they start: every available instance with a stopped
+container gets one `instance_start` job (playbooks/instance_start.yml), queued by the actor `pgaas-startup` and
+recorded in the audit log. The job starts the instance's existing etcd containers, then its members (`podman
+start`: nothing is recreated, no data is touched), and waits until the leader takes writes and every standby
+streams. Meanwhile the instance is `starting`; when the job ends it is `available` again, with the reason in
+`status_reason` when not everything came back.
+
+What is stopped: podman's state of the containers on the control plane's own machine (one `podman ps` call for
+every instance, `provider.local_containers()`); for members on other hosts, Patroni's view (a member it does not
+report running). Hosts that boot systemd start the containers themselves (roles/container_engine writes
+pgaas-containers.service there); this check then finds nothing to do.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from webapp.jobs.runner import Outcome, RunSpec
+from webapp.services import Conflict, audit
+from webapp.services import instances as isvc
+from webapp.services import jobs as jobsvc
+from webapp.services.crypto import SecretBox
+from webapp.services.failover import _Handler
+from webapp.services.settings import _instance
+from webapp.store.models import Instance, Job, JobEvent
+
+log = logging.getLogger(__name__)
+
+STARTUP_ACTOR = audit.Actor("pgaas-startup", is_admin=True)
+# podman states of a container that `podman start` brings back (a reboot leaves them exited or created)
+STARTABLE = ("exited", "stopped", "created", "configured")
+RUNNING = ("running", "streaming")
+
+
+def containers(inst: Instance) -> list[tuple[str, str]]:
+    """(container, host) of everything the instance runs, etcd first, as the deploy placed it."""
+    etcd = [(e["name"], e["host"]) for e in isvc.etcd_members(inst)]
+    if not etcd and inst.members:
+        etcd = [(f"pgaas-{inst.name}-etcd", inst.members[0].host)]
+    return etcd + [(m.name, m.host) for m in inst.members]
+
+
+def stopped(inst: Instance, here: dict[str, str], live: isvc.ClusterState | None) -> list[str]:
+    """What of the instance is stopped, each with the state seen: its containers on this machine as podman
+    reports them, its members on other hosts as Patroni does (None: nobody asked Patroni)."""
+    out = []
+    members = {m.name for m in inst.members}
+    for name, host in containers(inst):
+        if host == "localhost":
+            if here.get(name) in STARTABLE:
+                out.append(f"{name} ({here[name]})")
+        elif name in members and live is not None and not live.reachable:
+            out.append(f"{name} (no Patroni member answers)")
+        elif name in members and live is not None:
+            state = next((ms.state for ms in ([live.primary] if live.primary else []) + live.replicas
+                          if ms.name == name), "missing")
+            if state not in RUNNING:
+                out.append(f"{name} (Patroni: {state})")
+    return out
+
+
+def start_stopped(session, provider, timeout: float = 1.0) -> list[Job]:
+    """Queue one start job per available instance that has a stopped container; each in its own transaction.
+    An instance busy with another job is left to that job (the lock allows one active job per instance)."""
+    here = provider.local_containers() if hasattr(provider, "local_containers") else {}
+    with session() as s:
+        insts = list(s.scalars(select(Instance).where(Instance.status == "available").order_by(Instance.name)))
+        remote = [i for i in insts if any(host != "localhost" for _, host in containers(i))]
+        live = isvc.live_states(remote, timeout)
+        found = {i.name: stopped(i, here, live.get(i.name)) for i in insts}
+    jobs = []
+    for name, what in found.items():
+        if not what:
+            continue
+        try:
+            with session() as s:
+                jobs.append(_queue(s, isvc.get(s, name), what))
+        except Conflict as exc:
+            log.info("instance %s has stopped containers but is busy: %s", name, exc.message)
+    return jobs
+
+
+def _queue(s, inst: Instance, what: list[str]) -> Job:
+    job = jobsvc.enqueue(s, "instance_start", inst.name, STARTUP_ACTOR.username, params={"stopped": what})
+    found = f"the control plane started and found {', '.join(what)} stopped"
+    s.add(JobEvent(job_id=job.id, event="pgaas_startup", status="queued", message=f"{found}: starting them"))
+    audit.record(s, STARTUP_ACTOR, "instance.start", "instance", inst.name, detail=f"job {job.id}: {found}")
+    inst.status, inst.status_reason = "starting", f"{found}; job {job.id} starts them"
+    return job
+
+
+def ended(inst: Instance, job: Job) -> None:
+    """Back to available when the start job ends; the reason stays until the pair is whole again."""
+    inst.status = "available"
+    if job.status == "succeeded":
+        inst.status_reason = ""
+    else:
+        inst.status_reason = (f"start after a host or control plane restart {job.status} (job {job.id}): "
+                              f"{job.error or 'no reason given'}; what started runs: retry the job once the host "
+                              "answers, or rebuild the member")
+
+
+class StartHandler(_Handler):
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = _instance(s, job)
+        inst.status = "starting"  # also when the job is a retry
+        return RunSpec("playbooks/instance_start.yml", isvc._deploy_vars(inst, self.image),
+                       secrets={"pgaas_admin_password": self.box.open(inst.secrets_enc)["pgaas_admin_password"]},
+                       label="Start the instance's stopped containers (etcd first), wait for the pair")
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        if (inst := _instance(s, job)) is not None:
+            self._finish(inst, job, outcome)
+            if job.status == "succeeded":
+                inst.meta = {**inst.meta, "last_start": {"job": job.id, "leader": job.result.get("leader"),
+                                                         "started": job.result.get("started", {})}}
+            ended(inst, job)
+
+    def lost(self, s, job: Job) -> None:
+        super().lost(s, job)
+        inst = _instance(s, job)
+        if inst is not None:
+            ended(inst, job)
+
+
+def handlers(box: SecretBox, image: str) -> dict:
+    return {"instance_start": StartHandler(box, image)}
