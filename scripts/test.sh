@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # The whole suite: set up what is missing (system packages, virtualenv, image), lint the roles, run pytest.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k openapi).
+# Each phase prints its wall time; pytest also prints the time spent per test directory.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k openapi; scripts/test.sh --random-order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --test
+phase() {  # phase NAME COMMAND...: run it, print how long it took
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  echo "[test] ${name}"
+  "$@" || rc=$?
+  echo "[test] ${name}: $((SECONDS - t0)) s$([ "$rc" = 0 ] || echo " (failed, exit $rc)")"
+  return "$rc"
+}
+phase "set-up" scripts/setup.sh --test
 export CONTAINERS_CONF="$PWD/etc/containers.conf"
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p test-artifacts
 if [ "$#" -eq 0 ]; then
-  echo "[test] ansible-lint (production profile)"
-  ansible-lint --offline -q playbooks roles
+  phase "ansible-lint (production profile)" ansible-lint --offline -q playbooks roles
 fi
-echo "[test] pytest"
-exec python -m pytest "$@"
+phase "pytest" python -m pytest "$@"

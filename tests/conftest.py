@@ -130,7 +130,9 @@ class Api:
 
 
 class Live:
-    def __init__(self, app, workers: int):
+    def __init__(self, app, workers: int, before_workers=None):
+        """before_workers(app): what a control plane does at start before its workers run (a second control
+        plane on the same metadata: its users exist already and are kept)."""
         from werkzeug.serving import make_server
 
         self.app = app
@@ -140,6 +142,8 @@ class Live:
         self.thread.start()
         self.stop = threading.Event()
         self.workers = []
+        if before_workers is not None:
+            before_workers(app)
         for i in range(workers):
             w = app.extensions["pgaas"].make_worker(maintenance=(i == 0))
             t = threading.Thread(target=w.run_forever, args=(self.stop,), daemon=True)
@@ -148,9 +152,15 @@ class Live:
         self.base = f"http://127.0.0.1:{self.port}"
         from webapp.services import accounts
 
+        from sqlalchemy import select
+
+        from webapp.store.models import User
+
         with app.extensions["pgaas"].store.session() as s:
-            accounts.create_user(s, "root", "root-password-1", is_admin=True)
-            accounts.create_user(s, "alice", "alice-password-1", is_admin=False)
+            known = set(s.scalars(select(User.username)))
+            for name, admin in (("root", True), ("alice", False)):
+                if name not in known:
+                    accounts.create_user(s, name, f"{name}-password-1", is_admin=admin)
         self.anon = Api(self.base)
         self.admin = self.anon.as_user("root", "root-password-1")
         self.alice = self.anon.as_user("alice", "alice-password-1")
@@ -193,3 +203,21 @@ def pair(cp):
     created, job = create(cp, INST, admin_password="Admin-password-123")
     assert job["status"] == "succeeded", (job["error"], [e for e in job["events"] if e["status"] == "failed"])
     return created
+
+
+# -- time per test directory (CI prints it after the run) ----------------------------------------------------
+_DIR_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::")[0].split("/")
+    top = "/".join(path[:2]) if len(path) > 2 else "/".join(path)  # tests/e2e, or tests/test_cli.py
+    _DIR_SECONDS[top] = _DIR_SECONDS.get(top, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _DIR_SECONDS:
+        return
+    terminalreporter.section("time per test directory (set-up, call and teardown of its tests)")
+    for d, secs in sorted(_DIR_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{secs:8.1f} s  {d}")

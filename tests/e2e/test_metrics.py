@@ -25,6 +25,8 @@ def bench_db(cp, pair):
     mona = cp.anon.as_user("mona", "mona-password-1")
     r = mona.post(f"/api/v1/instances/{INST}/databases", json={"name": "bench_me", "quota_mb": 500})
     assert r.status_code == 201, r.text
+    # every test here reads samples: wait for the first one of the new database, so that each test passes alone
+    wait_points(mona, f"/api/v1/instances/{INST}/databases/bench_me/metrics", lambda pts: len(pts) >= 1)
     return mona, r.json()["database"]
 
 
@@ -91,8 +93,13 @@ def test_admin_usage_and_instance_metrics(cp, bench_db):
     assert members[f"pgaas-{INST}-0"]["role"] == "primary" and members[f"pgaas-{INST}-1"]["role"] == "replica"
     assert members[f"pgaas-{INST}-0"]["memory_bytes"] > 0 and members[f"pgaas-{INST}-0"]["volume_bytes"] > 0
     assert inst["connections"] >= 0 and inst["max_connections"] >= 100
-    pts = cp.admin.get(f"/api/v1/instances/{INST}/metrics").json()["points"]
-    assert len(pts) >= 2 and any(p.get("wal_bytes_per_s", 0) > 0 for p in pts)
+    # WAL of its own between two samples (the test must not rely on an earlier test's load)
+    _, db = bench_db
+    with psycopg.connect(db["uri"], password=db["password"], autocommit=True) as c:
+        c.execute("create table if not exists wal_maker (id int)")
+        c.execute("insert into wal_maker select generate_series(1, 20000)")
+    pts = wait_points(cp.admin, f"/api/v1/instances/{INST}/metrics",
+                      lambda pts: len(pts) >= 2 and any(p.get("wal_bytes_per_s", 0) > 0 for p in pts))
     error_of(cp.admin.get(f"/api/v1/instances/{INST}/metrics?from=yesterday"), 422)
 
 
