@@ -48,8 +48,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(ui_bp)
 
+    from webapp import front_door
     from webapp.errors import register as register_errors
 
+    front_door.install(app, store)
     register_errors(app)
 
     @app.get("/healthz")

@@ -73,8 +73,8 @@ class Defaults:
     METRICS_ROLLUP_SECONDS = 30 * 24 * 3600
     # A data volume's disk use is measured (a walk of its files) at most this often; samples carry its age.
     VOLUME_SIZE_SECONDS = 60.0
-    # The website's session cookie: not readable by scripts, not sent on cross-site posts. Set
-    # PGAAS_SESSION_COOKIE_SECURE=true behind TLS.
+    # The website's session cookie: not readable by scripts, not sent on cross-site posts; Secure (sent over https
+    # only) whenever PUBLIC_URL is https.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
@@ -82,6 +82,21 @@ class Defaults:
     WTF_CSRF_ENABLED = True
     WTF_CSRF_TIME_LIMIT = None
     JSON_SORT_KEYS = False
+    # The front door. The address users reach the site at, e.g. https://pgaas.example.org (https: cookies Secure,
+    # HSTS; empty: as requested). How many reverse proxies in front set X-Forwarded-For/-Proto/-Host/-Port/-Prefix
+    # (0: the headers are ignored, the client is the peer address).
+    PUBLIC_URL = ""
+    PROXY_FIX_HOPS = 0
+    # Failed logins (website and POST /api/v1/tokens together) allowed per client address and per username before
+    # 429; where the counters live (pgaas://: the metadata store, shared by every process on it; memory://: this
+    # process only).
+    LOGIN_LIMIT_PER_ADDRESS = "20 per minute; 200 per hour"
+    LOGIN_LIMIT_PER_USERNAME = "10 per minute; 50 per hour"
+    RATELIMIT_STORAGE_URI = "pgaas://"
+    # Days an API token lasts unless its request asks for fewer (or more, up to 365).
+    TOKEN_DAYS = 30
+    # The largest request body accepted (bytes); past it: 413.
+    MAX_CONTENT_LENGTH = 1024 * 1024
     # Alerts: replication lag thresholds, and a URL that gets a JSON POST when an alert starts or ends (empty: none).
     ALERT_LAG_BYTES = 16 * 1024 * 1024
     ALERT_LAG_SECONDS = 30.0
@@ -113,6 +128,8 @@ def load(app, test_config: dict | None = None) -> None:
         app.config["ENCRYPTION_KEY"] = _key_file(inst / "encryption.key", fernet=True)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _key_file(inst / "session.key", fernet=False)
+    if str(app.config["PUBLIC_URL"]).lower().startswith("https://"):
+        app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True, PREFERRED_URL_SCHEME="https")
 
 
 def _key_file(path: Path, fernet: bool) -> str:

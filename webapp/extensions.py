@@ -45,6 +45,7 @@ class Services:
         once per interval for all the workers on this store, however many: the name is the key of its claim
         (periodic_claims, see webapp/jobs/worker.py)."""
         from webapp.services import databases, failover, metrics
+        from webapp.store import ratelimit
 
         c = self.config
         retention = metrics.Retention(float(c["METRICS_RAW_SECONDS"]), float(c["METRICS_ROLLUP_SECONDS"]))
@@ -55,6 +56,7 @@ class Services:
                  __import__("webapp.services.alerts", fromlist=["Notifier"]).Notifier(c, self.provider)),
                 (600.0, "metrics roll-up", lambda s: metrics.rollup_and_prune(s, retention)),
                 (60.0, "dump pruning", databases.prune_dumps),
+                (600.0, "rate limit pruning", ratelimit.prune),
                 (float(c["SAMPLE_SECONDS"]), "standby rebuild",
                  lambda s: failover.auto_rebuild(s, self.provider, float(c["REBUILD_AFTER_SECONDS"]),
                                                  float(c["PROBE_TIMEOUT"])))]

@@ -57,7 +57,10 @@ def test_audit_log_records_who_what_where_and_outcome(live):
     error_of(live.alice.get("/api/v1/admin/audit"), 403)
     events = live.admin.get("/api/v1/admin/audit").json()["events"]
     got = [(e["actor"], e["action"], e["object"], e["outcome"]) for e in reversed(events)]
-    assert got == [("root", "user.create", "bob", "ok"), ("root", "user.create", "bob", "failed"),
+    # the fixture's two tokens (root's, alice's) were audited first
+    assert [(a, act, o) for a, act, _, o in got[:2]] == [("root", "token.create", "ok"),
+                                                         ("alice", "token.create", "ok")]
+    assert got[2:] == [("root", "user.create", "bob", "ok"), ("root", "user.create", "bob", "failed"),
                    ("alice", "create_instance", "POST /api/v1/instances", "denied"), ("root", "instance.create", "main", "ok"),
                    ("alice", "audit_log", "GET /api/v1/admin/audit", "denied")]
     assert all(e["remote_addr"] == "127.0.0.1" and e["at"] for e in events)

@@ -52,7 +52,8 @@ def test_not_available_is_409_unknown_instance_404(live, main):
         error_of(live.admin.post(f"/api/v1/instances/nope/{what}", json={field: "pgaas-nope-1"}), 404)
     error_of(live.admin.get("/api/v1/instances/nope/history"), 404)
     r = live.admin.get("/api/v1/instances/main/history")
-    assert r.status_code == 200 and r.json() == {"instance": "main", "changes": []}
+    assert r.status_code == 200 and r.json() == {"instance": "main", "changes": [], "limit": 100, "offset": 0,
+                                                 "next": None}
     audit = live.admin.get("/api/v1/admin/audit?object=main").json()["events"]
     assert {("instance.switchover", "failed"), ("instance.rebuild", "failed")} <= \
         {(e["action"], e["outcome"]) for e in audit}

@@ -55,3 +55,36 @@ def test_responses_fit_the_schemas(live, spec):
         validator(spec, "#/components/schemas/Error").validate(err.json())
     # every documented status of an operation is one the server can send: spot-check the create's
     assert {"202", "400", "401", "403", "409", "422"} <= set(spec["paths"]["/instances"]["post"]["responses"])
+
+
+def test_every_list_documents_its_pages_and_answers_fit(live, spec):
+    """Every GET that answers a list takes limit and offset and answers next (tests/api/test_front_door.py checks
+    the server pages them all)."""
+    from tests.api.test_front_door import LISTS
+
+    for path, key in LISTS:
+        doc = re.sub(r"^/api/v1", "", path).replace("/main/", "/{name}/")
+        doc = doc if doc in spec["paths"] else doc.replace("{name}", "{instance}")
+        op = spec["paths"][doc]["get"]
+        params = {p["name"]: p for p in op.get("parameters", []) + spec["paths"][doc].get("parameters", [])}
+        assert params["limit"]["schema"]["maximum"] == 1000 and params["offset"]["schema"]["minimum"] == 0, doc
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert {key, "limit", "offset", "next"} <= set(schema["required"]), doc
+    live.admin.post("/api/v1/instances", json={"name": "main"})
+    registry = Registry().with_resource("urn:spec", Resource.from_contents(spec, default_specification=DRAFT202012))
+    for api, path in [(live.admin, "/instances"), (live.alice, "/instances"), (live.admin, "/jobs?limit=1"),
+                      (live.admin, "/users?limit=1"), (live.alice, "/tokens"), (live.admin, "/admin/audit?limit=2")]:
+        schema = spec["paths"][path.split("?")[0]]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator(_rebase(schema), registry=registry).validate(api.get("/api/v1" + path).json())
+    validator(spec, "#/components/schemas/InstanceSummary").validate(live.alice.get("/api/v1/instances/main").json())
+    access = live.admin.put("/api/v1/instances/main/access", json={"users": ["alice"]}).json()
+    validator(spec, "#/components/schemas/InstanceAccessOf").validate(access)
+
+
+def _rebase(schema):
+    """Point the schema's #/ references at the registered document."""
+    if isinstance(schema, dict):
+        return {k: ("urn:spec" + v if k == "$ref" and v.startswith("#/") else _rebase(v)) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_rebase(x) for x in schema]
+    return schema

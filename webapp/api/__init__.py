@@ -6,13 +6,25 @@ from functools import wraps
 import psycopg
 
 from flask import Blueprint, g, request
+from flask_limiter.errors import RateLimitExceeded
 
+from webapp import front_door
 from webapp.api.errors import BadRequest, error_response, from_service_error
 from webapp.extensions import services
 from webapp.services import Forbidden, ServiceError, Unauthorized
 from webapp.services import accounts, audit
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+READ_METHODS = ("GET", "HEAD", "OPTIONS")  # all a token of scope read may do
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _rate_limited(exc: RateLimitExceeded):
+    seconds = front_door.retry_after()
+    resp = error_response(429, "too_many_requests", f"{exc.description}; try again in {seconds} s",
+                          retry_after=seconds)
+    resp.headers["Retry-After"] = str(seconds)
+    return resp
 
 
 @bp.errorhandler(ServiceError)
@@ -66,14 +78,20 @@ def auth_required(admin: bool = False):
             scheme, _, raw = header.partition(" ")
             if scheme.lower() != "bearer" or not raw.strip():
                 raise Unauthorized("an API token is required: Authorization: Bearer <token> (POST /api/v1/tokens)")
-            with services().store.session() as s:
-                user = accounts.user_for_token(s, raw.strip())
-                if user is None:
-                    raise Unauthorized("the API token is unknown or revoked")
-                g.user_id, g.username, g.is_admin = user.id, user.username, user.is_admin
+            try:
+                with services().store.session() as s:
+                    tok = accounts.token_in_use(s, raw.strip())
+                    g.user_id, g.username, g.is_admin = tok.user.id, tok.user.username, tok.user.is_admin
+                    g.token_scope = tok.scope
+            except Unauthorized as exc:
+                raise Unauthorized(f"{exc.message}; get a new one: POST /api/v1/tokens") from None
             if admin and not g.is_admin:
                 audited(request.endpoint.rpartition(".")[2], "endpoint", f"{request.method} {request.path}")
                 raise Forbidden("this needs an administrator")
+            if g.token_scope != "write" and request.method not in READ_METHODS:
+                audited(request.endpoint.rpartition(".")[2], "endpoint", f"{request.method} {request.path}")
+                raise Forbidden(f"this token's scope is {g.token_scope}: it may only read (GET); changes need a "
+                                "token with scope write")
             return fn(*args, **kwargs)
 
         return inner

@@ -2,7 +2,9 @@ from flask import request, url_for
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
+from webapp.api.pagination import page, paged
 from webapp.extensions import services
+from webapp.services import access
 from webapp.services import databases as dbsvc
 
 
@@ -22,20 +24,22 @@ def create_database(instance):
 @bp.get("/databases")
 @auth_required()
 def list_databases():
+    pg = page()
     svc = services()
     with svc.store.session() as s:
-        dbs = dbsvc.visible(s, actor(), request.args.get("instance") or None, request.args.get("owner") or None)
-        return {"databases": [ser.database(d) for d in dbs]}
+        dbs = dbsvc.visible(s, actor(), request.args.get("instance") or None, request.args.get("owner") or None,
+                            limit=pg.fetch, offset=pg.offset)
+        return paged("databases", dbs, pg, ser.database)
 
 
 @bp.get("/instances/<instance>/databases")
 @auth_required()
 def list_instance_databases(instance):
-    from webapp.services import instances as isvc
-
+    pg = page()
     with services().store.session() as s:
-        isvc.get(s, instance)
-        return {"databases": [ser.database(d) for d in dbsvc.visible(s, actor(), instance)]}
+        access.get_visible(s, actor(), instance)
+        return paged("databases", dbsvc.visible(s, actor(), instance, limit=pg.fetch, offset=pg.offset), pg,
+                     ser.database)
 
 
 @bp.get("/instances/<instance>/databases/<name>")

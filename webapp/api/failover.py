@@ -1,9 +1,10 @@
 """Moving and repairing the pair (admins): switchover, forced failover, rebuild of a standby; the history of
 primary changes."""
-from flask import g, request, url_for
+from flask import g, url_for
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
+from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import audit
 from webapp.services import failover as fsvc
@@ -58,8 +59,8 @@ def rebuild_instance_member(name):
 @bp.get("/instances/<name>/history")
 @auth_required(admin=True)
 def instance_history(name):
-    limit = request.args.get("limit", "100")
-    limit = min(int(limit), 1000) if limit.isdigit() and int(limit) > 0 else 100
+    pg = page()
     with services().store.session() as s:
         inst = isvc.get(s, name)
-        return {"instance": inst.name, "changes": [ser.primary_change(c) for c in fsvc.history(s, inst, limit)]}
+        return paged("changes", fsvc.history(s, inst, pg.fetch, pg.offset), pg, ser.primary_change,
+                     instance=inst.name)

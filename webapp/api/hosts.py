@@ -6,6 +6,7 @@ from flask import g, url_for
 from werkzeug.exceptions import BadRequest
 
 from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import audit
 from webapp.services import hosts as hostsvc
@@ -37,10 +38,11 @@ def create_host():
 @bp.get("/hosts")
 @auth_required(admin=True)
 def list_hosts():
+    pg = page()
     svc = services()
     with svc.store.session() as s:
-        return {"provider": svc.config["PROVIDER"],
-                "hosts": [host_view(u["host"], u) for u in hostsvc.usage(s, svc.config)]}
+        return paged("hosts", pg.slice(hostsvc.usage(s, svc.config)), pg, lambda u: host_view(u["host"], u),
+                     provider=svc.config["PROVIDER"])
 
 
 @bp.get("/hosts/<name>")

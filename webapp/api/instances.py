@@ -2,13 +2,16 @@ from flask import g, request, url_for
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
+from webapp.api.errors import BadRequest
+from webapp.api.pagination import page, paged
 from webapp.extensions import services
-from webapp.services import Conflict, audit
+from webapp.services import Conflict, access, audit
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
 
-CREATE_FIELDS = {"name", "synchronous", "replicas", "storage_gb", "cpus", "memory_mb", "admin_password"}
+CREATE_FIELDS = {"name", "synchronous", "replicas", "storage_gb", "cpus", "memory_mb", "admin_password",
+                 "admin_database"}
 
 
 @bp.post("/instances")
@@ -21,19 +24,22 @@ def create_instance():
         inst, job, admin_password = isvc.create(s, svc.provider, svc.box, created_by=g.username, **data)
         audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
         body = {"instance": ser.instance(inst, None, admin=True, active_job=job), "job": ser.job_ref(job),
-                "admin_user": inst.admin_user, "admin_password": admin_password}
+                "admin_user": inst.admin_user, "admin_database": inst.admin_database,
+                "admin_password": admin_password}
     return body, 202, {"Location": url_for("api.get_instance", name=inst.name)}
 
 
 @bp.get("/instances")
 @auth_required()
 def list_instances():
+    """Admins: every instance; others: those open to them, each as its name, status and version."""
+    pg = page()
     svc = services()
     with svc.store.session() as s:
-        insts = isvc.list_all(s)
-        states = isvc.live_states(insts, float(svc.config["PROBE_TIMEOUT"]))
-        return {"instances": [ser.instance(i, states.get(i.name), admin=g.is_admin,
-                                           active_job=jobsvc.active_job(s, i.name)) for i in insts]}
+        insts = access.visible_instances(s, actor(), pg.fetch, pg.offset)
+        states = isvc.live_states(insts[:pg.limit], float(svc.config["PROBE_TIMEOUT"]))
+        return paged("instances", insts, pg, lambda i: ser.instance(
+            i, states.get(i.name), admin=g.is_admin, active_job=jobsvc.active_job(s, i.name) if g.is_admin else None))
 
 
 @bp.get("/instances/<name>")
@@ -41,7 +47,7 @@ def list_instances():
 def get_instance(name):
     svc = services()
     with svc.store.session() as s:
-        inst = isvc.get(s, name)
+        inst = access.get_visible(s, actor(), name)
         st = isvc.live_state(inst, float(svc.config["PROBE_TIMEOUT"])) if inst.status == "available" else None
         return ser.instance(inst, st, admin=g.is_admin, active_job=jobsvc.active_job(s, name))
 
@@ -100,3 +106,26 @@ def instance_settings(name):
         if inst.status != "available":
             raise Conflict(f"instance {name!r} is {inst.status}, not available")
         return ssvc.current(inst, svc.box, float(svc.config["PROBE_TIMEOUT"]) + 1)
+
+
+@bp.get("/instances/<name>/access")
+@auth_required(admin=True)
+def get_instance_access(name):
+    with services().store.session() as s:
+        inst = isvc.get(s, name)
+        return {"instance": inst.name, "users": access.allowed_usernames(inst)}
+
+
+@bp.put("/instances/<name>/access")
+@auth_required(admin=True)
+def put_instance_access(name):
+    """{"users": [...]}: only these users (and admins) see the instance; {"users": null}: every user does."""
+    data = json_body({"users"}, set())
+    if "users" not in data:
+        raise BadRequest("missing field: users (a list of usernames, or null for every user)")
+    audited("instance.access", "instance", name)
+    with services().store.session() as s:
+        inst = isvc.get(s, name)
+        users = access.set_access(s, inst, data["users"])
+        audit.record(s, actor(), "instance.access", "instance", name, detail=access.describe(users))
+        return {"instance": inst.name, "users": users}

@@ -3,6 +3,7 @@ from flask import g, request, url_for
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
+from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import NotFound, audit
 from webapp.services import instances as isvc
@@ -18,9 +19,12 @@ def _visible(job):
 @bp.get("/jobs")
 @auth_required()
 def list_jobs():
+    """Admins: every job; others: the jobs they started."""
+    pg = page()
     with services().store.session() as s:
-        jobs = jobsvc.list_jobs(s, request.args.get("instance") or None)
-        return {"jobs": [ser.job(j) for j in jobs if g.is_admin or j.created_by == g.username]}
+        jobs = jobsvc.list_jobs(s, request.args.get("instance") or None, pg.fetch, pg.offset,
+                                created_by=None if g.is_admin else g.username)
+        return paged("jobs", jobs, pg, ser.job)
 
 
 @bp.get("/jobs/<job_id>")

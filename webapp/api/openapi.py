@@ -3,6 +3,7 @@ routes agree, and validates live responses against its schemas."""
 from __future__ import annotations
 
 from webapp.api import bp
+from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 _ERR = {"$ref": "#/components/responses/Error"}
 
@@ -15,7 +16,25 @@ def _errors(*codes) -> dict:
     return {str(c): _ERR for c in codes}
 
 
+PAGE_QUERY = [{"name": "limit", "in": "query", "description": "how many items at most",
+               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+              {"name": "offset", "in": "query", "description": "how many items to skip",
+               "schema": {"type": "integer", "minimum": 0, "default": 0}}]
+
+
+def _page(key: str, items: dict, **extra) -> dict:
+    """A 200 answer with one page of a list (and the query parameters that choose it: PAGE_QUERY)."""
+    return {"description": "One page of the list", "content": {"application/json": {"schema": {
+        "type": "object", "required": [key, "limit", "offset", "next"],
+        "properties": {**extra, key: {"type": "array", "items": items},
+                       "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                       "next": {"type": ["string", "null"],
+                                "description": "the next page (same query, offset + limit); null on the last page"}}}}}}
+
+
 NAME = {"type": "string", "pattern": "^[a-z][a-z0-9-]{2,39}$"}
+# an admin sees an Instance; any other user an InstanceSummary
+ANY_INSTANCE = {"anyOf": [{"$ref": "#/components/schemas/Instance"}, {"$ref": "#/components/schemas/InstanceSummary"}]}
 MEMBER = {
     "type": "object",
     "required": ["host", "port", "container", "state"],
@@ -42,7 +61,11 @@ SPEC = {
     "openapi": "3.1.0",
     "info": {"title": "pgaas API", "version": "1",
              "description": "PostgreSQL as a service. Authenticate with `Authorization: Bearer <token>` "
-                            "from POST /api/v1/tokens. Errors are {error: {code, message}}."},
+                            "from POST /api/v1/tokens (it expires, after TOKEN_DAYS by default; a password change "
+                            "revokes it; a token of scope read is refused (403) on every method but GET). Errors "
+                            "are {error: {code, message}}; a body over MAX_CONTENT_LENGTH is refused (413). Lists "
+                            f"come in pages: ?limit= (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}) and ?offset=, "
+                            "with a next link."},
     "servers": [{"url": "/api/v1"}],
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -85,11 +108,13 @@ SPEC = {
                              "created_at"],
                 "properties": {
                     "name": NAME,
-                    "status": {"enum": ["creating", "available", "degraded", "failed", "deleting"],
+                    "status": {"enum": ["creating", "starting", "available", "degraded", "failed", "deleting"],
                                "description": "degraded: available, but Patroni reports no running primary or a "
                                               "standby that is not running (status_reason says which): a failure "
                                               "now could lose the instance; a rebuild (manual, or automatic after "
-                                              "REBUILD_AFTER_SECONDS) brings it back to available"},
+                                              "REBUILD_AFTER_SECONDS) brings it back to available; starting: a "
+                                              "start job brings its stopped containers back after a host or "
+                                              "control plane restart"},
                     "status_reason": {"type": "string"}, "provider": {"type": "string"},
                     "synchronous": {"type": "boolean"}, "replicas_wanted": {"type": "integer"},
                     "storage_gb": {"type": ["integer", "null"]}, "cpus": {"type": ["number", "null"]},
@@ -98,6 +123,9 @@ SPEC = {
                     "replicas": {"type": "array", "items": {"$ref": "#/components/schemas/Replica"}},
                     "same_host": {"type": "boolean"}, "placement_note": {"type": "string"},
                     "admin_user": {"type": "string"},
+                    "admin_database": {"type": "string",
+                                       "description": "database owned by admin_user, created with the instance; "
+                                                      "the URIs point at it"},
                     "uri": {"type": "string", "description": "libpq multi-host URI, target_session_attrs=read-write; "
                                                              "no password"},
                     "readonly_uri": {"type": "string"},
@@ -107,8 +135,24 @@ SPEC = {
                     "settings": {"type": "object", "description": "settings changed through pgaas, as given"},
                     "pending_restart": {"type": "boolean",
                                         "description": "some member waits for a restart (POST .../restart)"},
+                    "version": {"type": ["string", "null"], "description": "PostgreSQL's version at the last deploy"},
+                    "access": {"$ref": "#/components/schemas/InstanceAccess"},
                 },
             },
+            "InstanceAccessOf": {
+                "type": "object", "required": ["instance", "users"],
+                "properties": {"instance": {"type": "string"},
+                               "users": {"type": ["array", "null"], "items": {"type": "string"}}}},
+            "InstanceSummary": {
+                "type": "object", "additionalProperties": False, "required": ["name", "status", "version", "url"],
+                "description": "an instance as a user who is not an admin sees it",
+                "properties": {"name": NAME, "status": {"type": "string"}, "version": {"type": ["string", "null"]},
+                               "url": {"type": "string"}}},
+            "InstanceAccess": {
+                "type": "object", "required": ["users"],
+                "properties": {"users": {"type": ["array", "null"], "items": {"type": "string"},
+                                         "description": "null: every user sees the instance; a list: only these "
+                                                        "users (and admins); empty: admins only"}}},
             "InstanceCreate": {
                 "type": "object", "required": ["name"], "additionalProperties": False,
                 "properties": {"name": NAME, "synchronous": {"type": "boolean", "default": False},
@@ -116,19 +160,28 @@ SPEC = {
                                "storage_gb": {"type": "integer", "minimum": 1},
                                "cpus": {"type": "number", "minimum": 0.1},
                                "memory_mb": {"type": "integer", "minimum": 256},
-                               "admin_password": {"type": "string", "minLength": 12, "maxLength": 128}}},
+                               "admin_password": {"type": "string", "minLength": 12, "maxLength": 128},
+                               "admin_database": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$",
+                                                  "default": "app",
+                                                  "description": "database created for and owned by the admin "
+                                                                 "role; the URIs point at it"}}},
             "InstanceCreated": {
-                "type": "object", "required": ["instance", "job", "admin_user", "admin_password"],
+                "type": "object", "required": ["instance", "job", "admin_user", "admin_database", "admin_password"],
                 "properties": {"instance": {"$ref": "#/components/schemas/Instance"},
                                "job": {"$ref": "#/components/schemas/JobRef"}, "admin_user": {"type": "string"},
+                               "admin_database": {"type": "string"},
                                "admin_password": {"type": "string", "description": "shown in this answer only"}}},
             "User": {"type": "object", "required": ["username", "is_admin", "created_at"],
                      "properties": {"username": {"type": "string"}, "is_admin": {"type": "boolean"},
                                     "created_at": {"type": "string"}}},
-            "Token": {"type": "object", "required": ["id", "prefix", "revoked"],
+            "Token": {"type": "object", "required": ["id", "prefix", "scope", "expires_at", "revoked", "expired"],
                       "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                                     "prefix": {"type": "string"}, "created_at": {"type": "string"},
-                                     "last_used_at": {"type": ["string", "null"]}, "revoked": {"type": "boolean"}}},
+                                     "prefix": {"type": "string"},
+                                     "scope": {"enum": ["read", "write"],
+                                               "description": "read: GET only; write: all its user may do"},
+                                     "created_at": {"type": "string"}, "expires_at": {"type": "string"},
+                                     "last_used_at": {"type": ["string", "null"]}, "revoked": {"type": "boolean"},
+                                     "expired": {"type": "boolean"}}},
             "Database": {
                 "type": "object",
                 "required": ["name", "instance", "owner", "role", "uri", "readonly_uri", "quota_mb",
@@ -196,26 +249,31 @@ SPEC = {
     },
     "security": [{"bearer": []}],
     "paths": {
-        "/tokens": {"get": {"summary": "Your API tokens (never the secret part)",
-                            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                                "type": "object", "properties": {"tokens": {
-                                    "type": "array", "items": {"$ref": "#/components/schemas/Token"}}}}}}},
-                                **_errors(401)}},
+        "/tokens": {"get": {"summary": "Your API tokens (never the secret part)", "parameters": PAGE_QUERY,
+                            "responses": {"200": _page("tokens", {"$ref": "#/components/schemas/Token"}),
+                                          **_errors(400, 401)}},
                     "post": {
-            "summary": "Exchange a username and password for an API token", "security": [],
+            "summary": "Exchange a username and password for an API token. Failed tries are limited per client "
+                       "address and per username (LOGIN_LIMIT_PER_ADDRESS, LOGIN_LIMIT_PER_USERNAME, shared with "
+                       "the website's log in): past them 429 with Retry-After; each refusal is audited",
+            "security": [],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["username", "password"],
+                "type": "object", "required": ["username", "password"], "additionalProperties": False,
                 "properties": {"username": {"type": "string"}, "password": {"type": "string"},
-                               "name": {"type": "string"}}}}}},
+                               "name": {"type": "string"},
+                               "scope": {"enum": ["read", "write"], "default": "write"},
+                               "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 365,
+                                                   "description": "default: TOKEN_DAYS (30)"}}}}}},
             "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}}}},
-                **_errors(400, 401, 422)}}},
+                "allOf": [{"$ref": "#/components/schemas/Token"},
+                          {"type": "object", "required": ["token", "username", "is_admin"],
+                           "properties": {"token": {"type": "string", "description": "shown in this answer only"},
+                                          "username": {"type": "string"}, "is_admin": {"type": "boolean"}}}]}}}},
+                **_errors(400, 401, 413, 422, 429)}}},
         "/instances": {
-            "get": {"summary": "List instances",
-                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["instances"], "properties": {"instances": {
-                            "type": "array", "items": {"$ref": "#/components/schemas/Instance"}}}}}}},
-                        **_errors(401)}},
+            "get": {"summary": "List instances (admins: all; others: those open to them, as InstanceSummary)",
+                    "parameters": PAGE_QUERY,
+                    "responses": {"200": _page("instances", ANY_INSTANCE), **_errors(400, 401)}},
             "post": {"summary": "Create an instance (admins): a job deploys etcd and a Patroni primary/standby pair",
                      "requestBody": {"required": True, "content": {"application/json": {
                          "schema": {"$ref": "#/components/schemas/InstanceCreate"}}}},
@@ -224,8 +282,11 @@ SPEC = {
         },
         "/instances/{name}": {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "get": {"summary": "Show an instance with its live Patroni state",
-                    "responses": {"200": _json("#/components/schemas/Instance"), **_errors(401, 404)}},
+            "get": {"summary": "Show an instance with its live Patroni state (others than admins: its name, status "
+                               "and version, and 404 for an instance not open to them)",
+                    "responses": {"200": {"description": "OK",
+                                          "content": {"application/json": {"schema": ANY_INSTANCE}}},
+                                  **_errors(401, 404)}},
             "patch": {"summary": "Change settings and sizes (admins): a job applies settings through Patroni's "
                                  "dynamic configuration on every member (reloadable ones at once, others pending a "
                                  "restart) and container limits one member at a time. Names and values are "
@@ -239,6 +300,19 @@ SPEC = {
                        "parameters": [{"name": "force", "in": "query", "schema": {"type": "boolean"}}],
                        "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                      **_errors(401, 403, 404, 409)}},
+        },
+        "/instances/{name}/access": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "Who sees the instance (admins)",
+                    "responses": {"200": _json("#/components/schemas/InstanceAccessOf"), **_errors(401, 403, 404)}},
+            "put": {"summary": "Open the instance to every user (users: null, the default) or restrict it to the "
+                               "named users (admins always see it; []: admins only). Databases already on it stay "
+                               "with their owners; a user it is not open to gets 404 for it and cannot create "
+                               "databases on it",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/InstanceAccess"}}}},
+                    "responses": {"200": _json("#/components/schemas/InstanceAccessOf"),
+                                  **_errors(400, 401, 403, 404, 422)}},
         },
         "/instances/{name}/retry": {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -293,15 +367,12 @@ SPEC = {
         },
         "/instances/{name}/history": {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                           {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100,
-                                                                       "maximum": 1000}}],
+                           *PAGE_QUERY],
             "get": {"summary": "Every change of primary, newest first (admins): recorded by the switchover and "
                               "failover jobs, and by the worker from Patroni's history for the automatic ones",
-                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["instance", "changes"],
-                        "properties": {"instance": {"type": "string"}, "changes": {
-                            "type": "array", "items": {"$ref": "#/components/schemas/PrimaryChange"}}}}}}},
-                        **_errors(401, 403, 404)}},
+                    "responses": {"200": _page("changes", {"$ref": "#/components/schemas/PrimaryChange"},
+                                               instance={"type": "string"}),
+                                  **_errors(400, 401, 403, 404)}},
         },
         "/instances/{name}/settings": {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -311,11 +382,9 @@ SPEC = {
                                   **_errors(401, 403, 404, 409)}},
         },
         "/jobs": {"get": {
-            "summary": "List jobs (admins: all; others: their own)",
-            "parameters": [{"name": "instance", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["jobs"], "properties": {"jobs": {
-                    "type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}}, **_errors(401)}}},
+            "summary": "List jobs, newest first (admins: all; others: those they started)",
+            "parameters": [{"name": "instance", "in": "query", "schema": {"type": "string"}}, *PAGE_QUERY],
+            "responses": {"200": _page("jobs", {"$ref": "#/components/schemas/Job"}), **_errors(400, 401)}}},
         "/jobs/{job_id}": {
             "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "get": {"summary": "Show a job and its events (as they arrive; ?after=<event id> for the new ones)",
@@ -341,7 +410,9 @@ SPEC = {
                                "(a path, or 'stored': a stored key is never returned), labels, capacity (members), "
                                "used and free capacity, the instances and members on each host, and its pinned SSH "
                                "host keys (host_keys: type and SHA256 fingerprint)",
-                    "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},
+                    "parameters": PAGE_QUERY,
+                    "responses": {"200": _page("hosts", {"type": "object"}, provider={"type": "string"}),
+                                  **_errors(400, 401, 403)}},
             "post": {"summary": "Register a host (admins): the ssh provider may place members on it. Give exactly "
                                 "one of key_path (a file the control plane reads) or private_key (stored "
                                 "encrypted, never returned). host_key (optional): the host's OpenSSH public host "
@@ -381,7 +452,9 @@ SPEC = {
                     "responses": {"200": {"description": "OK"}, **_errors(400, 401, 403, 404, 409, 422)}},
         },
         "/users": {
-            "get": {"summary": "List users (admins)", "responses": {"200": {"description": "OK"}, **_errors(401, 403)}},
+            "get": {"summary": "List users (admins)", "parameters": PAGE_QUERY,
+                    "responses": {"200": _page("users", {"$ref": "#/components/schemas/User"}),
+                                  **_errors(400, 401, 403)}},
             "post": {"summary": "Create a user (admins)",
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
                          "type": "object", "required": ["username", "password"],
@@ -412,23 +485,20 @@ SPEC = {
         "/admin/audit": {"get": {
             "summary": "The audit log (admins): who, what, which object, when, from where, outcome",
             "parameters": [{"name": "actor", "in": "query", "schema": {"type": "string"}},
-                           {"name": "object", "in": "query", "schema": {"type": "string"}},
-                           {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"events": {
-                    "type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}}}}}},
-                **_errors(401, 403)}}},
+                           {"name": "object", "in": "query", "schema": {"type": "string"}}, *PAGE_QUERY],
+            "responses": {"200": _page("events", {"$ref": "#/components/schemas/AuditEvent"}),
+                          **_errors(400, 401, 403)}}},
         "/databases": {"get": {
             "summary": "Your databases (admins: all, filterable by owner and instance)",
             "parameters": [{"name": "owner", "in": "query", "schema": {"type": "string"}},
-                           {"name": "instance", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"databases": {
-                    "type": "array", "items": {"$ref": "#/components/schemas/Database"}}}}}}}, **_errors(401)}}},
+                           {"name": "instance", "in": "query", "schema": {"type": "string"}}, *PAGE_QUERY],
+            "responses": {"200": _page("databases", {"$ref": "#/components/schemas/Database"}),
+                          **_errors(400, 401)}}},
         "/instances/{instance}/databases": {
             "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "get": {"summary": "Your databases on an instance",
-                    "responses": {"200": {"description": "OK"}, **_errors(401, 404)}},
+            "get": {"summary": "Your databases on an instance (admins: all of them)", "parameters": PAGE_QUERY,
+                    "responses": {"200": _page("databases", {"$ref": "#/components/schemas/Database"}),
+                                  **_errors(400, 401, 404)}},
             "post": {"summary": "Create a database with its own login role; the password is in this answer only",
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
                          "type": "object", "required": ["name"], "additionalProperties": False,
@@ -513,10 +583,9 @@ SPEC = {
         "/alerts": {"get": {"summary": "Alerts firing now (admins: all; a user: those of their own databases): "
                                        "quota at 80%, replication lag over ALERT_LAG_BYTES or ALERT_LAG_SECONDS, "
                                        "instance degraded, volume over 85% full",
-                            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                                "type": "object", "required": ["alerts"], "properties": {"alerts": {
-                                    "type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}}}},
-                                **_errors(401)}}},
+                            "parameters": PAGE_QUERY,
+                            "responses": {"200": _page("alerts", {"$ref": "#/components/schemas/Alert"}),
+                                          **_errors(400, 401)}}},
         "/admin/usage": {"get": {"summary": "The newest sample of every instance and database (admins)",
                                  "responses": {"200": {"description": "OK"}, **_errors(401, 403)}}},
         "/metrics": {"get": {"summary": "Prometheus text format (admins); also served at /metrics",

@@ -3,6 +3,7 @@ services.reports and services.alerts."""
 from flask import Response, request
 
 from webapp.api import actor, auth_required, bp
+from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import alerts as alertsvc
 from webapp.services import databases as dbsvc
@@ -45,6 +46,7 @@ def instance_report(name):
 @auth_required()
 def list_alerts():
     """Alerts firing now, from the newest samples: admins see all, a user those of their own databases."""
+    pg = page()
     with services().store.session() as s:
-        return {"alerts": alertsvc.visible(s, actor(), alertsvc.Thresholds.from_config(services().config),
-                                           services().provider)}
+        alerts = alertsvc.visible(s, actor(), alertsvc.Thresholds.from_config(services().config), services().provider)
+        return paged("alerts", pg.slice(alerts), pg, dict)

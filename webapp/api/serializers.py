@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import url_for
 
+from webapp.services import access
 from webapp.services import instances as isvc
-from webapp.store.models import Instance, Job, JobEvent
+from webapp.store.models import Instance, Job, JobEvent, utcnow
 
 
 def _ts(dt):
@@ -16,7 +17,20 @@ def member_state(ms) -> dict:
             "state": ms.state, "timeline": ms.timeline, "pending_restart": ms.pending_restart}
 
 
+def instance_summary(inst: Instance, st) -> dict:
+    """What a user who is not an admin sees of an instance open to them: never its members, hosts, addresses,
+    ports, containers, job errors, settings or metadata."""
+    return {"name": inst.name, "status": isvc.effective_status(inst, st),
+            "version": _server_version(inst), "url": url_for("api.get_instance", name=inst.name)}
+
+
+def _server_version(inst: Instance) -> str | None:
+    return ((inst.meta or {}).get("deploy") or {}).get("server_version")
+
+
 def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) -> dict:
+    if not admin:
+        return instance_summary(inst, st)
     uri, ro_uri = isvc.uris(inst)
     if st is not None and st.reachable:
         primary = member_state(st.primary) if st.primary else None
@@ -43,6 +57,7 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
         "placement_note": ("primary and standby share one host: a host failure loses both"
                            if isvc.same_host(inst) else "members on different hosts"),
         "admin_user": inst.admin_user,
+        "admin_database": inst.admin_database,
         "uri": uri,
         "readonly_uri": ro_uri,
         "created_at": _ts(inst.created_at),
@@ -51,9 +66,10 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
         "active_job": job_ref(active_job) if active_job else None,
         "settings": {k: v.get("value") for k, v in sorted(((inst.meta or {}).get("settings") or {}).items())},
         "pending_restart": any(m["pending_restart"] for m in ([primary] if primary else []) + replicas),
+        "version": _server_version(inst),
+        "access": {"users": access.allowed_usernames(inst)},
+        "metadata": inst.meta or {},
     }
-    if admin:
-        body["metadata"] = inst.meta or {}
     return body
 
 
@@ -87,8 +103,12 @@ def user(u) -> dict:
 
 
 def token(t) -> dict:
-    return {"id": t.id, "name": t.name, "prefix": t.prefix, "created_at": _ts(t.created_at),
-            "last_used_at": _ts(t.last_used_at), "revoked": t.revoked_at is not None}
+    from webapp.services.accounts import aware
+
+    expires = aware(t.expires_at)
+    return {"id": t.id, "name": t.name, "prefix": t.prefix, "scope": t.scope, "created_at": _ts(t.created_at),
+            "expires_at": _ts(expires), "last_used_at": _ts(t.last_used_at), "revoked": t.revoked_at is not None,
+            "expired": expires <= utcnow()}
 
 
 def database(db, stats: dict | None = None) -> dict:

@@ -1,15 +1,27 @@
-from flask import url_for
+from flask import request, url_for
 
 from webapp.api import bp, json_body
+from webapp.api import serializers as ser
 from webapp.extensions import services
-from webapp.services import accounts
+from webapp.services import Unauthorized, accounts, audit
 
 
 @bp.post("/tokens")
 def create_token():
-    data = json_body({"username", "password", "name"}, {"username", "password"})
-    with services().store.session() as s:
-        user = accounts.authenticate(s, data["username"], data["password"])
-        tok, raw = accounts.issue_token(s, user, data.get("name") or "api")
-        body = {"token": raw, "id": tok.id, "username": user.username, "is_admin": user.is_admin}
-    return body, 201, {"Location": url_for("api.create_token")}
+    """Rate limited per client address and per username (webapp/front_door.py); a refused password is audited."""
+    data = json_body({"username", "password", "name", "scope", "expires_in_days"}, {"username", "password"})
+    svc = services()
+    try:
+        with svc.store.session() as s:
+            user = accounts.authenticate(s, data["username"], data["password"])
+            tok, raw = accounts.issue_token(s, user, data.get("name") or "api", scope=data.get("scope", "write"),
+                                            days=data.get("expires_in_days"),
+                                            default_days=int(svc.config["TOKEN_DAYS"]))
+            who = audit.Actor(user.username, user.is_admin, user.id, request.remote_addr or "")
+            audit.record(s, who, "token.create", "token", f"{tok.prefix}… ({tok.id})",
+                         detail=accounts.token_detail(tok))
+            body = {"token": raw, **ser.token(tok), "username": user.username, "is_admin": user.is_admin}
+    except Unauthorized as exc:
+        audit.failed_login(svc.store, data["username"], request.remote_addr or "", "api", exc.message)
+        raise
+    return body, 201, {"Location": url_for("api.list_tokens")}

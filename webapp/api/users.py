@@ -2,6 +2,7 @@ from flask import g, request, url_for
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
+from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import accounts, audit
 from webapp.services import databases as dbsvc
@@ -10,8 +11,9 @@ from webapp.services import databases as dbsvc
 @bp.get("/users")
 @auth_required(admin=True)
 def list_users():
+    pg = page()
     with services().store.session() as s:
-        return {"users": [ser.user(u) for u in accounts.list_users(s)]}
+        return paged("users", accounts.list_users(s, pg.fetch, pg.offset), pg, ser.user)
 
 
 @bp.post("/users")
@@ -61,17 +63,19 @@ def change_my_password():
     audited("user.password", "user", g.username)
     with services().store.session() as s:
         user = accounts.authenticate(s, g.username, data["current_password"])
-        accounts.set_password(s, user, data["new_password"])
-        audit.record(s, actor(), "user.password", "user", user.username)
+        revoked = accounts.set_password(s, user, data["new_password"])
+        audit.record(s, actor(), "user.password", "user", user.username,
+                     detail=accounts.password_change_detail(revoked))
     return "", 204
 
 
 @bp.get("/tokens")
 @auth_required()
 def list_tokens():
+    pg = page()
     with services().store.session() as s:
         user = s.get(accounts.User, g.user_id)
-        return {"tokens": [ser.token(t) for t in accounts.list_tokens(s, user)]}
+        return paged("tokens", accounts.list_tokens(s, user, pg.fetch, pg.offset), pg, ser.token)
 
 
 @bp.delete("/tokens/<token_id>")
@@ -87,8 +91,8 @@ def revoke_token(token_id):
 @bp.get("/admin/audit")
 @auth_required(admin=True)
 def audit_log():
-    limit = request.args.get("limit", "200")
-    limit = int(limit) if limit.isdigit() and 0 < int(limit) <= 5000 else 200
+    pg = page()
     with services().store.session() as s:
-        events = audit.list_events(s, limit, request.args.get("actor") or None, request.args.get("object") or None)
-        return {"events": [ser.audit_event(e) for e in events]}
+        events = audit.list_events(s, pg.fetch, request.args.get("actor") or None, request.args.get("object") or None,
+                                   offset=pg.offset)
+        return paged("events", events, pg, ser.audit_event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +16,8 @@ from webapp.store.models import ApiToken, User, utcnow
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 MIN_PASSWORD = 8
+TOKEN_SCOPES = ("read", "write")  # read: it may only read; write: all its user may do
+MAX_TOKEN_DAYS = 365
 # A fixed hash to compare against when the user does not exist, so both paths cost one scrypt.
 _DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt")
 
@@ -40,10 +43,18 @@ def create_user(s: Session, username: str, password: str | None = None, is_admin
     return user, password
 
 
-def set_password(s: Session, user: User, password: str) -> None:
+def set_password(s: Session, user: User, password: str) -> int:
+    """A new password ends everything the old one opened: every API token of the user is revoked and every website
+    session ends (the session version they carry is bumped). Returns how many tokens were revoked."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise Invalid(f"password must be at least {MIN_PASSWORD} characters", field="password")
     user.password_hash = hash_password(password)
+    user.session_version = (user.session_version or 0) + 1
+    now = utcnow()
+    active = list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))))
+    for tok in active:
+        tok.revoked_at = now
+    return len(active)
 
 
 def authenticate(s: Session, username, password) -> User:
@@ -62,26 +73,56 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(s: Session, user: User, name: str = "") -> tuple[ApiToken, str]:
+def issue_token(s: Session, user: User, name: str = "", *, scope="write", days=None,
+                default_days: int = 30) -> tuple[ApiToken, str]:
+    """A new token for the user: scope read (it may only read) or write (all its user may do), valid for days
+    (default_days when None). Only its digest is stored."""
+    if scope not in TOKEN_SCOPES:
+        raise Invalid(f"scope must be one of {', '.join(TOKEN_SCOPES)}", field="scope")
+    if days is None:
+        days = default_days
+    elif isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= max(MAX_TOKEN_DAYS, default_days):
+        raise Invalid(f"expires_in_days must be a whole number of days from 1 to {max(MAX_TOKEN_DAYS, default_days)}",
+                      field="expires_in_days")
     raw = "pgaas_" + secrets.token_urlsafe(32)
-    tok = ApiToken(user=user, token_hash=_digest(raw), prefix=raw[:12], name=(name or "")[:64])
+    tok = ApiToken(user=user, token_hash=_digest(raw), prefix=raw[:12], name=(name or "")[:64], scope=scope,
+                   expires_at=utcnow() + timedelta(days=days))
     s.add(tok)
     s.flush()
     return tok, raw
 
 
-def user_for_token(s: Session, raw: str) -> User | None:
-    tok = s.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(raw), ApiToken.revoked_at.is_(None)))
+def token_detail(tok: ApiToken) -> str:
+    """What the audit log says of a new token."""
+    return f"{tok.name}, scope {tok.scope}, expires {aware(tok.expires_at):%Y-%m-%d %H:%M} UTC"
+
+
+def password_change_detail(revoked: int) -> str:
+    """What the audit log says of a password change."""
+    return f"{revoked} API token(s) revoked, website sessions ended"
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite gives back naive datetimes: the store's times are UTC."""
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+def token_in_use(s: Session, raw: str) -> ApiToken:
+    """The token a request presents; Unauthorized says why it does not work (unknown, revoked or expired)."""
+    tok = s.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(raw)))
     if tok is None:
-        return None
-    # a write per request would serialize every API call on SQLite: a minute's precision is enough
+        raise Unauthorized("the API token is unknown")
     now = utcnow()
-    last = tok.last_used_at
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=now.tzinfo)
+    if tok.revoked_at is not None:
+        raise Unauthorized(f"the API token was revoked at {aware(tok.revoked_at):%Y-%m-%d %H:%M} UTC (a password "
+                           "change revokes every token of its user)")
+    if aware(tok.expires_at) <= now:
+        raise Unauthorized(f"the API token expired at {aware(tok.expires_at):%Y-%m-%d %H:%M} UTC")
+    # a write per request would serialize every API call on SQLite: a minute's precision is enough
+    last = aware(tok.last_used_at)
     if last is None or (now - last).total_seconds() > 60:
         tok.last_used_at = now
-    return tok.user
+    return tok
 
 
 def get_user(s: Session, username: str) -> User:
@@ -91,8 +132,8 @@ def get_user(s: Session, username: str) -> User:
     return user
 
 
-def list_users(s: Session) -> list[User]:
-    return list(s.scalars(select(User).order_by(User.username)))
+def list_users(s: Session, limit: int | None = None, offset: int = 0) -> list[User]:
+    return list(s.scalars(select(User).order_by(User.username).limit(limit).offset(offset)))
 
 
 def database_counts(s: Session) -> dict[int, int]:
@@ -104,8 +145,9 @@ def database_counts(s: Session) -> dict[int, int]:
     return dict(s.execute(select(Database.owner_id, func.count()).group_by(Database.owner_id)).all())
 
 
-def list_tokens(s: Session, user: User) -> list[ApiToken]:
-    return list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+def list_tokens(s: Session, user: User, limit: int | None = None, offset: int = 0) -> list[ApiToken]:
+    return list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)
+                          .limit(limit).offset(offset)))
 
 
 def revoke_token(s: Session, requester: User, token_id) -> ApiToken:

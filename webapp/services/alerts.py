@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from webapp.services import metrics
 from webapp.services.audit import Actor
+from webapp.store import dialect_insert
 from webapp.store.models import AlertState, Database, Instance, utcnow
 
 log = logging.getLogger(__name__)
@@ -129,15 +130,6 @@ def post(url: str, message: dict, timeout: float = 5.0) -> bool:
         return False
 
 
-def _insert(s: Session):
-    """INSERT ... ON CONFLICT DO NOTHING for the store's dialect (SQLite or PostgreSQL)."""
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
 def record(s: Session, alerts: list[dict], now=None) -> tuple[list[dict], list[dict]]:
     """Bring the stored state to the alerts firing now; return (started, ended): the changes THIS caller made.
     A start is a conditional insert (or the update of a resolved row), an end a conditional update of a firing
@@ -145,7 +137,7 @@ def record(s: Session, alerts: list[dict], now=None) -> tuple[list[dict], list[d
     now = now or utcnow()
     current = {a["id"]: a for a in alerts}
     stored = {r.id: r for r in s.scalars(select(AlertState).where(AlertState.resolved_at.is_(None)))}
-    insert = _insert(s)
+    insert = dialect_insert(s)
     started, ended = [], []
     for aid, a in sorted(current.items()):
         body = public(a)

@@ -30,8 +30,16 @@ def record_separately(store, actor: Actor, action: str, object_type: str, object
         record(s, actor, action, object_type, object_name, outcome, detail)
 
 
-def list_events(s: Session, limit: int = 200, actor: str | None = None, object_name: str | None = None):
-    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+def failed_login(store, username, remote_addr: str, via: str, reason: str) -> None:
+    """A log in (website) or token request (API) that was refused: who it claimed to be, from where."""
+    name = (username.strip() if isinstance(username, str) else "")[:64] or "(none)"
+    record_separately(store, Actor(name, remote_addr=remote_addr), "user.login", "user", name, "denied",
+                      f"{via}: {reason}")
+
+
+def list_events(s: Session, limit: int = 200, actor: str | None = None, object_name: str | None = None,
+                offset: int = 0):
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
     if actor:
         q = q.where(AuditEvent.actor == actor)
     if object_name:

@@ -15,33 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from webapp.services import Conflict, Invalid, NotFound
-from webapp.services import audit
+from webapp.services import Conflict, Invalid, NotFound, check_db_name
+from webapp.services import access, audit
 from webapp.services import instances as isvc
 from webapp.services.audit import Actor
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.services.pgconn import connect_primary, scram_verifier
 from webapp.store.models import Database, DatabaseDump, Instance, User, utcnow
 
-DB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-RESERVED_NAMES = {"postgres", "template0", "template1", "dbadmin", "replicator", "pgaas", "public"}
-# PostgreSQL's reserved key words (pg_get_keywords() catcode R), checked before any SQL runs.
-SQL_RESERVED = set("""all analyse analyze and any array as asc asymmetric both case cast check collate column
-constraint create current_catalog current_date current_role current_time current_timestamp current_user default
-deferrable desc distinct do else end except false fetch for foreign from grant group having in initially intersect
-into lateral leading limit localtime localtimestamp not null offset on only or order placing primary references
-returning select session_user some symmetric system_user table then to trailing true union unique user using
-variadic when where window with authorization binary collation concurrently cross current_schema freeze full ilike
-inner is isnull join left like natural notnull outer overlaps right similar tablesample verbose""".split())
 
-
-def check_db_name(name) -> str:
-    if not isinstance(name, str) or not DB_NAME_RE.match(name):
-        raise Invalid("name must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or "
-                      "underscores", field="name")
-    if name.startswith("pg_") or name in RESERVED_NAMES or name in SQL_RESERVED:
-        raise Invalid(f"name {name!r} is reserved", field="name")
-    return name
 
 
 def _opt_int(value, field, lo, hi):
@@ -59,8 +41,9 @@ def uris(db: Database) -> tuple[str, str]:
 
 
 # -- lookups (a user sees only their own; another user's database is a 404) ---------------------------------
-def visible(s: Session, actor: Actor, instance: str | None = None, owner: str | None = None) -> list[Database]:
-    q = select(Database).join(Instance).order_by(Instance.name, Database.name)
+def visible(s: Session, actor: Actor, instance: str | None = None, owner: str | None = None,
+            limit: int | None = None, offset: int = 0) -> list[Database]:
+    q = select(Database).join(Instance).order_by(Instance.name, Database.name).limit(limit).offset(offset)
     if not actor.is_admin:
         q = q.where(Database.owner_id == actor.user_id)
     elif owner:
@@ -87,7 +70,7 @@ def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_
     check_db_name(name)
     quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
     connection_limit = _opt_int(connection_limit, "connection_limit", 1, 10000)
-    inst = isvc.get(s, instance)
+    inst = access.get_visible(s, actor, instance)  # a user creates databases only on instances open to them
     if s.scalar(select(Database).where(Database.instance_id == inst.id, Database.name == name)):
         raise Conflict(f"database {name!r} already exists on instance {instance!r}")
     db = Database(instance=inst, owner_id=actor.user_id, name=name, role_name=name, quota_mb=quota_mb,

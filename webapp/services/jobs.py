@@ -40,10 +40,14 @@ def get(s: Session, job_id) -> Job:
     return job
 
 
-def list_jobs(s: Session, instance_name: str | None = None, limit: int = 100) -> list[Job]:
-    q = select(Job).order_by(Job.id.desc()).limit(limit)
+def list_jobs(s: Session, instance_name: str | None = None, limit: int | None = 100, offset: int = 0,
+              created_by: str | None = None) -> list[Job]:
+    """Newest first; created_by: only the jobs this user started."""
+    q = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
     if instance_name:
         q = q.where(Job.instance_name == instance_name)
+    if created_by is not None:
+        q = q.where(Job.created_by == created_by)
     return list(s.scalars(q))
 
 

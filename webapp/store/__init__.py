@@ -85,6 +85,16 @@ class Store:
         self.engine.dispose()
 
 
+def dialect_insert(s: Session):
+    """INSERT with ON CONFLICT support (on_conflict_do_nothing/_update) for the session's dialect: SQLite or
+    PostgreSQL."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def _sqlite_pragmas(dbapi_conn, _record):
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

@@ -1,8 +1,7 @@
-"""Flask-Login glue: the session names the user and a fingerprint of their password hash, so changing a password
-ends every other session of that user."""
+"""Flask-Login glue: the session names the user and their session version; a password change bumps the version,
+so it ends every other session of that user."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from flask import request
@@ -11,35 +10,31 @@ from flask_login import UserMixin, current_user
 from webapp.services import audit
 
 
-def _fingerprint(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
 @dataclass
 class SessionUser(UserMixin):
     user_id: int
     username: str
     is_admin: bool
-    fingerprint: str
+    session_version: int
 
     @classmethod
     def of(cls, user) -> "SessionUser":
-        return cls(user.id, user.username, user.is_admin, _fingerprint(user.password_hash))
+        return cls(user.id, user.username, user.is_admin, user.session_version or 0)
 
     def get_id(self) -> str:
-        return f"{self.user_id}:{self.fingerprint}"
+        return f"{self.user_id}:{self.session_version}"
 
 
 def load_user(session_id: str) -> SessionUser | None:
     from webapp.extensions import services
     from webapp.store.models import User
 
-    uid, _, fp = (session_id or "").partition(":")
-    if not uid.isdigit():
+    uid, _, version = (session_id or "").partition(":")
+    if not uid.isdigit() or not version.isdigit():
         return None
     with services().store.session() as s:
         user = s.get(User, int(uid))
-        if user is None or _fingerprint(user.password_hash) != fp:
+        if user is None or (user.session_version or 0) != int(version):
             return None
         return SessionUser.of(user)
 

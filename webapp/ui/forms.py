@@ -85,6 +85,13 @@ class TokenCreateForm(FlaskForm):
     name = StringField("Token name", validators=[DataRequired(), Length(max=64)],
                        render_kw={"autocomplete": "off", "spellcheck": "false"},
                        description="What uses it, e.g. ci-deploy or laptop. The token itself is shown once.")
+    scope = SelectField("Scope", default="write",
+                        choices=[SelectChoice("write", "write: everything you may do"),
+                                 SelectChoice("read", "read: look only (e.g. for Prometheus)")],
+                        description="A read token is refused on anything that changes something.")
+    expires_in_days = IntegerField("Expires in (days)", validators=[Optional(), NumberRange(min=1, max=365)],
+                                   render_kw={"placeholder": "default"},
+                                   description="1 to 365. Empty: the control plane's default (TOKEN_DAYS).")
 
 
 class InstanceCreateForm(FlaskForm):
@@ -103,10 +110,26 @@ class InstanceCreateForm(FlaskForm):
                              description="Per member. Empty: no limit.")
     storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
                               description="Per member's data volume. Empty: no limit.")
+    admin_database = StringField("Administrator's database", default="app", validators=[Optional(), Length(max=63)],
+                                 description="Created with the instance and owned by its administrator role; the "
+                                             "URIs point at it. A lowercase letter, then lowercase letters, digits "
+                                             "or underscores.")
     admin_password = PasswordField("Administrator password", validators=[Optional(), Length(min=12, max=128)],
                                    render_kw={"autocomplete": "new-password"},
                                    description="For the instance's administrator role. Empty: a password is "
                                                "generated and shown once.")
+
+
+class InstanceAccessForm(FlaskForm):
+    open_to_all = BooleanField("Every user may see it",
+                               description="Users who are not administrators see its name, status and version, and "
+                                           "may create databases on it.")
+    users = StringField("Else only these users", render_kw={"autocomplete": "off", "spellcheck": "false"},
+                        description="Usernames separated by commas or spaces; empty: administrators only. Databases "
+                                    "already on it stay with their owners.")
+
+    def usernames(self) -> list[str]:
+        return [u for u in (self.users.data or "").replace(",", " ").split() if u]
 
 
 class InstanceSettingsForm(FlaskForm):

@@ -7,17 +7,20 @@ from urllib.parse import urlsplit
 
 import psycopg
 from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required, login_user, logout_user
 from wtforms.fields.choices import SelectChoice
 
+from webapp import front_door
 from webapp.api import bp as api_bp
 from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
-from webapp.services import accounts, audit
+from webapp.services import access, accounts, audit
 from webapp.services import databases as dbsvc
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
+from webapp.store.models import utcnow
 from webapp.ui import bp, forms
 from webapp.ui.auth import SessionUser, actor
 
@@ -83,19 +86,6 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-@bp.after_request
-def _no_store(resp):
-    # pages show URIs, once-shown passwords and live state: never from a cache or the back button's store
-    resp.headers.setdefault("Cache-Control", "no-store")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
-    resp.headers.setdefault("Content-Security-Policy",
-                            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
-    return resp
-
-
 @bp.app_context_processor
 def _globals():
     return {"logout_form": forms.EmptyForm(prefix="logout")}
@@ -119,16 +109,23 @@ def login():
                 user = accounts.authenticate(s, form.username.data.strip(), form.password.data)
                 session_user = SessionUser.of(user)
         except (Unauthorized, Invalid):
-            audit.record_separately(services().store, audit.Actor(form.username.data.strip()[:64], False, None,
-                                                                   request.remote_addr or ""),
-                                    "user.login", "user", form.username.data.strip()[:64], "denied",
-                                    "wrong username or password")
+            audit.failed_login(services().store, form.username.data, request.remote_addr or "", "website",
+                               "wrong username or password")
             form.form_errors.append("Wrong username or password.")
         else:
             session.clear()  # a fresh session on log in
             login_user(session_user)
             return redirect(safe_next(request.args.get("next")) or url_for("ui.home"))
     return render_template("ui/login.html", form=form), (401 if form.form_errors else 200)
+
+
+@bp.errorhandler(RateLimitExceeded)
+def _too_many_logins(exc: RateLimitExceeded):
+    """The log in form again, saying when to try next (only /login is rate limited on the website)."""
+    seconds = front_door.retry_after()
+    form = forms.LoginForm()
+    form.form_errors.append(f"{exc.description[:1].upper()}{exc.description[1:]}. Try again in {seconds} seconds.")
+    return render_template("ui/login.html", form=form), 429, {"Retry-After": str(seconds)}
 
 
 @bp.post("/logout")
@@ -149,16 +146,18 @@ def account_password():
         try:
             with services().store.session() as s:
                 user = accounts.authenticate(s, current_user.username, form.current_password.data)
-                accounts.set_password(s, user, form.new_password.data)
-                audit.record(s, actor(), "user.password", "user", user.username)
+                revoked = accounts.set_password(s, user, form.new_password.data)
+                audit.record(s, actor(), "user.password", "user", user.username,
+                             detail=accounts.password_change_detail(revoked))
                 session_user = SessionUser.of(user)
         except Unauthorized:
             form.current_password.errors = [*form.current_password.errors, "This is not your current password."]
         except Invalid as exc:
             form_error(form, exc, {"password": "new_password"})
         else:
-            login_user(session_user)  # other sessions of this user end with the old password
-            flash("Your password was changed. Other sessions were logged out.", "success")
+            login_user(session_user)  # this session goes on; the others ended with the old session version
+            flash(f"Your password was changed. Your other sessions were logged out and your API tokens revoked "
+                  f"({revoked} token{'s' if revoked != 1 else ''}).", "success")
             return redirect(url_for("ui.home"))
     return render_template("ui/account_password.html", form=form)
 
@@ -168,7 +167,9 @@ def _render_tokens(form, status: int = 200):
     revealed = pop_reveal("token", str(current_user.user_id))
     with services().store.session() as s:
         user = accounts.get_user(s, current_user.username)
-        rows = [{"id": t.id, "name": t.name, "prefix": t.prefix, "created_at": t.created_at,
+        now = utcnow()
+        rows = [{"id": t.id, "name": t.name, "prefix": t.prefix, "scope": t.scope, "created_at": t.created_at,
+                 "expires_at": t.expires_at, "expired": accounts.aware(t.expires_at) <= now,
                  "last_used_at": t.last_used_at, "revoked_at": t.revoked_at}
                 for t in reversed(accounts.list_tokens(s, user))]
     return render_template("ui/tokens.html", form=form, tokens=rows, revealed=revealed,
@@ -183,9 +184,16 @@ def tokens():
     if not form.validate_on_submit():
         return _render_tokens(form, 422 if form.is_submitted() else 200)
     name = form.name.data.strip()
-    with services().store.session() as s:
-        tok, raw = accounts.issue_token(s, accounts.get_user(s, current_user.username), name)
-        audit.record(s, actor(), "token.create", "token", f"{tok.prefix}… ({tok.id})", detail=name)
+    try:
+        with services().store.session() as s:
+            tok, raw = accounts.issue_token(s, accounts.get_user(s, current_user.username), name,
+                                            scope=form.scope.data, days=form.expires_in_days.data,
+                                            default_days=int(services().config["TOKEN_DAYS"]))
+            audit.record(s, actor(), "token.create", "token", f"{tok.prefix}… ({tok.id})",
+                         detail=accounts.token_detail(tok))
+    except Invalid as exc:
+        form_error(form, exc)
+        return _render_tokens(form, 422)
     reveal_once("token", str(current_user.user_id), raw, name=name)
     return redirect(url_for("ui.tokens"))
 
@@ -247,7 +255,7 @@ def database_restore(instance, name):
 
 
 def _available_instances(s) -> list[str]:
-    return [i.name for i in isvc.list_all(s) if i.status == "available"]
+    return [i.name for i in access.visible_instances(s, actor()) if i.status == "available"]
 
 
 @bp.route("/databases/new", methods=["GET", "POST"])
@@ -420,7 +428,8 @@ def instance_new():
                     s, svc.provider, svc.box, name=name, synchronous=bool(form.synchronous.data),
                     replicas=form.replicas.data, cpus=float(form.cpus.data) if form.cpus.data is not None else None,
                     memory_mb=form.memory_mb.data, storage_gb=form.storage_gb.data,
-                    admin_password=form.admin_password.data or None, created_by=current_user.username)
+                    admin_password=form.admin_password.data or None,
+                    admin_database=(form.admin_database.data or "").strip() or None, created_by=current_user.username)
                 audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
                 job_id, admin_user = job.id, inst.admin_user
         except (Invalid, Conflict) as exc:
@@ -470,6 +479,9 @@ def instance(name, delete_form=None, status=200, **form_overrides):
             "sizes_form": forms.InstanceSizesForm(prefix="size", formdata=None, cpus=inst.cpus,
                                                   memory_mb=inst.memory_mb, storage_gb=inst.storage_gb),
             "restart_form": forms.EmptyForm(prefix="restart", formdata=None),
+            "access_form": forms.InstanceAccessForm(
+                prefix="acc", formdata=None, open_to_all=not inst.access_restricted,
+                users=", ".join(access.allowed_usernames(inst) or [])),
             **form_overrides}
         page = render_template("ui/instance.html", v=view, meta=inst.meta or {}, databases=db_rows, jobs=jobs,
                                delete_form=delete_form or forms.ConfirmDeleteForm(prefix="del", formdata=None),
@@ -553,6 +565,27 @@ def instance_sizes(name):
     return instance(name, status=422, sizes_form=form)
 
 
+@bp.post("/instances/<name>/access")
+@admin_required
+def instance_access(name):
+    """Open the instance to every user, or restrict it to the named ones."""
+    form = forms.InstanceAccessForm(prefix="acc")
+    if form.validate_on_submit():
+        try:
+            with services().store.session() as s:
+                users = access.set_access(s, isvc.get(s, name), None if form.open_to_all.data else form.usernames())
+                audit.record(s, actor(), "instance.access", "instance", name, detail=access.describe(users))
+        except NotFound:
+            abort(404, f"There is no instance {name!r}.")
+        except Invalid as exc:
+            record_failure("instance.access", "instance", name, exc)
+            form_error(form, exc)
+        else:
+            flash(f"Instance {name} is now {access.describe(users)}.", "success")
+            return redirect(url_for("ui.instance", name=name))
+    return instance(name, status=422, access_form=form)
+
+
 @bp.post("/instances/<name>/restart")
 @admin_required
 def instance_restart(name):
@@ -616,8 +649,8 @@ def _failures(job, events) -> list[dict]:
 @login_required
 def jobs():
     with services().store.session() as s:
-        rows = [j for j in jobsvc.list_jobs(s, request.args.get("instance") or None)
-                if current_user.is_admin or j.created_by == current_user.username]
+        rows = jobsvc.list_jobs(s, request.args.get("instance") or None,
+                                created_by=None if current_user.is_admin else current_user.username)
     return render_template("ui/jobs.html", jobs=rows)
 
 
