@@ -129,6 +129,8 @@ def render_patroni(workdir: Path, cfgdir: Path, scope: str, members: list[str], 
         "postgres_node_superuser_password": pw["superuser"],
         "postgres_node_replication_password": pw["replication"],
         "postgres_node_restapi_password": pw["restapi"],
+        # no instance network here (bare podman): the superuser and the replication role from anywhere, as before
+        "postgres_node_trusted_addresses": None,
     }))
     r = common.run_playbook(workdir, "bench/patroni_config.yml", {"bench_vars_file": str(inputs)})
     if r.status != "successful":
