@@ -120,16 +120,16 @@ class Pair:
 
     def patroni_config(self, patch: dict) -> None:
         """PATCH Patroni's dynamic configuration through a member's REST API (what patronictl edit-config does)."""
-        from tests.e2e.helpers import secrets_of
+        from tests.e2e.helpers import patroni_tls, secrets_of
 
         secrets = secrets_of(self.live, self.name)
         member = self.state()["primary"]
         api_port = next(m["api_port"] for m in self._members() if m["name"] == member["container"])
         auth = b64encode(f"pgaas:{secrets['pgaas_restapi_password']}".encode()).decode()
-        req = urllib.request.Request(f"http://127.0.0.1:{api_port}/config", data=json.dumps(patch).encode(),
+        req = urllib.request.Request(f"https://127.0.0.1:{api_port}/config", data=json.dumps(patch).encode(),
                                      method="PATCH", headers={"Authorization": f"Basic {auth}",
                                                               "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=patroni_tls(self.live, self.name)) as r:
             applied = json.load(r)
         if any(applied.get(k) != v for k, v in patch.items()):
             raise BenchFailed(f"Patroni's configuration of {self.name} after the PATCH: {applied}")

@@ -113,7 +113,8 @@ def wait_streaming(port: int, password: str, deadline: float) -> None:
 
 
 # -- the role's configuration --------------------------------------------------------------------------------
-def render_patroni(workdir: Path, cfgdir: Path, scope: str, members: list[str], etcd_hosts: str, pw: dict) -> None:
+def render_patroni(workdir: Path, cfgdir: Path, scope: str, members: list[str], etcd_hosts: str, pw: dict,
+                   tls: dict) -> None:
     """<cfgdir>/<member>/patroni.yml for each member, rendered by Ansible (bench/patroni_config.yml) from the role's
     template with its defaults and vars, as the deploy play renders it (synchronous_mode: the API's default,
     false). Ansible, not a Jinja environment of our own: the template uses Ansible's filters and the role's vars
@@ -129,6 +130,8 @@ def render_patroni(workdir: Path, cfgdir: Path, scope: str, members: list[str], 
         "postgres_node_superuser_password": pw["superuser"],
         "postgres_node_replication_password": pw["replication"],
         "postgres_node_restapi_password": pw["restapi"],
+        "postgres_node_tls_ca_cert": tls["ca_cert"],
+        "postgres_node_tls_certs": tls["certs"],
         # no instance network here (bare podman): the superuser and the replication role from anywhere, as before
         "postgres_node_trusted_addresses": None,
     }))
@@ -202,6 +205,42 @@ def run_api(cp: common.ControlPlane, n: int) -> dict:
 
 
 # -- baseline a: etcd + Patroni, bare podman -----------------------------------------------------------------
+# TLS as the roles set it up (roles/postgres_node/tasks/member.yml, roles/etcd/vars/main.yml): certificates from
+# the control plane's code, the member's command copies them to its tmpfs, etcd requires client certificates.
+MEMBER_TLS_START = ("install -d -o postgres -g postgres -m 0700 /run/pgaas /run/pgaas/tls && install -o postgres "
+                    "-g postgres -m 0600 /etc/pgaas/tls/ca.crt /etc/pgaas/tls/server.crt /etc/pgaas/tls/server.key "
+                    "/run/pgaas/tls/ && exec pgaas-entrypoint patroni")
+
+
+def etcd_tls_command(name: str) -> list[str]:
+    return ["/usr/bin/etcd", f"--name={name}", "--data-dir=/var/lib/etcd",
+            "--listen-client-urls=https://0.0.0.0:2379", f"--advertise-client-urls=https://{name}:2379",
+            "--listen-peer-urls=https://0.0.0.0:2380", f"--initial-advertise-peer-urls=https://{name}:2380",
+            f"--initial-cluster={name}=https://{name}:2380", f"--initial-cluster-token={name}",
+            "--initial-cluster-state=new", "--client-cert-auth", "--trusted-ca-file=/etc/pgaas/tls/ca.crt",
+            "--cert-file=/etc/pgaas/tls/server.crt", "--key-file=/etc/pgaas/tls/server.key",
+            "--peer-client-cert-auth", "--peer-trusted-ca-file=/etc/pgaas/tls/ca.crt",
+            "--peer-cert-file=/etc/pgaas/tls/server.crt", "--peer-key-file=/etc/pgaas/tls/server.key"]
+
+
+def issue_tls(scope: str, members: list[str], etcd: str, cfgdir: Path) -> dict:
+    """The pair's certificates, as the control plane issues them (untimed), in <cfgdir>/<container>/tls."""
+    from types import SimpleNamespace
+
+    from webapp.services import certificates
+
+    inst = SimpleNamespace(name=scope, meta={}, members=[SimpleNamespace(name=m, address="127.0.0.1") for m in members])
+    tls = certificates.issue_all(inst, None)
+    for name, c in tls["certs"].items():
+        d = cfgdir / name / "tls"
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for fname, content in (("ca.crt", tls["ca_cert"]), ("server.crt", c["cert"]), ("server.key", c["key"])):
+            (d / fname).touch(mode=0o600)
+            (d / fname).write_text(content)
+    assert set(tls["certs"]) == {*members, etcd}, tls["certs"].keys()
+    return tls
+
+
 def run_a(n: int, workdir: Path) -> dict:
     name = f"{PREFIX}a-{n:02d}"
     net = f"pgaas-{name}"
@@ -217,23 +256,25 @@ def run_a(n: int, workdir: Path) -> dict:
         cfgdir.mkdir(mode=0o700)
         for m in members:
             (cfgdir / m).mkdir(mode=0o700)
-        render_patroni(workdir, cfgdir, name, members, f"{etcd}:2379", pw)
+        tls = issue_tls(name, members, etcd, cfgdir)
+        render_patroni(workdir, cfgdir, name, members, f"{etcd}:2379", pw, tls)
         t0 = time.monotonic()
         parallel([["network", "create", *label, "--label", "pgaas.component=postgres", net],
                   ["volume", "create", *label, "--label", "pgaas.component=etcd", volumes[0]],
                   *[["volume", "create", *label, "--label", "pgaas.component=postgres", "--label",
                      f"pgaas.member={m}", f"{m}-data"] for m in members]])
         runs = [["run", "-d", "--name", etcd, "--hostname", etcd, "--network", net,
-                 "-v", f"{volumes[0]}:/var/lib/etcd", "-e", f"PGAAS_ETCD_NAME={etcd}", "--stop-timeout", "10",
-                 *label, "--label", "pgaas.component=etcd", IMAGE, "etcd"]]
+                 "-v", f"{volumes[0]}:/var/lib/etcd", "-v", f"{cfgdir / etcd / 'tls'}:/etc/pgaas/tls:ro",
+                 "--stop-timeout", "10", *label, "--label", "pgaas.component=etcd", IMAGE, *etcd_tls_command(etcd)]]
         for m in members:
             pg, api = ports[m]
             runs.append(["run", "-d", "--name", m, "--hostname", m, "--network", net,
                          "-p", f"127.0.0.1:{pg}:5432", "-p", f"127.0.0.1:{api}:8008",
                          "-v", f"{m}-data:/var/lib/postgresql/data",
-                         "-v", f"{cfgdir / m / 'patroni.yml'}:/etc/pgaas/patroni.yml:ro", "--stop-timeout", "30",
+                         "-v", f"{cfgdir / m / 'patroni.yml'}:/etc/pgaas/patroni.yml:ro",
+                         "-v", f"{cfgdir / m / 'tls'}:/etc/pgaas/tls:ro", "--stop-timeout", "30",
                          *label, "--label", "pgaas.component=postgres", "--label", f"pgaas.member={m}",
-                         IMAGE, "patroni"])
+                         IMAGE, "sh", "-c", MEMBER_TLS_START])
         parallel(runs)
         started = time.monotonic() - t0
         wait_streaming(ports[members[0]][0], pw["superuser"], t0 + BASELINE_TIMEOUT)

@@ -17,6 +17,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from webapp.extensions import Services, csrf, login_manager
     from webapp.providers import get_provider
+    from webapp.services import certificates
     from webapp.services.crypto import SecretBox
     from webapp.store import Store
 
@@ -24,6 +25,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config.get("AUTO_MIGRATE", True):
         store.upgrade()
     box = SecretBox(app.config["ENCRYPTION_KEY"])
+    certificates.register(box)
     app.extensions["pgaas"] = Services(
         store=store, box=box,
         provider=get_provider(app.config["PROVIDER"], app.config, store=store, box=box), config=app.config,

@@ -207,7 +207,8 @@ def instance_create(name, synchronous, replicas, admin_database, wait):
     try:
         with svc.store.session() as s:
             inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, created_by="cli",
-                                        synchronous=synchronous, replicas=replicas, admin_database=admin_database)
+                                        synchronous=synchronous, replicas=replicas, admin_database=admin_database,
+                                        cert_days=int(svc.config["TLS_CERT_DAYS"]))
             job_id, admin_user, uri = job.id, inst.admin_user, isvc.uris(inst)[0]
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None

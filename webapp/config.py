@@ -104,6 +104,12 @@ class Defaults:
     # Fault tolerance: a standby lost (not running or streaming) for longer than this is rebuilt from the primary
     # by the worker's maintenance, one rebuild at a time; 0 turns automatic rebuilds off.
     REBUILD_AFTER_SECONDS = 300.0
+    # TLS on every hop (each instance has its own CA, sealed with ENCRYPTION_KEY): lifetime of the member, etcd and
+    # control-plane certificates in days, and how many days before their end the maintenance renews them (it also
+    # moves an instance from before TLS onto it, with a converge that restarts its members).
+    TLS_CERT_DAYS = 365
+    TLS_RENEW_DAYS = 30
+    TLS_CHECK_SECONDS = 3600.0
 
 
 def load(app, test_config: dict | None = None) -> None:

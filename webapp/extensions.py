@@ -44,7 +44,7 @@ class Services:
         """Periodic work a worker does between jobs: (interval seconds, name, function of a session). Each runs
         once per interval for all the workers on this store, however many: the name is the key of its claim
         (periodic_claims, see webapp/jobs/worker.py)."""
-        from webapp.services import databases, failover, metrics
+        from webapp.services import certificates, databases, failover, metrics
         from webapp.store import ratelimit
 
         c = self.config
@@ -59,13 +59,17 @@ class Services:
                 (600.0, "rate limit pruning", ratelimit.prune),
                 (float(c["SAMPLE_SECONDS"]), "standby rebuild",
                  lambda s: failover.auto_rebuild(s, self.provider, float(c["REBUILD_AFTER_SECONDS"]),
-                                                 float(c["PROBE_TIMEOUT"])))]
+                                                 float(c["PROBE_TIMEOUT"]))),
+                (float(c["TLS_CHECK_SECONDS"]), "certificate renewal",
+                 lambda s: certificates.renew_due(s, float(c["TLS_RENEW_DAYS"])))]
 
     def make_worker(self, worker_id: str | None = None, maintenance: bool = True):
         from webapp.jobs.worker import Worker
         from webapp.services import instances
 
-        return Worker(self.store, instances.handlers(self.box, self.config["IMAGE"], self.provider),
+        handlers = instances.handlers(self.box, self.config["IMAGE"], self.provider)
+        handlers["instance_certificates"].days = int(self.config["TLS_CERT_DAYS"])
+        return Worker(self.store, handlers,
                       worker_id=worker_id, periodic=self.maintenance() if maintenance else [],
                       background=[self.leader_guard().run] if maintenance else [], **self.worker_settings())
 

@@ -45,6 +45,17 @@ def secrets_of(live, name) -> dict:
         return svc.box.open(isvc.get(s, name).secrets_enc)
 
 
+def patroni_tls(live, name):
+    """The control plane's TLS client context for the instance's Patroni REST API and etcd (its client
+    certificate, the instance's CA)."""
+    from webapp.services import certificates
+    from webapp.services import instances as isvc
+
+    svc = live.app.extensions["pgaas"]
+    with svc.store.session() as s:
+        return certificates.ClientTLS(svc.box).context(isvc.get(s, name))
+
+
 def connect(host_port: tuple[str, int], user: str, password: str, dbname="postgres", **kw):
     return psycopg.connect(host=host_port[0], port=host_port[1], user=user, password=password, dbname=dbname,
                            connect_timeout=5, **kw)

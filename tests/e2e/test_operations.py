@@ -5,14 +5,16 @@ history of every change of primary, and the refusals (422) that need a live clus
 leader, the rebuild of the leader."""
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
+import urllib.request
 
 import psycopg
 import pytest
-import requests
 
-from tests.e2e.helpers import INST, create, podman, secrets_of
+from tests.e2e.helpers import INST, create, patroni_tls, podman, secrets_of
 from tests.ui.conftest import csrf_token, web_session
 
 pytestmark = pytest.mark.slow
@@ -209,9 +211,13 @@ def test_a_change_made_outside_pgaas_is_recorded_as_automatic(cp, ops):
     before = wait_state(cp, whole, what="whole pair")
     first, second = before["primary"], before["replicas"][0]
     password = secrets_of(cp, NAME)["pgaas_restapi_password"]
-    r = requests.post(f"http://{first['address']}:{patroni_port(cp, first['name'])}/switchover", timeout=60,
-                      json={"leader": first["name"], "candidate": second["name"]}, auth=("pgaas", password))
-    assert r.status_code == 200, r.text
+    req = urllib.request.Request(
+        f"https://{first['address']}:{patroni_port(cp, first['name'])}/switchover", method="POST",
+        data=json.dumps({"leader": first["name"], "candidate": second["name"]}).encode(),
+        headers={"Content-Type": "application/json",
+                 "Authorization": "Basic " + base64.b64encode(f"pgaas:{password}".encode()).decode()})
+    with urllib.request.urlopen(req, timeout=60, context=patroni_tls(cp, NAME)) as r:
+        assert r.status == 200, r.read()
     deadline = time.monotonic() + 30
     while not (changes := history(cp)) or changes[0]["timeline"] <= before["primary"]["timeline"]:
         assert time.monotonic() < deadline, f"no history row for the new timeline: {changes[:2]}"

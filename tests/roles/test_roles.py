@@ -14,11 +14,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import ansible_runner
 import psycopg
 import pytest
 import yaml
+
+from webapp.services import certificates
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = str(REPO / "etc" / "containers.conf")
@@ -117,14 +120,19 @@ def instance(image, tmp_path_factory):
             "pgaas_restapi_password",
         )
     }
-    fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(pw, fh)
     ports = free_ports(4)
     members = [
         {"name": f"pgaas-{name}-0", "host": "localhost", "pg_port": ports[0], "api_port": ports[1]},
         {"name": f"pgaas-{name}-1", "host": "localhost", "pg_port": ports[2], "api_port": ports[3]},
     ]
+    # the certificates, as the control plane issues them (webapp/services/certificates.py)
+    tls = certificates.issue_all(SimpleNamespace(name=name, meta={}, members=[
+        SimpleNamespace(name=m["name"], address="127.0.0.1") for m in members]), None)
+    fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({**pw, "pgaas_tls_ca_cert": tls["ca_cert"], "pgaas_tls_certs": tls["certs"]}, fh)
+    # what must never reach events, artifacts or facts: the passwords and the private keys
+    pw = {**pw, **{f"tls_key_{n}": c["key"].splitlines()[1] for n, c in tls["certs"].items()}}
     extravars = {
         "pgaas_instance_name": name,
         "pgaas_synchronous": True,

@@ -5,7 +5,7 @@ from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
-from webapp.services import Conflict, access, audit
+from webapp.services import Conflict, NotFound, access, audit, certificates
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
@@ -21,7 +21,8 @@ def create_instance():
     audited("instance.create", "instance", str(data.get("name")))
     svc = services()
     with svc.store.session() as s:
-        inst, job, admin_password = isvc.create(s, svc.provider, svc.box, created_by=g.username, **data)
+        inst, job, admin_password = isvc.create(s, svc.provider, svc.box, created_by=g.username,
+                                                cert_days=int(svc.config["TLS_CERT_DAYS"]), **data)
         audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
         body = {"instance": ser.instance(inst, None, admin=True, active_job=job), "job": ser.job_ref(job),
                 "admin_user": inst.admin_user, "admin_database": inst.admin_database,
@@ -50,6 +51,38 @@ def get_instance(name):
         inst = access.get_visible(s, actor(), name)
         st = isvc.live_state(inst, float(svc.config["PROBE_TIMEOUT"])) if inst.status == "available" else None
         return ser.instance(inst, st, admin=g.is_admin, active_job=jobsvc.active_job(s, name))
+
+
+@bp.get("/instances/<name>/ca.crt")
+@auth_required()
+def get_instance_ca(name):
+    """The instance's CA certificate (PEM): save it as the sslrootcert its URIs name, to connect with
+    sslmode=verify-full. Anyone who may see the instance may have it (it is public)."""
+    with services().store.session() as s:
+        inst = access.get_visible(s, actor(), name)
+        pem = certificates.ca_cert(inst)
+        if not pem:
+            raise NotFound(f"instance {name!r} has no certificates yet (it was made before TLS: its next converge "
+                           "or certificate renewal moves it onto TLS)")
+        return pem, 200, {"Content-Type": "application/x-pem-file",
+                          "Content-Disposition": f'attachment; filename="{certificates.ca_filename(inst)}"'}
+
+
+@bp.post("/instances/<name>/certificates")
+@auth_required(admin=True)
+def renew_instance_certificates(name):
+    """Renew the certificates of the members, etcd and the control plane now ({"rotate_ca": true}: a new CA too;
+    clients must download it again). An instance from before TLS is moved onto it (its members restart)."""
+    data = json_body({"rotate_ca"})
+    rotate = data.get("rotate_ca", False)
+    if not isinstance(rotate, bool):
+        raise BadRequest("rotate_ca must be true or false", field="rotate_ca")
+    audited("instance.certificates", "instance", name)
+    with services().store.session() as s:
+        job = certificates.renew(s, isvc.get(s, name), g.username, rotate_ca=rotate)
+        audit.record(s, actor(), "instance.certificates", "instance", name,
+                     detail=f"job {job.id}" + (", new CA" if rotate else ""))
+        return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
 @bp.delete("/instances/<name>")

@@ -127,7 +127,9 @@ SPEC = {
                                        "description": "database owned by admin_user, created with the instance; "
                                                       "the URIs point at it"},
                     "uri": {"type": "string", "description": "libpq multi-host URI, target_session_attrs=read-write; "
-                                                             "no password"},
+                                                             "no password; sslmode=verify-full and sslrootcert="
+                                                             "pgaas-<name>-ca.crt (save GET .../ca.crt under that "
+                                                             "name in the client's directory, or give its path)"},
                     "readonly_uri": {"type": "string"},
                     "metadata": {"type": "object", "description": "admins only: deploy results and host facts"},
                     "created_at": {"type": "string"}, "updated_at": {"type": "string"}, "url": {"type": "string"},
@@ -137,8 +139,21 @@ SPEC = {
                                         "description": "some member waits for a restart (POST .../restart)"},
                     "version": {"type": ["string", "null"], "description": "PostgreSQL's version at the last deploy"},
                     "access": {"$ref": "#/components/schemas/InstanceAccess"},
+                    "tls": {"oneOf": [{"$ref": "#/components/schemas/InstanceTLS"}, {"type": "null"}]},
                 },
             },
+            "InstanceTLS": {
+                "type": "object", "description": "the instance's certificates (admins; null: made before TLS, "
+                                                 "not converged yet); no key is ever shown",
+                "properties": {
+                    "active": {"type": "boolean", "description": "the members serve these certificates"},
+                    "not_after": {"type": "string", "description": "when the first member, etcd or control-plane "
+                                                                   "certificate ends; renewed TLS_RENEW_DAYS before"},
+                    "issued_at": {"type": "string"}, "ca_not_after": {"type": "string"},
+                    "ca_fingerprint_sha256": {"type": "string"},
+                    "renewing": {"type": "boolean", "description": "a renewal is under way"},
+                    "ca_cert_url": {"type": "string"},
+                    "sslrootcert": {"type": "string", "description": "the file name the URIs give as sslrootcert"}}},
             "InstanceAccessOf": {
                 "type": "object", "required": ["instance", "users"],
                 "properties": {"instance": {"type": "string"},
@@ -147,7 +162,10 @@ SPEC = {
                 "type": "object", "additionalProperties": False, "required": ["name", "status", "version", "url"],
                 "description": "an instance as a user who is not an admin sees it",
                 "properties": {"name": NAME, "status": {"type": "string"}, "version": {"type": ["string", "null"]},
-                               "url": {"type": "string"}}},
+                               "url": {"type": "string"},
+                               "ca_cert_url": {"type": ["string", "null"],
+                                               "description": "the instance's CA certificate (PEM), for "
+                                                              "sslmode=verify-full"}}},
             "InstanceAccess": {
                 "type": "object", "required": ["users"],
                 "properties": {"users": {"type": ["array", "null"], "items": {"type": "string"},
@@ -313,6 +331,27 @@ SPEC = {
                         "$ref": "#/components/schemas/InstanceAccess"}}}},
                     "responses": {"200": _json("#/components/schemas/InstanceAccessOf"),
                                   **_errors(400, 401, 403, 404, 422)}},
+        },
+        "/instances/{name}/ca.crt": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "The instance's CA certificate (PEM; anyone who sees the instance): save it as the "
+                               "sslrootcert its URIs name to connect with sslmode=verify-full. 404 for an instance "
+                               "made before TLS that was not converged yet",
+                    "responses": {"200": {"description": "PEM", "content": {"application/x-pem-file": {
+                        "schema": {"type": "string"}}}}, **_errors(401, 404)}},
+        },
+        "/instances/{name}/certificates": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Renew the instance's certificates now (admins; the worker does it TLS_RENEW_DAYS "
+                                "before they end): a job issues new member, etcd and control-plane certificates "
+                                "from the instance's CA and puts them in place without a restart; rotate_ca: a new "
+                                "CA too (clients must download it again; etcd restarts). An instance made before "
+                                "TLS is converged onto it instead (every member restarts)",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "additionalProperties": False,
+                         "properties": {"rotate_ca": {"type": "boolean", "default": False}}}}}},
+                     "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
+                                   **_errors(400, 401, 403, 404, 409)}},
         },
         "/instances/{name}/retry": {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],

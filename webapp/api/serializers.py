@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import url_for
 
-from webapp.services import access
+from webapp.services import access, certificates
 from webapp.services import instances as isvc
 from webapp.store.models import Instance, Job, JobEvent, utcnow
 
@@ -21,7 +21,20 @@ def instance_summary(inst: Instance, st) -> dict:
     """What a user who is not an admin sees of an instance open to them: never its members, hosts, addresses,
     ports, containers, job errors, settings or metadata."""
     return {"name": inst.name, "status": isvc.effective_status(inst, st),
-            "version": _server_version(inst), "url": url_for("api.get_instance", name=inst.name)}
+            "version": _server_version(inst), "url": url_for("api.get_instance", name=inst.name),
+            "ca_cert_url": url_for("api.get_instance_ca", name=inst.name) if certificates.ca_cert(inst) else None}
+
+
+def tls(inst: Instance) -> dict | None:
+    """What an admin sees of the instance's certificates (never a key): when they end, the CA's fingerprint,
+    whether the members serve them yet, and where to download the CA certificate."""
+    t = (inst.meta or {}).get("tls")
+    if not t:
+        return None
+    return {"active": bool(t.get("active")), "not_after": t.get("not_after"), "issued_at": t.get("issued_at"),
+            "ca_not_after": t.get("ca_not_after"), "ca_fingerprint_sha256": t.get("ca_fingerprint_sha256"),
+            "renewing": "next" in t, "ca_cert_url": url_for("api.get_instance_ca", name=inst.name),
+            "sslrootcert": certificates.ca_filename(inst)}
 
 
 def _server_version(inst: Instance) -> str | None:
@@ -68,6 +81,7 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
         "pending_restart": any(m["pending_restart"] for m in ([primary] if primary else []) + replicas),
         "version": _server_version(inst),
         "access": {"users": access.allowed_usernames(inst)},
+        "tls": tls(inst),
         "metadata": inst.meta or {},
     }
     return body

@@ -55,7 +55,23 @@ class Scrubber:
     """Replaces every known secret value in a string (defence in depth behind no_log)."""
 
     def __init__(self, secrets: dict):
-        self._values = sorted({str(v) for v in secrets.values() if v and len(str(v)) >= 4}, key=len, reverse=True)
+        found: set[str] = set()
+
+        def walk(v):  # nested secrets too (each member's TLS key), and every line of a multi-line one (a PEM)
+            if isinstance(v, dict):
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    walk(x)
+            elif v is not None and v != "":
+                text = str(v)
+                found.add(text)
+                if "\n" in text:
+                    found.update(line for line in text.splitlines() if len(line) >= 16)
+
+        walk(secrets)
+        self._values = sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for v in self._values:

@@ -37,7 +37,10 @@ def _opt_int(value, field, lo, hi):
 def uris(db: Database) -> tuple[str, str]:
     hosts = ",".join(f"{m.address}:{m.pg_port}" for m in db.instance.members)
     base = f"postgresql://{db.role_name}@{hosts}/{db.name}"
-    return f"{base}?target_session_attrs=read-write", f"{base}?target_session_attrs=read-only"
+    from webapp.services import certificates
+
+    tls = f"&{certificates.uri_params(db.instance)}" if certificates.ca_cert(db.instance) else ""
+    return f"{base}?target_session_attrs=read-write{tls}", f"{base}?target_session_attrs=read-only{tls}"
 
 
 # -- lookups (a user sees only their own; another user's database is a 404) ---------------------------------

@@ -13,9 +13,7 @@ instance's multi-host URI, the member's row and Patroni's replication slot name 
 """
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
@@ -24,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from webapp.jobs.runner import Outcome, RunSpec
 from webapp.services import Conflict, Invalid, ServiceError
-from webapp.services import audit
+from webapp.services import audit, certificates
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox
@@ -160,16 +158,13 @@ def history(s: Session, inst: Instance, limit: int = 100, offset: int = 0) -> li
                           .order_by(PrimaryChange.timeline.desc()).limit(limit).offset(offset)))
 
 
-def fetch_history(inst: Instance, timeout: float = 2.0) -> list | None:
+def fetch_history(inst: Instance, timeout: float = 2.0, tls=None) -> list | None:
     """Patroni's /history from the first member that answers: [[timeline, lsn, reason, timestamp, new_leader]]."""
+    ctx = tls.context(inst) if tls is not None else certificates.context_for(inst)
     for m in inst.members:
-        try:
-            with urllib.request.urlopen(f"http://{m.address}:{m.api_port}/history",  # noqa: S310 (loopback)
-                                        timeout=timeout) as r:
-                data = json.load(r)
+        data = isvc.patroni_get(m, "/history", timeout, ctx)
+        if data is not None:
             return data if isinstance(data, list) else []
-        except (OSError, ValueError):
-            continue
     return None
 
 
@@ -371,7 +366,15 @@ class RebuildHandler(_Handler):
             if m["name"] == params["member"]
             and placement else m for m in extravars["pgaas_members"]]
         extravars.update(pgaas_rebuild_member=params["member"], pgaas_rebuild_old_host=params["old_host"])
-        return RunSpec("playbooks/instance_rebuild.yml", extravars, secrets=self.box.open(inst.secrets_enc),
+        secrets = certificates.playbook_secrets(self.box, inst)
+        if placement.get("address") and placement["address"] != next(
+                m.address for m in inst.members if m.name == params["member"]):
+            # the member moves to another host: a certificate for its new address (the next renewal seals one)
+            tls = self.box.open(inst.secrets_enc)["tls"]
+            cert, key = certificates.issue(tls["ca_cert"], tls["ca_key"], params["member"],
+                                           [params["member"], placement["address"], "localhost", "127.0.0.1"])
+            secrets["pgaas_tls_certs"] = {**secrets["pgaas_tls_certs"], params["member"]: {"cert": cert, "key": key}}
+        return RunSpec("playbooks/instance_rebuild.yml", extravars, secrets=secrets,
                        label=f"Rebuild {params['member']} from the current primary")
 
     def finish(self, s, job: Job, outcome: Outcome) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from webapp.jobs.runner import Outcome, RunSpec
 from webapp.providers import NoCapacity
 from webapp.services import Conflict, Invalid, NotFound, check_db_name, check_name
+from webapp.services import certificates
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.store.models import Instance, Job, Member, utcnow
@@ -100,16 +101,18 @@ def same_host(inst: Instance) -> bool:
 
 
 def uris(inst: Instance) -> tuple[str, str]:
-    """libpq multi-host URIs: read-write follows the primary through a failover; read-only prefers standbys."""
+    """libpq multi-host URIs: read-write follows the primary through a failover; read-only prefers standbys.
+    With TLS they verify the server against the instance's CA, saved as certificates.ca_filename(inst)."""
     hosts = ",".join(f"{m.address}:{m.pg_port}" for m in inst.members)
     base = f"postgresql://{inst.admin_user}@{hosts}/{inst.admin_database}"
-    return f"{base}?target_session_attrs=read-write", f"{base}?target_session_attrs=read-only"
+    tls = f"&{certificates.uri_params(inst)}" if certificates.ca_cert(inst) else ""
+    return f"{base}?target_session_attrs=read-write{tls}", f"{base}?target_session_attrs=read-only{tls}"
 
 
 # -- changes --------------------------------------------------------------------------------------------------
 def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synchronous=False, replicas=None,
            storage_gb=None, cpus=None, memory_mb=None, admin_password=None,
-           admin_database=None) -> tuple[Instance, Job, str]:
+           admin_database=None, cert_days: int = certificates.CERT_DAYS) -> tuple[Instance, Job, str]:
     check_name(name)
     admin_database = check_db_name(ADMIN_DATABASE if admin_database is None else admin_database, "admin_database")
     if not isinstance(synchronous, bool):
@@ -143,6 +146,7 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
                     meta={"etcd_members": etcd} if etcd else {}, created_by=created_by)
     inst.members = [Member(ordinal=i, name=p.name, host=p.host, address=p.address, pg_port=p.pg_port,
                            api_port=p.api_port) for i, p in enumerate(placements)]
+    certificates.ensure(inst, box, cert_days)
     s.add(inst)
     s.flush()
     job = jobsvc.enqueue(s, "instance_create", name, created_by)
@@ -190,19 +194,24 @@ def delete(s: Session, name: str, by: str, force: bool = False) -> Job:
 
 
 # -- live state from Patroni ----------------------------------------------------------------------------------
-def _fetch_cluster(member: Member, timeout: float) -> dict | None:
-    url = f"http://{member.address}:{member.api_port}/cluster"
+def patroni_get(member: Member, path: str, timeout: float, ctx=None):
+    """GET path of a member's Patroni REST API: https with the control plane's client certificate when the
+    instance serves TLS (ctx from certificates.ClientTLS), plain http for an instance from before TLS. None when
+    it does not answer."""
+    url = f"{'https' if ctx is not None else 'http'}://{member.address}:{member.api_port}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (our own Patroni, http on loopback)
+        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as r:  # noqa: S310 (our own Patroni)
             return json.load(r)
     except (OSError, ValueError):
         return None
 
 
-def live_state(inst: Instance, timeout: float = 1.0) -> ClusterState:
+def live_state(inst: Instance, timeout: float = 1.0, tls=None) -> ClusterState:
+    """tls: the app's certificates.ClientTLS, else the one registered for the instance's key."""
+    ctx = tls.context(inst) if tls is not None else certificates.context_for(inst)
     data = None
     for m in inst.members:
-        data = _fetch_cluster(m, timeout)
+        data = patroni_get(m, "/cluster", timeout, ctx)
         if data is not None:
             break
     by_name = {m.name: m for m in inst.members}
@@ -250,12 +259,12 @@ def live_state(inst: Instance, timeout: float = 1.0) -> ClusterState:
     return st
 
 
-def live_states(instances: list[Instance], timeout: float = 1.0) -> dict[str, ClusterState]:
+def live_states(instances: list[Instance], timeout: float = 1.0, tls=None) -> dict[str, ClusterState]:
     targets = [i for i in instances if i.status == "available"]
     if not targets:
         return {}
     with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-        return dict(zip([i.name for i in targets], pool.map(lambda i: live_state(i, timeout), targets)))
+        return dict(zip([i.name for i in targets], pool.map(lambda i: live_state(i, timeout, tls), targets)))
 
 
 def effective_status(inst: Instance, st: ClusterState | None) -> str:
@@ -314,10 +323,10 @@ class CreateHandler:
         if hasattr(self.provider, "create_playbook"):  # cloud providers make the hosts first
             return RunSpec(self.provider.create_playbook(),
                            self.provider.create_vars(_deploy_vars(inst, self.image), inst.meta),
-                           secrets=self.box.open(inst.secrets_enc),
+                           secrets=certificates.playbook_secrets(self.box, inst),
                            label=f"Provision {self.provider.name} resources, deploy etcd and the Patroni pair")
         return RunSpec("playbooks/instance_deploy.yml", _deploy_vars(inst, self.image),
-                       secrets=self.box.open(inst.secrets_enc), label="Deploy etcd and the Patroni pair")
+                       secrets=certificates.playbook_secrets(self.box, inst), label="Deploy etcd and the Patroni pair")
 
     def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         if outcome.status != "canceled":
@@ -339,6 +348,9 @@ class CreateHandler:
             meta["facts"] = facts_summary(outcome.facts)
             meta.pop("failed_job_kind", None)
             inst.status, inst.status_reason = "available", ""
+            inst.meta = meta
+            certificates.activate(inst)
+            meta = dict(inst.meta)
         else:
             meta["failed_job_kind"] = job.kind
             inst.status = "failed"
@@ -388,6 +400,7 @@ def handlers(box: SecretBox, image: str, provider=None) -> dict:
     from webapp.services import failover, settings, startup
 
     return {"instance_create": CreateHandler(box, image, provider),
+            "instance_certificates": certificates.RenewHandler(box, image),
             "instance_delete": DeleteHandler(box, image, provider),
             **settings.handlers(box, provider), **failover.handlers(box, image), **startup.handlers(box, image)}
 

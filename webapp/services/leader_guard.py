@@ -28,6 +28,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+from webapp.services import certificates
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/pgaas/"   # Patroni's namespace (roles/postgres_node: postgres_node_patroni_namespace)
@@ -37,10 +39,10 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def _etcd(endpoint: str, path: str, body: dict, timeout: float) -> dict:
+def _etcd(endpoint: str, path: str, body: dict, timeout: float, ctx=None) -> dict:
     req = urllib.request.Request(endpoint.rstrip("/") + path, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 (the instance's own etcd)
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:  # noqa: S310 (the instance's own etcd)
         return json.load(r)
 
 
@@ -51,9 +53,9 @@ class LeaderKey:
     lease: int
 
 
-def read_leader(endpoint: str, scope: str, timeout: float = 1.0) -> LeaderKey | None:
+def read_leader(endpoint: str, scope: str, timeout: float = 1.0, ctx=None) -> LeaderKey | None:
     """The instance's leader key as etcd has it, or None when there is none."""
-    out = _etcd(endpoint, "/v3/kv/range", {"key": _b64(f"{NAMESPACE}{scope}/leader")}, timeout)
+    out = _etcd(endpoint, "/v3/kv/range", {"key": _b64(f"{NAMESPACE}{scope}/leader")}, timeout, ctx)
     kvs = out.get("kvs") or []
     if not kvs:
         return None
@@ -62,23 +64,33 @@ def read_leader(endpoint: str, scope: str, timeout: float = 1.0) -> LeaderKey | 
                      int(kv.get("lease", 0)))
 
 
-def delete_leader_if(endpoint: str, scope: str, key: LeaderKey, timeout: float = 1.0) -> bool:
+def delete_leader_if(endpoint: str, scope: str, key: LeaderKey, timeout: float = 1.0, ctx=None) -> bool:
     """Delete the leader key only if it still names key.holder at key.mod_revision (one etcd transaction)."""
     k = _b64(f"{NAMESPACE}{scope}/leader")
     out = _etcd(endpoint, "/v3/kv/txn", {
         "compare": [{"key": k, "target": "VALUE", "result": "EQUAL", "value": _b64(key.holder)},
                     {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": str(key.mod_revision)}],
         "success": [{"request_delete_range": {"key": k}}],
-    }, timeout)
+    }, timeout, ctx)
     return bool(out.get("succeeded"))
 
 
 def dcs_endpoints(inst, provider) -> list[str]:
     """Client URLs of the instance's etcd: its own members when it has several, else the provider's answer."""
     members = (inst.meta or {}).get("etcd_members") or []
+    scheme = "https" if certificates.is_active(inst) else "http"
     if members:
-        return [f"http://{e['address']}:{int(e['client_port'])}" for e in members]
-    return list(provider.dcs_endpoints(inst.name)) if hasattr(provider, "dcs_endpoints") else []
+        return [f"{scheme}://{e['address']}:{int(e['client_port'])}" for e in members]
+    found = list(provider.dcs_endpoints(inst.name)) if hasattr(provider, "dcs_endpoints") else []
+    return [f"{scheme}://{e.split('://', 1)[-1]}" for e in found]
+
+
+def etcd_context(inst):
+    """TLS towards the instance's etcd: the control plane's client certificate, and etcd's server certificate
+    checked against the instance's own CA (a CA per instance: only this instance's etcd holds a certificate it
+    signed). The host name is not checked: the one etcd of a local instance is reached by its address on the
+    podman network, which podman chooses after the certificate was issued."""
+    return certificates.context_for(inst, check_hostname=False)
 
 
 def release_dead_leader(inst, member: str, provider, timeout: float = 1.0) -> str:
@@ -92,16 +104,17 @@ def release_dead_leader(inst, member: str, provider, timeout: float = 1.0) -> st
     if not endpoints:
         return "no etcd endpoint known: nothing done"
     last_error = ""
+    ctx = etcd_context(inst)
     for endpoint in endpoints:
         try:
-            key = read_leader(endpoint, inst.name, timeout)
+            key = read_leader(endpoint, inst.name, timeout, ctx)
             if key is None or key.holder != member:
                 return f"the leader key names {key.holder if key else 'nobody'}, not {member}: nothing done"
             # the key was read after the exit was seen; check once more that the container did not come back
             # between the two (a restarted member could otherwise have renewed this very key)
             if not provider.member_exited(member):
                 return f"{member} came back: nothing done"
-            if delete_leader_if(endpoint, inst.name, key, timeout):
+            if delete_leader_if(endpoint, inst.name, key, timeout, ctx):
                 return f"released the leader key of {member} (container exited; mod_revision {key.mod_revision})"
             return "the leader key changed meanwhile: nothing done"
         except (OSError, ValueError) as exc:

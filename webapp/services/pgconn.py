@@ -9,7 +9,7 @@ import os
 
 import psycopg
 
-from webapp.services import Conflict
+from webapp.services import Conflict, certificates
 from webapp.services.crypto import SecretBox
 from webapp.store.models import Instance
 
@@ -22,6 +22,7 @@ def conninfo(inst: Instance, dbname: str = "postgres") -> dict:
         "target_session_attrs": "read-write",
         "connect_timeout": 5,
         "application_name": "pgaas-control-plane",
+        **certificates.libpq_params(inst),
     }
 
 

@@ -10,17 +10,15 @@ A restart restarts the standbys one at a time, then switches over to one of them
 """
 from __future__ import annotations
 
-import json
 import math
 import re
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from sqlalchemy import select
 
 from webapp.jobs.runner import Outcome, RunSpec
-from webapp.services import Conflict, Invalid
+from webapp.services import Conflict, Invalid, certificates
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox
 from webapp.services.pgconn import connect_primary
@@ -288,23 +286,15 @@ def restart(s, inst: Instance, by: str) -> Job:
 
 
 # -- reads ----------------------------------------------------------------------------------------------------
-def _patroni(member: Member, path: str, timeout: float) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://{member.address}:{member.api_port}{path}",  # noqa: S310 (loopback)
-                                    timeout=timeout) as r:
-            return json.load(r)
-    except (OSError, ValueError):
-        return None
-
-
-def current(inst: Instance, box: SecretBox, timeout: float = 2.0) -> dict:
+def current(inst: Instance, box: SecretBox, timeout: float = 2.0, tls=None) -> dict:
     """Each setting changed through pgaas, plus any that waits for a restart, as every member has it. The members
     are asked at the same time (the website's instance page waits for the slowest, not for their sum)."""
     managed = (inst.meta or {}).get("settings") or {}
     password = box.open(inst.secrets_enc)["pgaas_superuser_password"]
     ms = list(inst.members)
     with ThreadPoolExecutor(max_workers=max(1, len(ms))) as pool:
-        members = list(pool.map(lambda m: _member_settings(m, managed, password, timeout), ms))
+        ctx = (tls or certificates.ClientTLS(box)).context(inst)
+        members = list(pool.map(lambda m: _member_settings(inst, m, managed, password, timeout, ctx), ms))
     return {"instance": inst.name,
             "requested": {k: v.get("value") for k, v in sorted(managed.items())},
             "pending_restart": any(e["pending_restart"] or any(x["pending_restart"] for x in e["settings"])
@@ -312,13 +302,15 @@ def current(inst: Instance, box: SecretBox, timeout: float = 2.0) -> dict:
             "members": members}
 
 
-def _member_settings(m: Member, managed: dict, password: str, timeout: float) -> dict:
-    patroni = _patroni(m, "/patroni", timeout) or {}
+def _member_settings(inst: Instance, m: Member, managed: dict, password: str, timeout: float, ctx) -> dict:
+    from webapp.services.instances import patroni_get
+
+    patroni = patroni_get(m, "/patroni", timeout, ctx) or {}
     entry = {"name": m.name, "role": patroni.get("role"), "state": patroni.get("state", "unreachable"),
              "pending_restart": bool(patroni.get("pending_restart")), "settings": []}
     try:
         with psycopg.connect(host=m.address, port=m.pg_port, user="postgres", dbname="postgres",
-                             password=password, connect_timeout=int(timeout) + 1,
+                             password=password, connect_timeout=int(timeout) + 1, **certificates.libpq_params(inst),
                              autocommit=True, application_name="pgaas-control-plane") as conn:
             rows = conn.execute(
                 "SELECT name, setting, unit, context, pending_restart FROM pg_settings "

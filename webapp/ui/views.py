@@ -15,7 +15,7 @@ from webapp import front_door
 from webapp.api import bp as api_bp
 from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
-from webapp.services import access, accounts, audit
+from webapp.services import access, accounts, audit, certificates
 from webapp.services import databases as dbsvc
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
@@ -307,6 +307,7 @@ def _render_database(instance: str, name: str, edit_form=None, delete_form=None,
                                                                     sorted((db.parameters or {}).items())))
         page = render_template("ui/database.html", db=db, instance=db.instance, owner=db.owner.username,
                                stats=stats, uri=uri, ro_uri=ro_uri, revealed=revealed, edit_form=edit_form,
+                               tls=_tls_view(db.instance),
                                password_form=forms.EmptyForm(prefix="pw"),
                                delete_form=delete_form or forms.ConfirmDeleteForm(prefix="del", formdata=None))
     return page, status
@@ -412,7 +413,37 @@ def _instance_view(inst, st, active_job) -> dict:
             "reason": inst.status_reason or (st.problem if st is not None and not st.healthy else ""),
             "members": members, "primary": next((m for m in members if m.role == "primary"), None),
             "replicas": [m for m in members if m.role != "primary"], "same_host": isvc.same_host(inst),
-            "live": st is not None and st.reachable, "active_job": active_job, "uri": uri, "ro_uri": ro_uri}
+            "live": st is not None and st.reachable, "active_job": active_job, "uri": uri, "ro_uri": ro_uri,
+            "tls": _tls_view(inst)}
+
+
+def _tls_view(inst) -> dict | None:
+    """The CA certificate to download and when the certificates end (the pages' TLS lines)."""
+    t = (inst.meta or {}).get("tls")
+    if not t:
+        return None
+    end = certificates.expiry(inst)
+    return {"filename": certificates.ca_filename(inst), "active": bool(t.get("active")),
+            "not_after": end.strftime("%Y-%m-%d %H:%M") + " UTC" if end else None,
+            "days_left": (end - utcnow()).days if end else None, "renewing": "next" in t,
+            "fingerprint": t.get("ca_fingerprint_sha256"),
+            "renew_days": float(services().config["TLS_RENEW_DAYS"])}
+
+
+@bp.get("/instances/<name>/ca.crt")
+@login_required
+def instance_ca(name):
+    """The instance's CA certificate, for anyone who may see the instance (its tenants connect with it)."""
+    with services().store.session() as s:
+        try:
+            inst = access.get_visible(s, actor(), name)
+        except NotFound:
+            abort(404, f"There is no instance {name!r}.")
+        pem = certificates.ca_cert(inst)
+        if not pem:
+            abort(404, f"Instance {name!r} has no certificates yet.")
+        return pem, 200, {"Content-Type": "application/x-pem-file",
+                          "Content-Disposition": f'attachment; filename="{certificates.ca_filename(inst)}"'}
 
 
 @bp.route("/instances/new", methods=["GET", "POST"])
@@ -429,7 +460,8 @@ def instance_new():
                     replicas=form.replicas.data, cpus=float(form.cpus.data) if form.cpus.data is not None else None,
                     memory_mb=form.memory_mb.data, storage_gb=form.storage_gb.data,
                     admin_password=form.admin_password.data or None,
-                    admin_database=(form.admin_database.data or "").strip() or None, created_by=current_user.username)
+                    admin_database=(form.admin_database.data or "").strip() or None, created_by=current_user.username,
+                    cert_days=int(svc.config["TLS_CERT_DAYS"]))
                 audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
                 job_id, admin_user = job.id, inst.admin_user
         except (Invalid, Conflict) as exc:

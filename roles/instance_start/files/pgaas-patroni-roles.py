@@ -3,15 +3,28 @@
 the DCS's possibly stale view) and "leader": the one member that runs as the primary and that its own /cluster
 names leader, else null. Right after a restart, etcd still holds the keys of the members' previous lives for a
 ttl, so /cluster alone can name a leader that will not be one.
-usage: pgaas-patroni-roles.py NAME=URL...   (URL: http://address:api_port of the member's Patroni REST API)"""
+usage: pgaas-patroni-roles.py NAME=URL...   (URL: http://address:api_port of the member's Patroni REST API; https with
+the instance's TLS files under $PGAAS_TLS_DIR)"""
+import glob
 import json
+import os
+import ssl
 import sys
 import urllib.request
 
 
+# Patroni's REST API takes HTTPS with a client certificate of the instance's CA: any of the instance's certificates
+# on this host ($PGAAS_TLS_DIR/<container>/tls/) serves; none there, an instance from before TLS: plain http.
+_TLS = next(iter(sorted(glob.glob(os.path.join(os.environ.get("PGAAS_TLS_DIR") or "/-", "*", "tls", "")))), None)
+TLS = ssl.create_default_context(cafile=_TLS + "ca.crt") if _TLS else None
+_ = TLS and TLS.load_cert_chain(_TLS + "server.crt", _TLS + "server.key")
+SCHEME = "https" if TLS else "http"
+
+
 def get(url):
+    url = f"{SCHEME}://{url.split('://', 1)[-1]}"
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (the members' Patroni REST API)
+        with urllib.request.urlopen(url, timeout=2, context=TLS) as resp:  # noqa: S310 (the members' Patroni REST API)
             return json.load(resp)
     except Exception:  # noqa: BLE001 - any failure means "not up yet"
         return None

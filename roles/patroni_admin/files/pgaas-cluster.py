@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
 """Print the cluster as the first member that answers sees it: {"port", "cluster", "history", "leader", "sync",
-"members": {name: {role, state, timeline, lag}}, "errors"}, from GET http://127.0.0.1:PORT/cluster and /history of
+"members": {name: {role, state, timeline, lag}}, "errors"}, from GET https://127.0.0.1:PORT/cluster and /history of
 Patroni's REST API (no credentials needed). "leader" is the running leader's name or null; "sync" the names of
 the synchronous standbys. With --in-recovery NAME also report whether PostgreSQL in container NAME is in recovery
 and streams ("recovery": {"in_recovery": bool|null, "receiver": str|null}), read through podman exec.
 usage: pgaas-cluster.py [--in-recovery CONTAINER] PORT [PORT...]"""
+import glob
 import json
+import os
+import ssl
 import subprocess
 import sys
 import urllib.request
+
+
+# Patroni's REST API takes HTTPS with a client certificate of the instance's CA: any of the instance's certificates
+# on this host ($PGAAS_TLS_DIR/<container>/tls/) serves; none there, an instance from before TLS: plain http.
+_TLS = next(iter(sorted(glob.glob(os.path.join(os.environ.get("PGAAS_TLS_DIR") or "/-", "*", "tls", "")))), None)
+TLS = ssl.create_default_context(cafile=_TLS + "ca.crt") if _TLS else None
+_ = TLS and TLS.load_cert_chain(_TLS + "server.crt", _TLS + "server.key")
+SCHEME = "https" if TLS else "http"
 
 args = sys.argv[1:]
 container = None
@@ -17,9 +28,9 @@ if args[:1] == ["--in-recovery"]:
 out = {"port": None, "cluster": None, "history": None, "leader": None, "sync": [], "members": {}, "errors": []}
 for port in args:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=2) as resp:
+        with urllib.request.urlopen(f"{SCHEME}://127.0.0.1:{port}/cluster", timeout=2, context=TLS) as resp:
             out["cluster"] = json.load(resp)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/history", timeout=2) as resp:
+        with urllib.request.urlopen(f"{SCHEME}://127.0.0.1:{port}/history", timeout=2, context=TLS) as resp:
             out["history"] = json.load(resp)
         out["port"] = int(port)
         break

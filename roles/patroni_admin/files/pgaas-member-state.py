@@ -1,21 +1,32 @@
 #!/usr/bin/env python3
 """Print one member's state as JSON: Patroni's /patroni and /cluster (GET, no credentials needed) from
-http://127.0.0.1:PORT, and, for the settings named in EXPECTED (JSON {name: {"setting": s, "restart": bool}}),
+https://127.0.0.1:PORT, and, for the settings named in EXPECTED (JSON {name: {"setting": s, "restart": bool}}),
 pg_settings' value and pending_restart read through podman exec (with pg_is_in_recovery() and the WAL
 receiver's status), and "waiting": the settings not applied yet
 (neither at the expected value nor pending a restart).
 usage: pgaas-member-state.py PORT CONTAINER [EXPECTED_JSON]"""
+import glob
 import json
+import os
+import ssl
 import subprocess
 import sys
 import urllib.request
+
+
+# Patroni's REST API takes HTTPS with a client certificate of the instance's CA: any of the instance's certificates
+# on this host ($PGAAS_TLS_DIR/<container>/tls/) serves; none there, an instance from before TLS: plain http.
+_TLS = next(iter(sorted(glob.glob(os.path.join(os.environ.get("PGAAS_TLS_DIR") or "/-", "*", "tls", "")))), None)
+TLS = ssl.create_default_context(cafile=_TLS + "ca.crt") if _TLS else None
+_ = TLS and TLS.load_cert_chain(_TLS + "server.crt", _TLS + "server.key")
+SCHEME = "https" if TLS else "http"
 
 port, container = sys.argv[1], sys.argv[2]
 expected = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 out = {"patroni": None, "cluster": None, "settings": {}, "waiting": [], "errors": []}
 for path in ("/patroni", "/cluster"):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+        with urllib.request.urlopen(f"{SCHEME}://127.0.0.1:{port}{path}", timeout=2, context=TLS) as resp:
             out[path[1:]] = json.load(resp)
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
         out["errors"].append(f"{path}: {exc}")
