@@ -13,6 +13,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("PGAAS_INSTANCE_PATH") \
         or str(REPO_ROOT / "instance")
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    from webapp.uploads import PgaasRequest
+
+    app.request_class = PgaasRequest  # a larger body limit for dump uploads only
     config_mod.load(app, test_config)
 
     from webapp.extensions import Services, csrf, login_manager

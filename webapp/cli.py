@@ -31,10 +31,14 @@ def main():
 
 # -- processes ------------------------------------------------------------------------------------------------
 def _start_workers(app, count: int, stop: threading.Event) -> list[threading.Thread]:
+    """count threads for the instances' jobs, and DUMP_WORKER_THREADS more for the dumps and restores of
+    databases (without them, the count take those too)."""
+    dump_threads = int(app.config["DUMP_WORKER_THREADS"])
+    pools = [("instances" if dump_threads else "all")] * count + ["dumps"] * dump_threads
     threads = []
-    for i in range(count):
-        worker = _svc(app).make_worker(maintenance=(i == 0))
-        t = threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{i}", daemon=True)
+    for i, pool in enumerate(pools):
+        worker = _svc(app).make_worker(maintenance=(i == 0), pool=pool)
+        t = threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{i}-{pool}", daemon=True)
         t.start()
         threads.append(t)
     return threads
@@ -59,7 +63,9 @@ def _start_stopped_instances(app) -> None:
 def _serve(app, host: str, port: int, threads: int = 8):
     from waitress import serve
 
-    serve(app, host=host, port=port, threads=threads, ident="pgaas")
+    # waitress's own body limit (1 GiB by default) must not cut a dump upload short of DUMP_UPLOAD_MAX_BYTES
+    limit = max(int(app.config["MAX_CONTENT_LENGTH"] or 0), int(app.config["DUMP_UPLOAD_MAX_BYTES"]))
+    serve(app, host=host, port=port, threads=threads, ident="pgaas", max_request_body_size=limit)
 
 
 def _ensure_admin(app) -> None:

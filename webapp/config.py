@@ -50,6 +50,9 @@ class Defaults:
     IMAGE = "localhost/pgaas-postgres:15"
     # Jobs: worker threads in `pgaas run`, heartbeat interval and how stale a heartbeat must be to call a worker lost.
     WORKER_THREADS = 2
+    # Worker threads of their own for the dumps and restores of tenant databases (which may run for an hour), beside
+    # WORKER_THREADS, which then take every other job; 0: the WORKER_THREADS take those jobs too.
+    DUMP_WORKER_THREADS = 1
     JOB_HEARTBEAT_SECONDS = 2.0
     JOB_STALE_SECONDS = 30.0
     WORKER_POLL_SECONDS = 0.25
@@ -65,6 +68,11 @@ class Defaults:
     # binaries used for pg_dump/pg_restore, and how often quotas are checked.
     DUMP_GRACE_SECONDS = 7 * 24 * 3600
     DUMPS_DIR = ""
+    # Dumps made for download (POST .../databases/NAME/dump) are removed this long after their job ended, and
+    # uploaded archives that waited as long for their restore; the largest archive a restore may upload (bytes; the
+    # only route allowed past MAX_CONTENT_LENGTH).
+    DUMP_RETENTION_SECONDS = 24 * 3600
+    DUMP_UPLOAD_MAX_BYTES = 4 * 1024 ** 3
     PG_CLIENT_BIN = "/usr/lib/postgresql/15/bin"
     QUOTA_CHECK_SECONDS = 30.0
     # Monitoring: sampling interval, raw history kept, 5-minute roll-ups kept.

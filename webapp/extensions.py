@@ -38,13 +38,14 @@ class Services:
         from webapp.services.databases import DumpSettings
 
         c = self.config
-        return DumpSettings(c["DUMPS_DIR"], float(c["DUMP_GRACE_SECONDS"]), c["PG_CLIENT_BIN"])
+        return DumpSettings(c["DUMPS_DIR"], float(c["DUMP_GRACE_SECONDS"]), c["PG_CLIENT_BIN"],
+                            float(c["DUMP_RETENTION_SECONDS"]))
 
     def maintenance(self) -> list:
         """Periodic work a worker does between jobs: (interval seconds, name, function of a session). Each runs
         once per interval for all the workers on this store, however many: the name is the key of its claim
         (periodic_claims, see webapp/jobs/worker.py)."""
-        from webapp.services import certificates, databases, failover, metrics
+        from webapp.services import certificates, databases, dumps, failover, metrics
         from webapp.store import ratelimit
 
         c = self.config
@@ -55,7 +56,7 @@ class Services:
                 (float(c["SAMPLE_SECONDS"]), "alerts",
                  __import__("webapp.services.alerts", fromlist=["Notifier"]).Notifier(c, self.provider)),
                 (600.0, "metrics roll-up", lambda s: metrics.rollup_and_prune(s, retention)),
-                (60.0, "dump pruning", databases.prune_dumps),
+                (60.0, "dump pruning", lambda s: databases.prune_dumps(s) + dumps.prune(s, self.dump_settings())),
                 (600.0, "rate limit pruning", ratelimit.prune),
                 (float(c["SAMPLE_SECONDS"]), "standby rebuild",
                  lambda s: failover.auto_rebuild(s, self.provider, float(c["REBUILD_AFTER_SECONDS"]),
@@ -63,13 +64,16 @@ class Services:
                 (float(c["TLS_CHECK_SECONDS"]), "certificate renewal",
                  lambda s: certificates.renew_due(s, float(c["TLS_RENEW_DAYS"])))]
 
-    def make_worker(self, worker_id: str | None = None, maintenance: bool = True):
+    def make_worker(self, worker_id: str | None = None, maintenance: bool = True, pool: str = "all"):
+        """pool: all (every job), instances (all but the dumps and restores of databases) or dumps (only those)."""
         from webapp.jobs.worker import Worker
-        from webapp.services import instances
+        from webapp.services import dumps, instances
 
-        handlers = instances.handlers(self.box, self.config["IMAGE"], self.provider)
+        handlers = {**instances.handlers(self.box, self.config["IMAGE"], self.provider),
+                    **dumps.handlers(self.box, self.dump_settings())}
         handlers["instance_certificates"].days = int(self.config["TLS_CERT_DAYS"])
-        return Worker(self.store, handlers,
+        kinds = {"all": {}, "instances": {"skip_kinds": dumps.KINDS}, "dumps": {"kinds": dumps.KINDS}}[pool]
+        return Worker(self.store, handlers, **kinds,
                       worker_id=worker_id, periodic=self.maintenance() if maintenance else [],
                       background=[self.leader_guard().run] if maintenance else [], **self.worker_settings())
 

@@ -77,7 +77,7 @@ def test_tenants_are_isolated(cp, tenants, tina_db):
             c.execute("create database sneaky")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("create role sneaky")
-    assert tom.delete(f"/api/v1/instances/{INST}/databases/tom_app").status_code == 204
+    assert tom.delete(f"/api/v1/instances/{INST}/databases/tom_app?final_dump=false").status_code == 204
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(primary, password=tom_db["password"], connect_timeout=5)
 
@@ -148,7 +148,7 @@ def test_concurrent_creates_of_one_name(cp, tenants):
     race = [d for d in owner if d["name"] == "race_db"]
     assert len(race) == 1
     api = tina if race[0]["owner"] == "tina" else tom
-    assert api.delete(f"/api/v1/instances/{INST}/databases/race_db").status_code == 204
+    assert api.delete(f"/api/v1/instances/{INST}/databases/race_db?final_dump=false").status_code == 204
 
 
 def test_instance_delete_and_user_delete_guard_tenant_data(cp, tenants, tina_db):
@@ -171,12 +171,16 @@ def test_delete_keeps_a_final_dump_and_restore_brings_every_row_back(cp, tenants
         checksum = c.execute("select md5(string_agg(v, ',' order by id)) from rows").fetchone()[0]
     tina.patch(f"/api/v1/instances/{INST}/databases/keep_me", json={"parameters": {"work_mem": "6MB"}})
     error_of(tina.post(f"/api/v1/instances/{INST}/databases/keep_me/restore"), 409)  # it still exists
-    assert tina.delete(f"/api/v1/instances/{INST}/databases/keep_me").status_code == 204
+    r = tina.delete(f"/api/v1/instances/{INST}/databases/keep_me")  # a job: the final dump, then the drop
+    assert r.status_code == 202, r.text
+    tina.wait_ok(r.json()["job"]["id"], timeout=120)
     error_of(tina.get(f"/api/v1/instances/{INST}/databases/keep_me"), 404)
     error_of(tom.post(f"/api/v1/instances/{INST}/databases/keep_me/restore"), 404)  # not his dump
     r = tina.post(f"/api/v1/instances/{INST}/databases/keep_me/restore")
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text  # created again now (new password), restored by the job
     back = r.json()["database"]
+    tina.wait_ok(r.json()["job"]["id"], timeout=120)
+    back = {**tina.get(f"/api/v1/instances/{INST}/databases/keep_me").json(), "password": back["password"]}
     assert back["connection_limit"] == 4 and back["parameters"] == {"work_mem": "6MB"} and back["owner"] == "tina"
     with psycopg.connect(back["uri"], password=back["password"], connect_timeout=5) as c:
         assert c.execute("select md5(string_agg(v, ',' order by id)) from rows").fetchone()[0] == checksum
@@ -196,7 +200,9 @@ def test_expired_dumps_are_pruned(cp, tenants):
 
     tina, _ = tenants
     db = tina.post(f"/api/v1/instances/{INST}/databases", json={"name": "short_lived"}).json()["database"]
-    assert tina.delete(f"/api/v1/instances/{INST}/databases/short_lived").status_code == 204
+    r = tina.delete(f"/api/v1/instances/{INST}/databases/short_lived")
+    assert r.status_code == 202, r.text
+    tina.wait_ok(r.json()["job"]["id"], timeout=120)
     store = cp.app.extensions["pgaas"].store
     with store.session() as s:
         dump = s.query(DatabaseDump).filter_by(database_name="short_lived").one()

@@ -193,7 +193,9 @@ def test_restore_brings_the_rows_back(page, cp, pair):
 
     page.get_by_label("Type the name to confirm").fill("ui_a_keep")
     page.get_by_role("button", name="Delete database").click()
-    page.wait_for_url(re.compile(r".*/databases$"))
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))  # a job: the final dump, then the drop
+    page.wait_for_selector("#job-status[data-status=succeeded]", timeout=120_000)
+    nav(page, "My databases")
     row = page.locator("#restorable").get_by_role("row", name=re.compile("ui_a_keep"))
     assert INST in row.inner_text() and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", row.inner_text())
     assert_labelled(page)
@@ -202,9 +204,10 @@ def test_restore_brings_the_rows_back(page, cp, pair):
         psycopg.connect(uri, password=password, connect_timeout=5).close()
 
     page.get_by_role("button", name=f"Restore ui_a_keep on {INST}").click()
-    page.wait_for_url(re.compile(r".*/databases/ui_a_keep$"))
-    assert page.locator("#reveal-title").inner_text() == "Database restored"
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))  # created again now, restored by the job
+    assert page.locator("#reveal-title").inner_text() == "Password of ui_a_keep"
     new_password = page.locator("#password").input_value()
+    page.wait_for_selector("#job-status[data-status=succeeded]", timeout=120_000)
     assert new_password and new_password != password
     with psycopg.connect(uri, password=new_password, connect_timeout=5) as conn:
         assert conn.execute("SELECT count(*), sum(x) FROM t").fetchone() == (500, 125250)

@@ -6,6 +6,17 @@ from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import access
 from webapp.services import databases as dbsvc
+from webapp.services import dumps
+from webapp.uploads import has_body, save_body
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = request.args.get(name)
+    return default if value is None else value.lower() not in ("0", "false", "no", "off", "")
+
+
+def _started(job, **body):
+    return {"job": ser.job_ref(job), **body}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
 @bp.post("/instances/<instance>/databases")
@@ -80,26 +91,44 @@ def reset_database_password(instance, name):
 @bp.delete("/instances/<instance>/databases/<name>")
 @auth_required()
 def delete_database(instance, name):
-    """Ends its sessions and drops it with its role; a final dump is kept for the grace period unless
-    ?final_dump=false."""
+    """Ends its sessions and drops it with its role. By default a job takes a final dump first (kept for the grace
+    period) and then drops it: 202 with the job. ?final_dump=false drops it at once: 204."""
     audited("database.delete", "database", f"{instance}/{name}")
-    keep = request.args.get("final_dump", "true").lower() not in ("0", "false", "no")
     svc = services()
     with svc.store.session() as s:
+        if _flag("final_dump", True):
+            return _started(dumps.start_delete(s, actor(), instance, name))
         db = dbsvc.get(s, actor(), instance, name)
-        if keep:
-            dbsvc.final_dump(s, svc.box, svc.dump_settings(), db)
         dbsvc.drop(s, svc.box, actor(), db)
     return "", 204
+
+
+@bp.post("/instances/<instance>/databases/<name>/dump")
+@auth_required()
+def dump_database(instance, name):
+    """Start a dump for download: 202 with the job; GET /jobs/{id}/dump once it succeeded."""
+    json_body(set())
+    audited("database.dump", "database", f"{instance}/{name}")
+    with services().store.session() as s:
+        return _started(dumps.start_dump(s, actor(), instance, name))
 
 
 @bp.post("/instances/<instance>/databases/<name>/restore")
 @auth_required()
 def restore_database(instance, name):
-    json_body(set())
+    """With a body (a pg_dump custom-format archive, raw or as the multipart field `file`): restore it into the
+    existing database (?clean=true drops the archive's objects first). Without one: bring a deleted database back
+    from its final dump, with a new password. Either way 202 with the job."""
     audited("database.restore", "database", f"{instance}/{name}")
     svc = services()
+    if not has_body():
+        with svc.store.session() as s:
+            db, password, job = dumps.start_final_restore(s, svc.box, actor(), instance, name)
+            return _started(job, database={**ser.database(db), "password": password})
+    clean = _flag("clean", False)
     with svc.store.session() as s:
-        db, password = dbsvc.restore(s, svc.box, svc.dump_settings(), actor(), instance, name)
-        body = {"database": {**ser.database(db), "password": password}}
-    return body, 201, {"Location": url_for("api.get_database", instance=instance, name=db.name)}
+        dumps.check_restore_target(s, actor(), instance, name)  # before a byte of someone else's target is stored
+    upload = dumps.new_upload(svc.dump_settings())
+    save_body(upload)
+    with svc.store.session() as s:
+        return _started(dumps.start_restore(s, actor(), instance, name, upload, clean))

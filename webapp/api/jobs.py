@@ -1,11 +1,12 @@
-from flask import g, request, url_for
+from flask import g, request, send_file, url_for
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
-from webapp.services import NotFound, audit
+from webapp.services import Forbidden, NotFound, audit
+from webapp.services import dumps
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 
@@ -47,14 +48,30 @@ def cancel_job(job_id):
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
+@bp.get("/jobs/<job_id>/dump")
+@auth_required()
+def download_dump(job_id):
+    """The archive of a succeeded dump job (pg_dump custom format), streamed from disk."""
+    with services().store.session() as s:
+        path, filename = dumps.download(s, _visible(jobsvc.get(s, job_id)))
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=filename,
+                     conditional=True, max_age=0)
+
+
 @bp.post("/jobs/<job_id>/retry")
-@auth_required(admin=True)
+@auth_required()
 def retry_job(job_id):
-    """Run a failed or canceled job again: 202 with the new job."""
+    """Run a failed or canceled job again: 202 with the new job. Administrators retry any job; users their own
+    dumps, deletes and restores of databases."""
     json_body(set())
     audited("job.retry", "job", str(job_id))
     with services().store.session() as s:
         old = jobsvc.get(s, job_id)
+        if not g.is_admin:
+            if old.kind not in dumps.KINDS:
+                raise Forbidden("this needs an administrator (users retry their own database dumps, deletes and "
+                                "restores)")
+            _visible(old)
         job = isvc.retry_job(s, old, g.username)
         audit.record(s, actor(), "job.retry", "job", str(old.id),
                      detail=f"job {job.id} ({job.kind}{', ' + job.instance_name if job.instance_name else ''})")

@@ -96,7 +96,10 @@ SPEC = {
                                    "started_at": {"type": ["string", "null"]},
                                    "finished_at": {"type": ["string", "null"]},
                                    "error": {"type": ["string", "null"]}, "cancel_requested": {"type": "boolean"},
-                                   "result": {"type": "object"}, "url": {"type": "string"},
+                                   "result": {"type": "object", "description": "what the job did; a "
+                                              "database_dump's: instance, database, size_bytes, expires_at, "
+                                              "download (once it succeeded, until expires_at) or removed"},
+                                   "url": {"type": "string"},
                                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/JobEvent"}}}},
             "Member": MEMBER,
             "Alert": ALERT,
@@ -436,9 +439,19 @@ SPEC = {
                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
                                    **_errors(401, 404, 409)}},
         },
+        "/jobs/{job_id}/dump": {
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "get": {"summary": "Download the archive of a succeeded dump job (pg_dump custom format, streamed; "
+                               "Range requests work). 409 while the job has not succeeded; 404 once the dump was "
+                               "removed after DUMP_RETENTION_SECONDS",
+                    "responses": {"200": {"description": "The archive", "content": {
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                        **_errors(401, 404, 409)}},
+        },
         "/jobs/{job_id}/retry": {
             "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-            "post": {"summary": "Run a failed or canceled job again (admins): a create or delete through the "
+            "post": {"summary": "Run a failed or canceled job again (admins; a user: their own database dump, "
+                               "delete and restore jobs): a create or delete through the "
                                "instance's retry, any other job with the same parameters. Only the newest job "
                                "of an instance (409 otherwise)",
                      "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted"),
@@ -567,20 +580,50 @@ SPEC = {
                                          "parameters": {"type": "object"}}}}}},
                       "responses": {"200": _json("#/components/schemas/Database"),
                                     **_errors(400, 401, 404, 409, 422, 503)}},
-            "delete": {"summary": "Drop the database and its role after ending its sessions; a final dump (pg_dump "
-                                  "custom format) is kept for the grace period unless final_dump=false",
+            "delete": {"summary": "Drop the database and its role after ending its sessions. By default a job "
+                                  "(database_delete) first takes a final dump (pg_dump custom format, kept for the "
+                                  "grace period for a restore) and then drops it: 202 with the job; if the dump "
+                                  "fails, nothing is dropped. final_dump=false drops it at once: 204",
                        "parameters": [{"name": "final_dump", "in": "query", "schema": {"type": "boolean",
                                                                                      "default": True}}],
-                       "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 409, 503)}},
+                       "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted: the delete job"),
+                                     "204": {"description": "Deleted (final_dump=false)"},
+                                     **_errors(401, 404, 409, 503)}},
+        },
+        "/instances/{instance}/databases/{name}/dump": {
+            "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Dump the database for download, as a job (database_dump): 202 at once with the job "
+                                "(Location: its URL; its events arrive live). Once it succeeded, its result has "
+                                "size_bytes, expires_at and download (GET /jobs/{job_id}/dump). One dump, delete or "
+                                "restore at a time per database (409 naming the busy job)",
+                     "responses": {"202": _json("#/components/schemas/JobAccepted", "Accepted: the dump job"),
+                                   **_errors(400, 401, 404, 409)}},
         },
         "/instances/{instance}/databases/{name}/restore": {
             "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},
-                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "post": {"summary": "Bring a deleted database back from its final dump, with a new password",
-                     "responses": {"201": {"description": "Restored", "content": {"application/json": {"schema": {
-                         "type": "object", "required": ["database"],
-                         "properties": {"database": {"$ref": "#/components/schemas/Database"}}}}}},
-                         **_errors(400, 401, 404, 409, 503)}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                           {"name": "clean", "in": "query", "description": "with an archive: drop the objects it "
+                            "holds before creating them again", "schema": {"type": "boolean", "default": False}}],
+            "post": {"summary": "Restore, as a job (database_restore): 202 at once with the job. With a body (a "
+                                "pg_dump custom-format archive, raw or as the multipart field 'file', up to "
+                                "DUMP_UPLOAD_MAX_BYTES; 413 past it): into the existing database NAME (yours). "
+                                "Without a body: a deleted database comes back from its final dump, created again "
+                                "now with a new password (in the answer, shown once). The restore runs in one "
+                                "transaction, as the database's own role: a failed or canceled one changes "
+                                "nothing, and its job's error says so; a file that is not an archive is a 422",
+                     "requestBody": {"required": False, "content": {
+                         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                         "multipart/form-data": {"schema": {"type": "object", "properties": {
+                             "file": {"type": "string", "format": "binary"}}}}}},
+                     "responses": {"202": {"description": "Accepted: the restore job", "content": {
+                         "application/json": {"schema": {
+                             "type": "object", "required": ["job"],
+                             "properties": {"job": {"$ref": "#/components/schemas/JobRef"},
+                                            "database": {"$ref": "#/components/schemas/Database",
+                                                         "description": "a deleted database's restore: created "
+                                                                        "again, with its new password"}}}}}},
+                         **_errors(400, 401, 404, 409, 413, 422, 503)}},
         },
         "/instances/{instance}/databases/{name}/password": {
             "parameters": [{"name": "instance", "in": "path", "required": True, "schema": {"type": "string"}},

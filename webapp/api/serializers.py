@@ -102,11 +102,19 @@ def event(ev: JobEvent) -> dict:
             "status": ev.status, "duration": ev.duration, "message": ev.message}
 
 
+def _result(j: Job) -> dict:
+    """A job's result; a dump's names its download, never the file's place on the control plane."""
+    result = {k: v for k, v in (j.result or {}).items() if k != "file"}
+    if j.kind == "database_dump" and j.status == "succeeded" and not result.get("removed"):
+        result["download"] = url_for("api.download_dump", job_id=j.id)
+    return result
+
+
 def job(j: Job, events: list[JobEvent] | None = None) -> dict:
     body = {"id": j.id, "kind": j.kind, "status": j.status, "instance": j.instance_name,
             "created_by": j.created_by, "created_at": _ts(j.created_at), "started_at": _ts(j.started_at),
             "finished_at": _ts(j.finished_at), "error": j.error or None, "cancel_requested": j.cancel_requested,
-            "result": j.result or {}, "url": url_for("api.get_job", job_id=j.id)}
+            "result": _result(j), "url": url_for("api.get_job", job_id=j.id)}
     if events is not None:
         body["events"] = [event(e) for e in events]
     return body

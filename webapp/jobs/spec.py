@@ -61,6 +61,11 @@ def write_vars_file(path: Path, data: dict) -> None:
         yaml.dump(_as_data(data), f, Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True)
 
 
+class NotRunnable(Exception):
+    """Raised by a handler's prepare() when the job cannot run (what it acts on is gone): the job fails with this
+    message, no playbook runs."""
+
+
 @dataclass
 class Outcome:
     status: str                 # successful | failed | canceled | timeout | error

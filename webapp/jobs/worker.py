@@ -35,6 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.jobs.runner import Event, Heartbeat, Outcome, RunSpec, run_playbook
+from webapp.jobs.spec import NotRunnable
 from webapp.store import Store
 from webapp.store.models import Job, JobEvent, PeriodicClaim, utcnow
 
@@ -86,7 +87,8 @@ class Worker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, jobs_dir: str, project_dir: str,
                  inventory, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
                  stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None,
-                 periodic: list | None = None, background: list | None = None):
+                 periodic: list | None = None, background: list | None = None,
+                 kinds: tuple[str, ...] | None = None, skip_kinds: tuple[str, ...] = ()):
         self.store = store
         self.handlers = handlers
         self.jobs_dir = Path(jobs_dir)
@@ -104,11 +106,19 @@ class Worker:
         # for a job to end), e.g. the leader guard
         self.background = list(background or [])
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # which jobs this worker claims: only these kinds (None: any), never those (e.g. a pool of its own for the
+        # long dumps and restores of tenant databases, so they never hold up the instances' jobs)
+        self.kinds, self.skip_kinds = kinds, tuple(skip_kinds)
 
     # -- claiming -------------------------------------------------------------------------------------------
     def claim(self) -> int | None:
         with self.store.session() as s:
-            candidates = s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(5)).all()
+            q = select(Job.id).where(Job.status == "queued")
+            if self.kinds is not None:
+                q = q.where(Job.kind.in_(self.kinds))
+            if self.skip_kinds:
+                q = q.where(Job.kind.not_in(self.skip_kinds))
+            candidates = s.scalars(q.order_by(Job.id).limit(5)).all()
             for job_id in candidates:
                 now = utcnow()
                 won = s.execute(
@@ -204,7 +214,14 @@ class Worker:
         with self.store.session() as s:
             job = s.get(Job, job_id)
             handler = self.handlers[job.kind]
-            spec = handler.prepare(s, job)
+            try:
+                spec = handler.prepare(s, job)
+            except NotRunnable as exc:
+                spec, refused = None, Outcome("failed", error=str(exc))
+        if spec is None:
+            add_event(self.store, job_id, Event("pgaas_not_runnable", status="failed", message=refused.error))
+            self._end(job_id, handler, refused)
+            return
         with Heartbeat(self.heartbeat_seconds, lambda: self._beat(job_id)):
             outcome = self._play(job_id, spec, f"{job_id}")
             cleanup = None
@@ -218,6 +235,9 @@ class Worker:
                 else:
                     add_event(self.store, job_id, Event("pgaas_cleanup", status="ok",
                                                         message="leftovers of the canceled run removed"))
+        self._end(job_id, handler, outcome)
+
+    def _end(self, job_id: int, handler: Handler, outcome: Outcome) -> None:
         with self.store.session() as s:
             job = s.get(Job, job_id)
             job.status = JOB_STATUS.get(outcome.status, "error")

@@ -2,11 +2,8 @@
 primary (fast, no playbook). Identifiers always go through psycopg.sql; names are validated before."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -17,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from webapp.services import Conflict, Invalid, NotFound, check_db_name
 from webapp.services import access, audit
-from webapp.services import instances as isvc
 from webapp.services.audit import Actor
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.services.pgconn import connect_primary, scram_verifier
@@ -215,48 +211,7 @@ class DumpSettings:
     dumps_dir: str
     grace_seconds: float
     pg_bin: str
-
-
-def _pg_env(password: str) -> dict:
-    return {"PATH": "/usr/bin:/bin", "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5", "LC_ALL": "C.UTF-8"}
-
-
-def _conn_args(inst: Instance, dbname: str, user: str) -> list[str]:
-    from webapp.services.pgconn import conninfo
-
-    ci = conninfo(inst, dbname)
-    dsn = " ".join(f"{k}={v}" for k, v in ci.items())
-    return [f"--dbname={dsn}", f"--username={user}"]
-
-
-def final_dump(s: Session, box: SecretBox, cfg: DumpSettings, db: Database) -> DatabaseDump:
-    """pg_dump -Fc of the database before it is dropped; if it fails, nothing is dropped."""
-    inst = db.instance
-    if inst.status != "available":
-        raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
-    stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-    folder = Path(cfg.dumps_dir) / inst.name / db.name
-    folder.mkdir(parents=True, exist_ok=True)
-    for d in (Path(cfg.dumps_dir), folder.parent, folder):
-        os.chmod(d, 0o700)
-    path = folder / f"{stamp}.dump"
-    pw = box.open(inst.secrets_enc)["pgaas_superuser_password"]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    r = subprocess.run([f"{cfg.pg_bin}/pg_dump", "--format=custom", f"--file={path}",
-                        *_conn_args(inst, db.name, "postgres")], env=_pg_env(pw), capture_output=True, text=True,
-                       timeout=3600)
-    if r.returncode != 0:
-        path.unlink(missing_ok=True)
-        raise Conflict(f"the final dump of {db.name!r} failed, so nothing was deleted: "
-                       f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'pg_dump failed'}")
-    dump = DatabaseDump(instance_name=inst.name, database_name=db.name, owner_id=db.owner_id, path=str(path),
-                        size_bytes=path.stat().st_size,
-                        settings={"quota_mb": db.quota_mb, "connection_limit": db.connection_limit,
-                                  "parameters": db.parameters or {}},
-                        expires_at=utcnow() + timedelta(seconds=cfg.grace_seconds))
-    s.add(dump)
-    return dump
+    retention_seconds: float = 24 * 3600  # downloadable dumps and waiting uploads (services/dumps.py)
 
 
 def latest_dump(s: Session, actor: Actor, instance: str, name: str) -> DatabaseDump:
@@ -285,30 +240,6 @@ def restorable_dumps(s: Session, actor: Actor) -> list[DatabaseDump]:
             seen.add(key)
             out.append(dump)
     return out
-
-
-def restore(s: Session, box: SecretBox, cfg: DumpSettings, actor: Actor, instance: str, name: str
-            ) -> tuple[Database, str]:
-    """Bring a deleted database back from its final dump, as a new database with a new password."""
-    inst = isvc.get(s, instance)
-    if s.scalar(select(Database).where(Database.instance_id == inst.id, Database.name == name)):
-        raise Conflict(f"database {name!r} exists on instance {instance!r}; delete it first to restore its dump")
-    dump = latest_dump(s, actor, instance, name)
-    settings = dump.settings or {}
-    owner = Actor(actor.username, actor.is_admin, dump.owner_id or actor.user_id, actor.remote_addr)
-    db, password = create(s, box, owner, instance, name, settings.get("quota_mb"), settings.get("connection_limit"))
-    r = subprocess.run([f"{cfg.pg_bin}/pg_restore", "--no-owner", "--no-acl", "--exit-on-error",
-                        *_conn_args(db.instance, db.name, db.role_name), dump.path],
-                       env=_pg_env(password), capture_output=True, text=True, timeout=3600)
-    if r.returncode != 0:
-        drop(s, box, actor, db, record=False)
-        raise Conflict(f"restore of {name!r} failed; the dump is kept: "
-                       f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'pg_restore failed'}")
-    if settings.get("parameters"):
-        update(s, box, actor, db, parameters=settings["parameters"])
-    dump.restored_at = utcnow()
-    audit.record(s, actor, "database.restore", "database", f"{instance}/{name}", detail=f"from dump {dump.id}")
-    return db, password
 
 
 def prune_dumps(s: Session) -> int:

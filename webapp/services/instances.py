@@ -167,8 +167,12 @@ def retry_job(s: Session, job: Job, by: str) -> Job:
     """Run a failed or canceled job again. A create or delete goes through the instance's retry (it is failed
     then); any other job (settings, restart, ...) is queued again with the same, already validated, parameters,
     on an instance that is available."""
+    from webapp.services import dumps
+
     jobsvc.check_retryable(s, job)
-    if job.kind in ("instance_create", "instance_delete"):
+    if job.kind in dumps.KINDS:
+        new = dumps.retry(s, job, by)
+    elif job.kind in ("instance_create", "instance_delete"):
         new = retry(s, job.instance_name, by)
     else:
         if job.instance_name:

@@ -3,6 +3,7 @@ meaning, and the view turns the service's Invalid/Conflict into errors beside th
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (BooleanField, DecimalField, IntegerField, PasswordField, RadioField, SelectField, StringField,
                      TextAreaField)
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
@@ -69,6 +70,12 @@ class ConfirmDeleteForm(FlaskForm):
     confirm = StringField("Type the name to confirm", validators=[DataRequired()],
                           render_kw={"autocomplete": "off", "spellcheck": "false"})
     force = BooleanField("Also delete the tenant databases it holds")
+
+
+class RestoreUploadForm(FlaskForm):
+    file = FileField("Archive (pg_dump custom format)", validators=[FileRequired("Choose a .dump file.")],
+                     description="A dump downloaded from pgaas, or made with pg_dump --format=custom.")
+    clean = BooleanField("Replace the objects the archive holds (drop them first)")
 
 
 class ChangePasswordForm(FlaskForm):

@@ -6,7 +6,7 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 import psycopg
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, redirect, render_template, request, send_file, session, url_for
 from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required, login_user, logout_user
 from wtforms.fields.choices import SelectChoice
@@ -17,6 +17,7 @@ from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from webapp.services import access, accounts, audit, certificates
 from webapp.services import databases as dbsvc
+from webapp.services import dumps
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
@@ -243,15 +244,71 @@ def database_restore(instance, name):
         abort(400)
     try:
         with svc.store.session() as s:
-            _db, password = dbsvc.restore(s, svc.box, svc.dump_settings(), actor(), instance, name)
+            db, password, job_ = dumps.start_final_restore(s, svc.box, actor(), instance, name)
+            job_id, role = job_.id, db.role_name
     except (NotFound, Conflict, Invalid, psycopg.Error) as exc:
         record_failure("database.restore", "database", f"{instance}/{name}", exc)
         flash(f"{name} was not restored: {exc.message if isinstance(exc, ServiceError) else db_error_message(exc)}",
               "error")
         return redirect(url_for("ui.databases"))
-    reveal_once("database", f"{instance}/{name}", password, reason="restored")
-    flash(f"Database {name} was restored from its final dump.", "success")
-    return redirect(url_for("ui.database", instance=instance, name=name))
+    reveal_once("job", str(job_id), password, database=name, user=role)
+    flash(f"Database {name} was created again; job {job_id} restores its final dump into it.", "success")
+    return redirect(url_for("ui.job", job_id=job_id))
+
+
+def _start_database_job(instance: str, name: str, action: str, start):
+    """Start a dump or delete job from the database page and show the job; a refusal shows on the database page."""
+    try:
+        with services().store.session() as s:
+            job_id = start(s, actor(), instance, name).id
+    except (NotFound, Conflict) as exc:
+        record_failure(action, "database", f"{instance}/{name}", exc)
+        flash(exc.message, "error")
+        return redirect(url_for("ui.database", instance=instance, name=name))
+    return redirect(url_for("ui.job", job_id=job_id))
+
+
+@bp.post("/instances/<instance>/databases/<name>/dump")
+@login_required
+def database_dump(instance, name):
+    if not forms.EmptyForm(prefix="dump").validate_on_submit():
+        abort(400)
+    return _start_database_job(instance, name, "database.dump", dumps.start_dump)
+
+
+@bp.post("/instances/<instance>/databases/<name>/restore-upload")
+@login_required
+def database_restore_upload(instance, name):
+    """Restore an uploaded archive into this database, as a job (the upload may be as large as
+    DUMP_UPLOAD_MAX_BYTES: webapp/uploads.py)."""
+    svc = services()
+    form = forms.RestoreUploadForm(prefix="up")
+    if form.validate_on_submit():
+        try:
+            with svc.store.session() as s:
+                dumps.check_restore_target(s, actor(), instance, name)
+            upload = dumps.new_upload(svc.dump_settings())
+            form.file.data.save(upload)
+            with svc.store.session() as s:
+                job_id = dumps.start_restore(s, actor(), instance, name, upload, bool(form.clean.data)).id
+        except (Invalid, NotFound, Conflict) as exc:
+            record_failure("database.restore", "database", f"{instance}/{name}", exc)
+            form_error(form, exc)
+        else:
+            return redirect(url_for("ui.job", job_id=job_id))
+    return _render_database(instance, name, upload_form=form, status=422)
+
+
+@bp.get("/jobs/<int:job_id>/dump")
+@login_required
+def job_dump(job_id):
+    try:
+        with services().store.session() as s:
+            path, filename = dumps.download(s, _visible_job(s, job_id))
+    except (NotFound, Conflict) as exc:
+        abort(404 if isinstance(exc, NotFound) else 409, exc.message)
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=filename,
+                     conditional=True, max_age=0)
 
 
 def _available_instances(s) -> list[str]:
@@ -293,7 +350,13 @@ def _load_db(s, instance: str, name: str):
         abort(404, f"There is no database {name!r} on instance {instance!r} that you can see.")
 
 
-def _render_database(instance: str, name: str, edit_form=None, delete_form=None, status: int = 200):
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours" if hours >= 2 else f"{seconds / 60:g} minutes"
+
+
+def _render_database(instance: str, name: str, edit_form=None, delete_form=None, upload_form=None,
+                     status: int = 200):
     svc = services()
     revealed = pop_reveal("database", f"{instance}/{name}")
     with svc.store.session() as s:
@@ -308,7 +371,9 @@ def _render_database(instance: str, name: str, edit_form=None, delete_form=None,
         page = render_template("ui/database.html", db=db, instance=db.instance, owner=db.owner.username,
                                stats=stats, uri=uri, ro_uri=ro_uri, revealed=revealed, edit_form=edit_form,
                                tls=_tls_view(db.instance),
-                               password_form=forms.EmptyForm(prefix="pw"),
+                               password_form=forms.EmptyForm(prefix="pw"), dump_form=forms.EmptyForm(prefix="dump"),
+                               dump_retention=_duration(float(svc.config["DUMP_RETENTION_SECONDS"])),
+                               upload_form=upload_form or forms.RestoreUploadForm(prefix="up", formdata=None),
                                delete_form=delete_form or forms.ConfirmDeleteForm(prefix="del", formdata=None))
     return page, status
 
@@ -373,17 +438,12 @@ def database_delete(instance, name):
         else:
             try:
                 with svc.store.session() as s:
-                    db = _load_db(s, instance, name)
-                    dump = dbsvc.final_dump(s, svc.box, svc.dump_settings(), db)
-                    dbsvc.drop(s, svc.box, actor(), db)
-                    expires = dump.expires_at
-            except (Conflict, psycopg.Error) as exc:
+                    job_id = dumps.start_delete(s, actor(), instance, name).id
+            except (NotFound, Conflict) as exc:
                 record_failure("database.delete", "database", f"{instance}/{name}", exc)
-                form.form_errors.append(exc.message if isinstance(exc, ServiceError) else db_error_message(exc))
+                form.form_errors.append(exc.message)
             else:
-                flash(f"Database {name} was deleted. A final dump is kept until "
-                      f"{expires:%Y-%m-%d %H:%M} UTC for a restore.", "success")
-                return redirect(url_for("ui.databases"))
+                return redirect(url_for("ui.job", job_id=job_id))
     return _render_database(instance, name, delete_form=form, status=422)
 
 
@@ -759,6 +819,8 @@ def job_events(job_id):
                 "finished": j.finished_at.strftime("%H:%M:%S") if j.finished_at else None,
                 "events": [_event_dict(e) for e in events], "failures": failures,
                 "cancel_requested": bool(j.cancel_requested),
+                "download_url": url_for("ui.job_dump", job_id=j.id)
+                if j.kind == "database_dump" and j.status == "succeeded" else None,
                 "retryable": j.status in TERMINAL and _retryable(s, j),
                 "instance_url": url_for("ui.instance", name=j.instance_name)
                 if j.instance_name and current_user.is_admin else None}

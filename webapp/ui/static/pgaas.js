@@ -76,6 +76,10 @@ function pollJob(tbody) {
       if (job.status === "succeeded") {
         var next = document.getElementById("job-next");
         if (next) { next.hidden = false; }
+        if (job.download_url) {  // a dump: the file is ready
+          var dl = document.getElementById("job-download");
+          if (dl) { dl.hidden = false; }
+        }
       } else {
         var box = document.getElementById("job-failure");
         box.querySelector("h2").textContent = job.status === "canceled" ? "This job was canceled" : "This job failed";
