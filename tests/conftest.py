@@ -83,8 +83,11 @@ def database_url(request, tmp_path):
 def make_app(database_url: str, instance_path: Path, **extra):
     from webapp import create_app
 
+    # The printed URIs name sslrootcert=pgaas-NAME-ca.crt, relative to the client's directory: the tests (and the
+    # benches) run from the repository's root, where the control plane writes each instance's CA (.gitignore).
     cfg = {"TESTING": True, "DATABASE_URL": database_url, "INSTANCE_PATH": str(instance_path),
-           "JOB_HEARTBEAT_SECONDS": 0.5, "JOB_STALE_SECONDS": 5, "WORKER_POLL_SECONDS": 0.1}
+           "JOB_HEARTBEAT_SECONDS": 0.5, "JOB_STALE_SECONDS": 5, "WORKER_POLL_SECONDS": 0.1,
+           "TLS_CA_EXPORT_DIR": os.getcwd()}
     cfg.update(extra)
     return create_app(cfg)
 

@@ -28,7 +28,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config.get("AUTO_MIGRATE", True):
         store.upgrade()
     box = SecretBox(app.config["ENCRYPTION_KEY"])
-    certificates.register(box)
+    certificates.register(box, app.config["TLS_CA_EXPORT_DIR"])
     app.extensions["pgaas"] = Services(
         store=store, box=box,
         provider=get_provider(app.config["PROVIDER"], app.config, store=store, box=box), config=app.config,

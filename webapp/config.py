@@ -118,6 +118,9 @@ class Defaults:
     TLS_CERT_DAYS = 365
     TLS_RENEW_DAYS = 30
     TLS_CHECK_SECONDS = 3600.0
+    # A directory where the control plane also writes each instance's CA certificate as pgaas-NAME-ca.crt, the
+    # sslrootcert its URIs name (e.g. a directory its clients run in); empty: none.
+    TLS_CA_EXPORT_DIR = ""
 
 
 def load(app, test_config: dict | None = None) -> None:

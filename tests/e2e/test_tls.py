@@ -243,3 +243,30 @@ def test_pages_offer_the_ca_certificate_and_show_when_certificates_end(cp, pair)
     assert 'id="tls-expiry"' in page and "days left" in page
     r = web.get(f"{cp.base}/instances/{INST}/ca.crt")
     assert r.status_code == 200 and r.text.startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_a_tenant_gets_the_ca_for_their_database_and_connects_with_verify_full(cp, pair, tmp_path, monkeypatch):
+    for name in ("tls-tenant", "tls-outsider"):
+        r = cp.admin.post("/api/v1/users", json={"username": name, "password": f"{name}-password-1"})
+        assert r.status_code in (201, 409), r.text
+    tenant = cp.anon.as_user("tls-tenant", "tls-tenant-password-1")
+    outsider = cp.anon.as_user("tls-outsider", "tls-outsider-password-1")
+    r = tenant.post(f"/api/v1/instances/{INST}/databases", json={"name": "tls_tenant_db"})
+    assert r.status_code == 201, r.text
+    db = r.json()["database"]
+    password = db["password"]
+    assert db["ca_cert_url"].endswith(f"/instances/{INST}/ca.crt") and "sslmode=verify-full" in db["uri"], db
+    try:
+        # the instance is then restricted to others: the tenant keeps their database, its URI and its CA
+        assert cp.admin.put(f"/api/v1/instances/{INST}/access", json={"users": []}).status_code == 200
+        r = tenant.get(f"/api/v1/instances/{INST}/ca.crt")
+        assert r.status_code == 200 and r.text == cp.admin.get(f"/api/v1/instances/{INST}/ca.crt").text
+        r = outsider.get(f"/api/v1/instances/{INST}/ca.crt")  # not open to them, no database there: no instance
+        assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json"), r.text
+        (tmp_path / f"pgaas-{INST}-ca.crt").write_text(tenant.get(f"/api/v1/instances/{INST}/ca.crt").text)
+        monkeypatch.chdir(tmp_path)
+        with psycopg.connect(db["uri"], password=password, connect_timeout=5) as c:
+            assert c.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (True,)
+    finally:
+        cp.admin.put(f"/api/v1/instances/{INST}/access", json={"users": None})
+        cp.admin.delete(f"/api/v1/instances/{INST}/databases/tls_tenant_db")

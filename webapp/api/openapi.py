@@ -209,10 +209,18 @@ SPEC = {
                              "connection_limit", "parameters", "status", "created_at"],
                 "properties": {"name": {"type": "string"}, "instance": {"type": "string"},
                                "owner": {"type": "string"}, "role": {"type": "string"}, "uri": {"type": "string"},
-                               "readonly_uri": {"type": "string"}, "quota_mb": {"type": ["integer", "null"]},
+                               "readonly_uri": {"type": "string"},
+                               "ca_cert_url": {"type": ["string", "null"],
+                                               "description": "the instance's CA certificate (PEM): save it as the "
+                                                              "sslrootcert the URIs name (sslmode=verify-full)"},
+                               "quota_mb": {"type": ["integer", "null"]},
                                "connection_limit": {"type": ["integer", "null"]},
                                "parameters": {"type": "object", "additionalProperties": {"type": "string"}},
-                               "status": {"enum": ["ok", "over_quota"]}, "created_at": {"type": "string"},
+                               "status": {"enum": ["ok", "over_quota", "locked"],
+                                          "description": "over_quota: read-only; locked: written past its quota "
+                                                         "anyway, its role may not log in until it is within its "
+                                                         "quota again"},
+                               "created_at": {"type": "string"},
                                "size_bytes": {"type": "integer"}, "connections": {"type": "integer"},
                                "password": {"type": "string", "description": "only in the create answer"},
                                "url": {"type": "string"}}},

@@ -140,7 +140,9 @@ def database(db, stats: dict | None = None) -> dict:
     body = {"name": db.name, "instance": db.instance.name, "owner": db.owner.username, "role": db.role_name,
             "uri": uri, "readonly_uri": ro_uri, "quota_mb": db.quota_mb, "connection_limit": db.connection_limit,
             "parameters": db.parameters or {}, "status": db.status, "created_at": _ts(db.created_at),
-            "url": url_for("api.get_database", instance=db.instance.name, name=db.name)}
+            "url": url_for("api.get_database", instance=db.instance.name, name=db.name),
+            "ca_cert_url": url_for("api.get_instance_ca", name=db.instance.name)
+            if certificates.ca_cert(db.instance) else None}
     if stats is not None:
         body["size_bytes"] = stats["size_bytes"]
         body["connections"] = stats["connections"]

@@ -152,6 +152,7 @@ def issue_all(inst, tls: dict | None, days: int = CERT_DAYS, new_ca_too: bool = 
         cert, key = issue(tls["ca_cert"], tls["ca_key"], name, names, days)
         certs[name] = {"cert": cert, "key": key}
     tls["certs"] = certs
+    tls["names"] = member_names(inst)
     tls["client"] = dict(zip(("cert", "key"), issue(tls["ca_cert"], tls["ca_key"], CLIENT_CN, [], days,
                                                      server=False)))
     return tls
@@ -173,11 +174,12 @@ def ensure(inst, box: SecretBox, days: int = CERT_DAYS, renew: bool = False, new
     seal them into inst.secrets_enc and record the summary in inst.meta["tls"]. Returns the material."""
     secrets = box.open(inst.secrets_enc)
     tls = secrets.get("tls")
-    if tls and not renew and not new_ca_too and set(member_names(inst)) <= set(tls.get("certs") or {}):
-        return tls
+    if tls and not renew and not new_ca_too and tls.get("names") == member_names(inst):
+        return tls  # every container has a certificate for the names it has now
     tls = issue_all(inst, tls, days, new_ca_too)
     secrets["tls"] = tls
     inst.secrets_enc = box.seal(secrets)
+    export_ca(box, inst.name, tls["ca_cert"])
     current = (inst.meta or {}).get("tls")
     if current and current.get("active"):
         # what the members serve stays shown until the renewal succeeded (activate)
@@ -227,6 +229,24 @@ def ca_filename(inst) -> str:
 
 def uri_params(inst) -> str:
     return f"sslmode=verify-full&sslrootcert={ca_filename(inst)}"
+
+
+def instance_for_ca(s, actor, name: str):
+    """The instance whose CA certificate `actor` may download: one they may see, or one that holds a database of
+    theirs (an instance restricted after their database was made: its URI is still theirs). NotFound otherwise."""
+    from sqlalchemy import select
+
+    from webapp.services import NotFound, access
+    from webapp.store.models import Database, Instance
+
+    try:
+        return access.get_visible(s, actor, name)
+    except NotFound:
+        inst = s.scalar(select(Instance).join(Database, Database.instance_id == Instance.id).where(
+            Instance.name == name, Database.owner_id == actor.user_id).limit(1)) if isinstance(name, str) else None
+        if inst is None:
+            raise
+        return inst
 
 
 def expiry(inst) -> datetime | None:
@@ -281,10 +301,11 @@ def libpq_params(inst) -> dict:
 class ClientTLS:
     """The control plane's TLS client side towards an instance's Patroni REST API and etcd: an SSLContext that
     trusts only the instance's CA and presents the control plane's client certificate. Contexts are cached per
-    instance and certificate (one per app: this object lives in Services)."""
+    instance and certificate (one per app: this object lives in Services). export_dir (TLS_CA_EXPORT_DIR): where
+    each instance's CA certificate is also written as pgaas-NAME-ca.crt, the sslrootcert its URIs name."""
 
-    def __init__(self, box: SecretBox):
-        self.box = box
+    def __init__(self, box: SecretBox, export_dir: str = ""):
+        self.box, self.export_dir = box, export_dir
         self._cache: dict[tuple[str, str], ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
@@ -319,9 +340,25 @@ _registered: dict[int, ClientTLS] = {}
 _registered_lock = threading.Lock()
 
 
-def register(box: SecretBox) -> ClientTLS:
+def register(box: SecretBox, export_dir: str = "") -> ClientTLS:
     with _registered_lock:
-        return _registered.setdefault(id(box), ClientTLS(box))
+        client = _registered.setdefault(id(box), ClientTLS(box, export_dir))
+        client.export_dir = export_dir
+        return client
+
+
+def export_ca(box: SecretBox, instance: str, pem: str) -> None:
+    """Write the CA certificate into the app's TLS_CA_EXPORT_DIR, if it has one (whole, then renamed)."""
+    client = _registered.get(id(box))
+    if client is None or not client.export_dir:
+        return
+    d = Path(client.export_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".pgaas-ca-")
+    with os.fdopen(fd, "w") as f:
+        f.write(pem)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, d / f"pgaas-{instance}-ca.crt")
 
 
 def context_for(inst, check_hostname: bool = True) -> ssl.SSLContext | None:
