@@ -292,6 +292,10 @@ def measure(cp: common.ControlPlane, args) -> None:
         r = live.admin.post("/api/v1/users", json={"username": USER, "password": USER_PASSWORD})
         if r.status_code != 201:
             raise BenchFailed(f"POST /api/v1/users answered {r.status_code}: {r.text[:300]}")
+        # room for every database it makes (the default allowance is 10 databases)
+        r = live.admin.patch(f"/api/v1/users/{USER}", json={"max_databases": 100000, "storage_allowance_mb": 1024 ** 3})
+        if r.status_code != 200:
+            raise BenchFailed(f"PATCH /api/v1/users/{USER} answered {r.status_code}: {r.text[:300]}")
         tenant: Api = live.anon.as_user(USER, USER_PASSWORD)
 
         svc = live.app.extensions["pgaas"]

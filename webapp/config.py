@@ -75,6 +75,11 @@ class Defaults:
     DUMP_UPLOAD_MAX_BYTES = 4 * 1024 ** 3
     PG_CLIENT_BIN = "/usr/lib/postgresql/15/bin"
     QUOTA_CHECK_SECONDS = 30.0
+    # Capacity allowances of users who are not administrators, unless an admin sets theirs (PATCH
+    # /api/v1/users/NAME): total MB of quota over their databases, and how many databases they may own. 0: no limit.
+    # Administrators have no limit unless one is set for them.
+    DEFAULT_STORAGE_ALLOWANCE_MB = 10240
+    DEFAULT_MAX_DATABASES = 10
     # Monitoring: sampling interval, raw history kept, 5-minute roll-ups kept.
     SAMPLE_SECONDS = 15.0
     METRICS_RAW_SECONDS = 24 * 3600

@@ -34,6 +34,12 @@ class Services:
             poll_seconds=float(c["WORKER_POLL_SECONDS"]),
         )
 
+    def capacity_defaults(self):
+        """The allowance of users who are not administrators, unless one is set for them."""
+        from webapp.services.capacity import Defaults
+
+        return Defaults.from_config(self.config)
+
     def dump_settings(self):
         from webapp.services.databases import DumpSettings
 

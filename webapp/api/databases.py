@@ -27,7 +27,8 @@ def create_database(instance):
     svc = services()
     with svc.store.session() as s:
         db, password = dbsvc.create(s, svc.box, actor(), instance, data["name"], data.get("quota_mb"),
-                                    data.get("connection_limit"), data.get("parameters"))
+                                    data.get("connection_limit"), data.get("parameters"),
+                                    limits=svc.capacity_defaults())
         body = {"database": {**ser.database(db), "password": password}}
     return body, 201, {"Location": url_for("api.get_database", instance=instance, name=db.name)}
 
@@ -71,7 +72,8 @@ def update_database(instance, name):
     with svc.store.session() as s:
         db = dbsvc.get(s, actor(), instance, name)
         dbsvc.update(s, svc.box, actor(), db, quota_mb=data.get("quota_mb", ...),
-                     connection_limit=data.get("connection_limit", ...), parameters=data.get("parameters"))
+                     connection_limit=data.get("connection_limit", ...), parameters=data.get("parameters"),
+                     limits=svc.capacity_defaults())
         return ser.database(db, dbsvc.live_stats(svc.box, [db]).get(db.id))
 
 
@@ -123,7 +125,8 @@ def restore_database(instance, name):
     svc = services()
     if not has_body():
         with svc.store.session() as s:
-            db, password, job = dumps.start_final_restore(s, svc.box, actor(), instance, name)
+            db, password, job = dumps.start_final_restore(s, svc.box, actor(), instance, name,
+                                                          limits=svc.capacity_defaults())
             return _started(job, database={**ser.database(db), "password": password})
     clean = _flag("clean", False)
     with svc.store.session() as s:

@@ -194,7 +194,39 @@ SPEC = {
                                "admin_password": {"type": "string", "description": "shown in this answer only"}}},
             "User": {"type": "object", "required": ["username", "is_admin", "created_at"],
                      "properties": {"username": {"type": "string"}, "is_admin": {"type": "boolean"},
-                                    "created_at": {"type": "string"}}},
+                                    "created_at": {"type": "string"},
+                                    "storage_allowance_mb": {
+                                        "type": ["integer", "null"],
+                                        "description": "total MB of quota over their databases (null: no limit); "
+                                                       "the set value or the configured default"},
+                                    "max_databases": {"type": ["integer", "null"],
+                                                      "description": "databases they may own (null: no limit)"},
+                                    "capacity": {"$ref": "#/components/schemas/Capacity"}}},
+            "UserOf": {"type": "object", "required": ["user"],
+                       "properties": {"user": {"$ref": "#/components/schemas/User"}}},
+            "Capacity": {
+                "type": "object", "description": "A user's allowance, what their databases take of it, and what is "
+                                                 "left (in GET /users/{username}, PATCH /users/{username} and GET "
+                                                 "/me)",
+                "required": ["storage_allowance_mb", "storage_allocated_mb", "storage_left_mb", "max_databases",
+                             "databases", "databases_left"],
+                "properties": {
+                    "storage_allowance_mb": {"type": ["integer", "null"], "description": "null: no limit"},
+                    "storage_allowance_is_default": {"type": "boolean",
+                                                     "description": "it is the configured default, none is set"},
+                    "storage_allocated_mb": {"type": "integer", "description": "their databases' quotas, added up"},
+                    "storage_used_bytes": {"type": ["integer", "null"],
+                                           "description": "their databases' sizes, measured now (null: an instance "
+                                                          "did not answer)"},
+                    "storage_left_mb": {"type": ["integer", "null"],
+                                        "description": "what new or larger quotas may still take (null: no limit; "
+                                                       "0 while a database of theirs has no quota)"},
+                    "max_databases": {"type": ["integer", "null"], "description": "null: no limit"},
+                    "max_databases_is_default": {"type": "boolean"},
+                    "databases": {"type": "integer"},
+                    "databases_left": {"type": ["integer", "null"]},
+                    "databases_without_quota": {"type": "array", "items": {"type": "string"},
+                                                "description": "instance/name of each"}}},
             "Token": {"type": "object", "required": ["id", "prefix", "scope", "expires_at", "revoked", "expired"],
                       "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
                                      "prefix": {"type": "string"},
@@ -524,14 +556,30 @@ SPEC = {
         },
         "/users/{username}": {
             "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "get": {"summary": "Show a user (admins)", "responses": {"200": {"description": "OK"},
-                                                                   **_errors(401, 403, 404)}},
+            "get": {"summary": "Show a user with their capacity (admins: anyone; others: themselves)",
+                    "responses": {"200": _json("#/components/schemas/UserOf"), **_errors(401, 403, 404)}},
+            "patch": {"summary": "Set a user's capacity allowance (admins): storage_allowance_mb, the total MB of "
+                                 "quota over their databases, and max_databases; null puts one back to the "
+                                 "configured default (PGAAS_DEFAULT_STORAGE_ALLOWANCE_MB, PGAAS_DEFAULT_MAX_DATABASES;"
+                                 " administrators: no limit). Lowering it below what is given out takes nothing "
+                                 "away: they just cannot grow",
+                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                          "type": "object", "additionalProperties": False, "minProperties": 1,
+                          "properties": {"storage_allowance_mb": {"type": ["integer", "null"], "minimum": 0,
+                                                                  "maximum": 1024 ** 3},
+                                         "max_databases": {"type": ["integer", "null"], "minimum": 0,
+                                                           "maximum": 100000}}}}}},
+                      "responses": {"200": _json("#/components/schemas/UserOf"),
+                                    **_errors(400, 401, 403, 404, 422)}},
             "delete": {"summary": "Delete a user (admins). Refused (409) while they own databases, unless "
                                   "transfer_to=<user> or delete_databases=true says what happens to them",
                        "parameters": [{"name": "transfer_to", "in": "query", "schema": {"type": "string"}},
                                       {"name": "delete_databases", "in": "query", "schema": {"type": "boolean"}}],
                        "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404, 409)}},
         },
+        "/me": {"get": {"summary": "Your own account, with your capacity: allowance, what your databases take of "
+                                   "it and use, and what is left",
+                        "responses": {"200": _json("#/components/schemas/UserOf"), **_errors(401)}}},
         "/me/password": {"post": {
             "summary": "Change your own password",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -563,11 +611,18 @@ SPEC = {
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
                          "type": "object", "required": ["name"], "additionalProperties": False,
                          "properties": {"name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"},
-                                        "quota_mb": {"type": "integer", "minimum": 1},
+                                        "quota_mb": {"type": "integer", "minimum": 1,
+                                                     "description": "within what your storage allowance has left "
+                                                                    "(422 says how much); without it, under an "
+                                                                    "allowance: allowance / max_databases, or what "
+                                                                    "is left if less"},
                                         "connection_limit": {"type": "integer", "minimum": 1},
                                         "parameters": {"type": "object", "description": "per-database settings "
-                                                       "(user context), set before the answer; one refused "
-                                                       "value undoes the create (422)",
+                                                       "(planner, memory, timeout and client settings such as "
+                                                       "work_mem, statement_timeout, search_path; never ones that "
+                                                       "would undo the quota, e.g. default_transaction_read_only), "
+                                                       "set before the answer; one refused value undoes the create "
+                                                       "(422)",
                                                        "additionalProperties": {"type": ["string", "number"]}}}}}}},
                      "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {
                          "type": "object", "required": ["database"],
@@ -579,8 +634,10 @@ SPEC = {
                            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "get": {"summary": "Show a database with its size and connections",
                     "responses": {"200": _json("#/components/schemas/Database"), **_errors(401, 404)}},
-            "patch": {"summary": "Change quota_mb, connection_limit or parameters (settings of context 'user'; "
-                                 "null resets one); PostgreSQL's own message comes back as a 422",
+            "patch": {"summary": "Change quota_mb (within the owner's storage allowance, whoever asks; under one it "
+                                 "cannot be null), connection_limit or parameters (the settings a database may "
+                                 "change, as at create; null resets one); PostgreSQL's own message comes back as a "
+                                 "422",
                       "requestBody": {"required": True, "content": {"application/json": {"schema": {
                           "type": "object", "additionalProperties": False,
                           "properties": {"quota_mb": {"type": ["integer", "null"]},

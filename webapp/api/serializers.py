@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import url_for
 
-from webapp.services import access, certificates
+from webapp.services import access, capacity, certificates
 from webapp.services import instances as isvc
 from webapp.store.models import Instance, Job, JobEvent, utcnow
 
@@ -120,8 +120,24 @@ def job(j: Job, events: list[JobEvent] | None = None) -> dict:
     return body
 
 
-def user(u) -> dict:
-    return {"username": u.username, "is_admin": u.is_admin, "created_at": _ts(u.created_at)}
+def user(u, limits=None, cap=None) -> dict:
+    """limits (capacity.Defaults): with the user's allowance; cap (capacity.Capacity): with what is used and left."""
+    body = {"username": u.username, "is_admin": u.is_admin, "created_at": _ts(u.created_at)}
+    if limits is not None:
+        a = capacity.allowance(u, limits)
+        body.update(storage_allowance_mb=a.storage_allowance_mb, max_databases=a.max_databases)
+    if cap is not None:
+        body["capacity"] = capacity_of(cap)
+    return body
+
+
+def capacity_of(c) -> dict:
+    a = c.allowance
+    return {"storage_allowance_mb": a.storage_allowance_mb, "storage_allowance_is_default": a.storage_is_default,
+            "storage_allocated_mb": c.allocated_mb, "storage_used_bytes": c.used_bytes,
+            "storage_left_mb": c.storage_left_mb, "max_databases": a.max_databases,
+            "max_databases_is_default": a.databases_is_default, "databases": c.databases,
+            "databases_left": c.databases_left, "databases_without_quota": c.unquoted}
 
 
 def token(t) -> dict:

@@ -4,7 +4,7 @@ from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
-from webapp.services import accounts, audit
+from webapp.services import Forbidden, accounts, audit, capacity
 from webapp.services import databases as dbsvc
 
 
@@ -12,8 +12,9 @@ from webapp.services import databases as dbsvc
 @auth_required(admin=True)
 def list_users():
     pg = page()
+    limits = services().capacity_defaults()
     with services().store.session() as s:
-        return paged("users", accounts.list_users(s, pg.fetch, pg.offset), pg, ser.user)
+        return paged("users", accounts.list_users(s, pg.fetch, pg.offset), pg, lambda u: ser.user(u, limits))
 
 
 @bp.post("/users")
@@ -29,14 +30,50 @@ def create_user():
     with services().store.session() as s:
         user, _ = accounts.create_user(s, data["username"], data["password"], is_admin=is_admin)
         audit.record(s, actor(), "user.create", "user", user.username, detail=f"is_admin={is_admin}")
-        return {"user": ser.user(user)}, 201, {"Location": url_for("api.get_user", username=user.username)}
+        return ({"user": ser.user(user, services().capacity_defaults())}, 201,
+                {"Location": url_for("api.get_user", username=user.username)})
+
+
+def _with_capacity(s, user) -> dict:
+    """The user with their allowance, what their databases take of it and use (measured now), and what is left."""
+    svc = services()
+    live = lambda dbs: dbsvc.live_stats(svc.box, [d for d in dbs if d.instance.status == "available"])  # noqa: E731
+    limits = svc.capacity_defaults()
+    return {"user": ser.user(user, limits, capacity.capacity(s, user, limits, live_stats=live))}
 
 
 @bp.get("/users/<username>")
-@auth_required(admin=True)
+@auth_required()
 def get_user(username):
+    """Admins: any user; others: themselves."""
+    if not g.is_admin and username != g.username:
+        audited("get_user", "user", username)
+        raise Forbidden("this needs an administrator (GET /api/v1/me shows your own account)")
     with services().store.session() as s:
-        return {"user": ser.user(accounts.get_user(s, username))}
+        return _with_capacity(s, accounts.get_user(s, username))
+
+
+@bp.patch("/users/<username>")
+@auth_required(admin=True)
+def update_user(username):
+    """Set a user's capacity allowance: storage_allowance_mb (total quota over their databases) and max_databases;
+    null puts one back to the configured default."""
+    data = json_body(set(capacity.ALLOWANCE_FIELDS))
+    audited("user.allowance", "user", username)
+    with services().store.session() as s:
+        user = accounts.get_user(s, username)
+        changed = capacity.set_allowance(user, **data)
+        audit.record(s, actor(), "user.allowance", "user", user.username, detail=", ".join(changed))
+        s.flush()
+        return _with_capacity(s, user)
+
+
+@bp.get("/me")
+@auth_required()
+def get_me():
+    """Your own account, with your capacity allowance, what your databases take of it and use, and what is left."""
+    with services().store.session() as s:
+        return _with_capacity(s, s.get(accounts.User, g.user_id))
 
 
 @bp.delete("/users/<username>")

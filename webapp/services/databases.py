@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.services import Conflict, Invalid, NotFound, check_db_name
-from webapp.services import access, audit
+from webapp.services import access, audit, capacity
 from webapp.services.audit import Actor
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.services.pgconn import connect_primary, scram_verifier
@@ -28,6 +28,54 @@ def _opt_int(value, field, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise Invalid(f"{field} must be an integer from {lo} to {hi}", field=field)
     return value
+
+
+# What a tenant may set on their database (ALTER DATABASE ... SET): planner, memory, timeout and client settings.
+# An allowlist: a setting left out cannot undo what pgaas enforces. Left out on purpose, among others:
+# default_transaction_read_only and transaction_read_only (the read-only switch over quota), default_tablespace
+# and temp_tablespaces, row_security, session_replication_role, local_preload_libraries, synchronous_commit (the
+# instance's durability), password_encryption, and debugging settings.
+TENANT_PARAMETERS = frozenset("""
+application_name array_nulls backslash_quote bytea_output check_function_bodies client_encoding client_min_messages
+constraint_exclusion cpu_index_tuple_cost cpu_operator_cost cpu_tuple_cost cursor_tuple_fraction datestyle
+default_statistics_target default_text_search_config default_toast_compression default_transaction_deferrable
+default_transaction_isolation effective_cache_size effective_io_concurrency enable_async_append enable_bitmapscan
+enable_gathermerge enable_hashagg enable_hashjoin enable_incremental_sort enable_indexonlyscan enable_indexscan
+enable_material enable_memoize enable_mergejoin enable_nestloop enable_parallel_append enable_parallel_hash
+enable_partition_pruning enable_partitionwise_aggregate enable_partitionwise_join enable_seqscan enable_sort
+enable_tidscan escape_string_warning extra_float_digits from_collapse_limit geqo geqo_effort geqo_generations
+geqo_pool_size geqo_seed geqo_selection_bias geqo_threshold gin_fuzzy_search_limit gin_pending_list_limit
+hash_mem_multiplier idle_in_transaction_session_timeout idle_session_timeout intervalstyle jit jit_above_cost
+jit_expressions jit_inline_above_cost jit_optimize_above_cost jit_tuple_deforming join_collapse_limit lc_monetary
+lc_numeric lc_time lock_timeout maintenance_io_concurrency maintenance_work_mem max_parallel_maintenance_workers
+max_parallel_workers_per_gather min_parallel_index_scan_size min_parallel_table_scan_size
+parallel_leader_participation parallel_setup_cost parallel_tuple_cost plan_cache_mode quote_all_identifiers
+random_page_cost recursive_worktable_factor search_path seq_page_cost standard_conforming_strings statement_timeout
+synchronize_seqscans temp_buffers timezone timezone_abbreviations transform_null_equals work_mem xmlbinary
+xmloption""".split())
+_PARAMETER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,62}$")
+
+
+def checked_parameters(parameters: dict, current: dict) -> dict[str, str | None]:
+    """{setting: value or None (reset)} with names in lowercase, each one a tenant may set; Invalid names the first
+    that is not. A reset of a setting the database has is always allowed (one set before the allowlist)."""
+    out = {}
+    for key, value in parameters.items():
+        if not isinstance(key, str) or not _PARAMETER_RE.match(key):
+            raise Invalid(f"unknown parameter {key!r}", field="parameters")
+        name = key.lower()
+        if value is None and (name in TENANT_PARAMETERS or name in current):
+            out[name] = None
+            continue
+        if name not in TENANT_PARAMETERS:
+            raise Invalid(f"parameter {key!r} cannot be set per database: a database may change planner, memory, "
+                          "timeout and client settings (e.g. work_mem, statement_timeout, search_path, TimeZone); "
+                          "settings that would undo its quota or isolation, and server-wide ones, are an "
+                          "administrator's (instance settings)", field="parameters")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise Invalid(f"parameter {key!r} needs a string or number value", field="parameters")
+        out[name] = str(value)
+    return out
 
 
 def uris(db: Database) -> tuple[str, str]:
@@ -61,17 +109,22 @@ def get(s: Session, actor: Actor, instance: str, name: str) -> Database:
 
 # -- changes --------------------------------------------------------------------------------------------------
 def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_mb=None,
-           connection_limit=None, parameters=None) -> tuple[Database, str]:
+           connection_limit=None, parameters=None, *, limits: capacity.Defaults | None = None
+           ) -> tuple[Database, str]:
     """parameters ({setting: value}) are set with update(); if one is refused, the new database and role are
-    dropped again and the error raised: a create either happens whole or not at all."""
+    dropped again and the error raised: a create either happens whole or not at all. The owner (the actor) must
+    have room for it in their allowance (services/capacity.py; limits: the configured defaults, None: only the
+    allowances set on users); with a storage allowance, a database without quota_mb gets a share of it."""
     if parameters is not None and not isinstance(parameters, dict):
         raise Invalid("parameters must be an object of setting: value", field="parameters")
+    checked_parameters(parameters or {}, {})  # refused before anything is made
     check_db_name(name)
     quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
     connection_limit = _opt_int(connection_limit, "connection_limit", 1, 10000)
     inst = access.get_visible(s, actor, instance)  # a user creates databases only on instances open to them
     if s.scalar(select(Database).where(Database.instance_id == inst.id, Database.name == name)):
         raise Conflict(f"database {name!r} already exists on instance {instance!r}")
+    quota_mb = capacity.check_new_database(s, actor, actor.user_id, limits or capacity.Defaults(), quota_mb)
     db = Database(instance=inst, owner_id=actor.user_id, name=name, role_name=name, quota_mb=quota_mb,
                   connection_limit=connection_limit, parameters={})
     s.add(db)
@@ -102,7 +155,7 @@ def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_
             raise
     if parameters:
         try:
-            update(s, box, actor, db, parameters=parameters, record=False)
+            update(s, box, actor, db, parameters=parameters, record=False, limits=limits)
         except (Invalid, psycopg.Error):
             drop(s, box, actor, db, record=False)
             raise
@@ -124,12 +177,17 @@ def set_password(s: Session, box: SecretBox, actor: Actor, db: Database, passwor
 
 
 def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=..., connection_limit=...,
-           parameters=None, record: bool = True) -> Database:
-    """quota_mb / connection_limit: ... means unchanged, None means no limit."""
+           parameters=None, record: bool = True, *, limits: capacity.Defaults | None = None) -> Database:
+    """quota_mb / connection_limit: ... means unchanged, None means no limit. A quota stays within its owner's
+    storage allowance (limits: the configured defaults; None: only the allowances set on users)."""
     if quota_mb is not ...:
-        db.quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
+        quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
+        if quota_mb != db.quota_mb:
+            capacity.check_quota(s, actor, db, limits or capacity.Defaults(), quota_mb)
+        db.quota_mb = quota_mb
     if parameters is not None and not isinstance(parameters, dict):
         raise Invalid("parameters must be an object of setting: value (null resets a setting)", field="parameters")
+    wanted = checked_parameters(parameters or {}, db.parameters or {})  # all of them before any is set
     changed = []
     with connect_primary(db.instance, box) as conn:
         if connection_limit is not ...:
@@ -139,22 +197,12 @@ def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=...,
             conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(sql.Identifier(db.role_name), limit))
             changed.append(f"connection_limit={db.connection_limit}")
         params = dict(db.parameters or {})
-        for key, value in (parameters or {}).items():
-            if not isinstance(key, str) or not re.match(r"^[a-z_][a-z0-9_.]{0,62}$", key):
-                raise Invalid(f"unknown parameter {key!r}", field="parameters")
-            row = conn.execute("SELECT context FROM pg_settings WHERE name = %s", (key,)).fetchone()
-            if row is None:
-                raise Invalid(f"unknown parameter {key!r}", field="parameters")
-            if row[0] != "user":
-                raise Invalid(f"parameter {key!r} cannot be set per database (context {row[0]}); ask an "
-                              "administrator to change the instance's settings", field="parameters")
+        for key, value in wanted.items():
             if value is None:
                 conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(sql.Identifier(db.name),
                                                                          sql.Identifier(key)))
                 params.pop(key, None)
                 continue
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise Invalid(f"parameter {key!r} needs a string or number value", field="parameters")
             try:
                 # the server validates the value; its message is the answer
                 conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
@@ -163,7 +211,7 @@ def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=...,
                 raise Invalid(f"{key}: {exc.diag.message_primary or exc}", field="parameters") from None
             params[key] = str(value)
         db.parameters = params
-    changed += [f"{k}={v}" for k, v in (parameters or {}).items()]
+    changed += [f"{k}={v}" for k, v in wanted.items()]
     if quota_mb is not ...:
         changed.append(f"quota_mb={db.quota_mb}")
     if record:
@@ -260,11 +308,56 @@ def _end_sessions(conn, dbname: str, writers_only: bool = False) -> None:
 
 
 # -- quotas ---------------------------------------------------------------------------------------------------
+# Over its quota, a database becomes read-only: default_transaction_read_only = on for the database and for its
+# role in it (set by the superuser; the role-in-database setting comes before the owner's own ALTER ROLE ... SET).
+# PostgreSQL lets the owner change both, and any session may override them (SET, BEGIN READ WRITE; large objects
+# are written even in a read-only transaction on PostgreSQL 15), so the settings only guide honest clients. What
+# enforces the quota is the check that follows: a database that grows past the size it had when it became
+# read-only (by more than LOCK_SLACK), or whose read-only setting was changed, is locked: its role may no longer log
+# in (NOLOGIN, which a role without CREATEROLE cannot undo) and its sessions end. So a tenant writes at most about
+# one check interval past the quota. Raising the quota above the size (or freeing space, when only read-only)
+# lifts it. Nothing is ever deleted.
+LOCK_SLACK_BYTES = 8 * 1024 * 1024  # or 1% of the quota if more: autovacuum's visibility and free space maps
+_TRUE = ("on", "true", "yes", "1")
+
+
+def _read_only(conn, db: Database, on: bool) -> None:
+    dbi, role = sql.Identifier(db.name), sql.Identifier(db.role_name)
+    if on:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(dbi))
+        conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = on").format(role, dbi))
+    else:
+        conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(dbi))
+        conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only").format(role, dbi))
+
+
+def _login(conn, db: Database, allowed: bool) -> None:
+    conn.execute(sql.SQL("ALTER ROLE {} " + ("LOGIN" if allowed else "NOLOGIN")).format(sql.Identifier(db.role_name)))
+
+
+def _still_read_only(setconfig: list[str] | None) -> bool:
+    """Whether the role-in-database settings still make sessions read-only."""
+    for item in setconfig or []:
+        name, _, value = item.partition("=")
+        if name.lower() == "default_transaction_read_only":
+            return value.strip().lower() in _TRUE
+    return False
+
+
+def _quota_state(conn, group: list[Database]) -> dict[str, tuple[int, bool, list[str] | None]]:
+    """{database: (size in bytes, whether its role may log in, its role's settings in it)}."""
+    rows = conn.execute(
+        "SELECT d.datname, pg_database_size(d.oid), coalesce(r.rolcanlogin, false), "
+        "(SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = r.oid) "
+        "FROM unnest(%s::text[], %s::text[]) AS t(datname, rolname) JOIN pg_database d ON d.datname = t.datname "
+        "LEFT JOIN pg_roles r ON r.rolname = t.rolname",
+        ([d.name for d in group], [d.role_name for d in group])).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
 def enforce_quotas(s: Session, box: SecretBox) -> dict[str, str]:
-    """One pass: a database over its quota becomes read-only (default_transaction_read_only for new sessions;
-    existing sessions are ended, and any session that still writes, e.g. after SET default_transaction_read_only
-    = off, is ended at every pass). Back under its quota (or the quota raised), writes come back. Nothing is
-    deleted. Returns {instance/db: new status} for the databases whose status changed."""
+    """One pass (see above): ok -> over_quota (read-only) -> locked (no login) when the tenant writes anyway, and
+    back to ok once within the quota. Returns {instance/db: new status} for the databases whose status changed."""
     changed: dict[str, str] = {}
     dbs = list(s.scalars(select(Database).join(Instance).where(Instance.status == "available")))
     by_inst: dict[int, list[Database]] = {}
@@ -272,33 +365,63 @@ def enforce_quotas(s: Session, box: SecretBox) -> dict[str, str]:
         if db.quota_mb is not None or db.status != "ok":
             by_inst.setdefault(db.instance_id, []).append(db)
     system = Actor("pgaas-quota")
+
+    def note(db: Database, status: str, action: str, detail: str) -> None:
+        db.status = status
+        changed[f"{db.instance.name}/{db.name}"] = status
+        audit.record(s, system, action, "database", f"{db.instance.name}/{db.name}", detail=detail)
+
     for group in by_inst.values():
         try:
             conn = connect_primary(group[0].instance, box)
         except Conflict:
             continue  # instance unreachable: check again next pass
         with conn:
-            sizes = dict(conn.execute("SELECT datname, pg_database_size(datname) FROM pg_database "
-                                      "WHERE datname = ANY(%s)", ([d.name for d in group],)).fetchall())
+            state = _quota_state(conn, group)
             for db in group:
-                if db.name not in sizes:
+                if db.name not in state:
                     continue
-                over = db.quota_mb is not None and sizes[db.name] > db.quota_mb * 1024 * 1024
-                ident = sql.Identifier(db.name)
-                if over and db.status != "over_quota":
-                    conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(ident))
+                size, can_login, role_settings = state[db.name]
+                quota = db.quota_mb * 1024 * 1024 if db.quota_mb is not None else None
+                over = quota is not None and size > quota
+                if not over:
+                    if db.status != "ok":
+                        _read_only(conn, db, False)
+                        if db.status == "locked" or not can_login:
+                            _login(conn, db, True)
+                        _end_sessions(conn, db.name)
+                        db.quota_baseline_bytes = None
+                        note(db, "ok", "database.quota_ok",
+                             f"size {size} within quota {db.quota_mb} MB: writable" if quota is not None else
+                             "no quota: writable")
+                    continue
+                if db.status == "ok":
+                    _read_only(conn, db, True)
                     _end_sessions(conn, db.name)
-                    db.status = "over_quota"
-                    changed[f"{db.instance.name}/{db.name}"] = db.status
-                    audit.record(s, system, "database.over_quota", "database", f"{db.instance.name}/{db.name}",
-                                 detail=f"size {sizes[db.name]} > quota {db.quota_mb} MB: read-only")
-                elif over:
-                    _end_sessions(conn, db.name, writers_only=True)  # they overrode the read-only default
-                elif db.status == "over_quota":
-                    conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(ident))
+                    db.quota_baseline_bytes = size
+                    note(db, "over_quota", "database.over_quota", f"size {size} > quota {db.quota_mb} MB: read-only")
+                    continue
+                if db.status == "locked":
+                    if can_login:  # not by the tenant (it cannot): put it back
+                        _login(conn, db, False)
+                        _end_sessions(conn, db.name)
+                    continue
+                if db.quota_baseline_bytes is None:  # read-only since before this check: set it up as now
+                    _read_only(conn, db, True)
+                    db.quota_baseline_bytes = size
+                    continue
+                baseline = db.quota_baseline_bytes
+                grew = size - baseline > max(LOCK_SLACK_BYTES, quota // 100)
+                if grew or not _still_read_only(role_settings):
+                    _login(conn, db, False)
                     _end_sessions(conn, db.name)
-                    db.status = "ok"
-                    changed[f"{db.instance.name}/{db.name}"] = db.status
-                    audit.record(s, system, "database.quota_ok", "database", f"{db.instance.name}/{db.name}",
-                                 detail=f"size {sizes[db.name]} within quota {db.quota_mb} MB: writable")
+                    _read_only(conn, db, True)
+                    why = (f"it grew from {baseline} to {size} bytes while read-only" if grew else
+                           "its read-only setting was changed")
+                    note(db, "locked", "database.locked",
+                         f"over quota {db.quota_mb} MB and {why}: its role may not log in until it is within its "
+                         "quota again")
+                    continue
+                db.quota_baseline_bytes = min(baseline, size)
+                _end_sessions(conn, db.name, writers_only=True)  # they overrode the read-only default
     return changed

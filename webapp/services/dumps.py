@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from webapp.jobs.spec import NotRunnable, Outcome, RunSpec
 from webapp.services import Conflict, Invalid, NotFound
-from webapp.services import audit
+from webapp.services import audit, capacity
 from webapp.services import databases as dbsvc
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
@@ -132,10 +132,11 @@ def start_restore(s: Session, actor: Actor, instance: str, name: str, upload: Pa
     return _enqueue(s, actor, "database_restore", instance, name, source="upload", file=str(upload), clean=clean)
 
 
-def start_final_restore(s: Session, box: SecretBox, actor: Actor, instance: str, name: str
-                        ) -> tuple[Database, str, Job]:
+def start_final_restore(s: Session, box: SecretBox, actor: Actor, instance: str, name: str, *,
+                        limits: capacity.Defaults | None = None) -> tuple[Database, str, Job]:
     """Bring a deleted database back from its final dump: the database is created again now (with its limits and
-    a new password, shown once), the job restores the dump into it and sets its parameters."""
+    a new password, shown once; it must fit in its owner's allowance, limits: the configured defaults), the job
+    restores the dump into it and sets its parameters."""
     inst = isvc.get(s, instance)
     existing = s.scalar(select(Database).where(Database.instance_id == inst.id, Database.name == name))
     if existing is not None and (actor.is_admin or existing.owner_id == actor.user_id):
@@ -147,7 +148,7 @@ def start_final_restore(s: Session, box: SecretBox, actor: Actor, instance: str,
     settings = dump.settings or {}
     owner = Actor(actor.username, actor.is_admin, dump.owner_id or actor.user_id, actor.remote_addr)
     db, password = dbsvc.create(s, box, owner, instance, name, settings.get("quota_mb"),
-                                settings.get("connection_limit"))
+                                settings.get("connection_limit"), limits=limits)
     job = _enqueue(s, actor, "database_restore", instance, name, source="final", file=dump.path, dump_id=dump.id,
                    clean=False)
     return db, password, job
@@ -372,8 +373,10 @@ class RestoreHandler(_Handler):
             if dump is not None:
                 dump.restored_at = utcnow()
                 if db is not None and (dump.settings or {}).get("parameters"):
-                    dbsvc.update(s, self.box, Actor(job.created_by), db, parameters=dump.settings["parameters"],
-                                 record=False)
+                    # only those a database may still have (a dump made before the allowlist may hold others)
+                    params = {k: v for k, v in dump.settings["parameters"].items()
+                              if k.lower() in dbsvc.TENANT_PARAMETERS}
+                    dbsvc.update(s, self.box, Actor(job.created_by), db, parameters=params, record=False)
         else:
             Path(p.get("file", "")).unlink(missing_ok=True)
         job.result = result

@@ -24,6 +24,10 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     # The website's sessions name it: bumping it (a password change) ends every session of this user.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Capacity (services/capacity.py): total MB of quota over their databases, and how many databases they may
+    # own. None: the configured default (DEFAULT_STORAGE_ALLOWANCE_MB, DEFAULT_MAX_DATABASES; admins: no limit).
+    storage_allowance_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_databases: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -177,7 +181,10 @@ class Database(Base):
     quota_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
     connection_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | over_quota
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | over_quota | locked
+    # While over its quota: the least size seen since it became read-only; growing past it means the tenant
+    # writes anyway, and the database is locked (services/databases.py, enforce_quotas).
+    quota_baseline_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     instance: Mapped[Instance] = relationship()
     owner: Mapped[User] = relationship()

@@ -43,7 +43,8 @@ class DatabaseCreateForm(FlaskForm):
     name = StringField("Database name", validators=[DataRequired(), Length(max=63)],
                        description="Lowercase letters, digits and underscores; it is also the login role's name.")
     quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
-                            description="Empty: no quota. Over it, the database becomes read-only.")
+                            description="Within what your storage allowance has left. Empty: a share of it (or no "
+                                        "quota, without an allowance). Over it, the database becomes read-only.")
     connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
                                     description="Empty: no limit.")
     parameters = TextAreaField("Parameters", render_kw={"rows": 3, "spellcheck": "false"},
@@ -55,7 +56,8 @@ class DatabaseCreateForm(FlaskForm):
 
 class DatabaseEditForm(FlaskForm):
     quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
-                            description="Empty: no quota.")
+                            description="Within the owner's storage allowance. Empty: no quota (refused under an "
+                                        "allowance).")
     connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
                                     description="Empty: no limit.")
     parameters = TextAreaField("Parameters", render_kw={"rows": 4, "spellcheck": "false"},
@@ -165,6 +167,18 @@ class UserCreateForm(FlaskForm):
                              render_kw={"autocomplete": "new-password"},
                              description="Empty: a password is generated and shown once.")
     is_admin = BooleanField("Administrator")
+
+
+class AllowanceForm(FlaskForm):
+    storage_allowance_mb = IntegerField("Storage allowance (MB)",
+                                        validators=[Optional(), NumberRange(min=0, max=1024 ** 3)],
+                                        render_kw={"placeholder": "default", "inputmode": "numeric"},
+                                        description="Total quota over their databases, 0 to 1073741824. Empty: the "
+                                                    "configured default (administrators: no limit).")
+    max_databases = IntegerField("Maximum databases", validators=[Optional(), NumberRange(min=0, max=100000)],
+                                 render_kw={"placeholder": "default", "inputmode": "numeric"},
+                                 description="0 to 100000. Empty: the configured default (administrators: no "
+                                             "limit).")
 
 
 class UserDeleteForm(FlaskForm):

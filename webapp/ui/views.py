@@ -15,7 +15,7 @@ from webapp import front_door
 from webapp.api import bp as api_bp
 from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
-from webapp.services import access, accounts, audit, certificates
+from webapp.services import access, accounts, audit, capacity, certificates
 from webapp.services import databases as dbsvc
 from webapp.services import dumps
 from webapp.services import instances as isvc
@@ -232,7 +232,11 @@ def databases():
                   "expires_at": d.expires_at, "size_bytes": d.size_bytes,
                   "exists": (d.instance_name, d.database_name) in existing}
                  for d in dbsvc.restorable_dumps(s, actor())]
-    return render_template("ui/databases.html", rows=rows, dumps=dumps, restore_form=forms.EmptyForm(prefix="restore"))
+        mine = [d.id for d in dbs if d.owner_id == current_user.user_id]  # measured above: no second round
+        cap = capacity.capacity(s, accounts.get_user(s, current_user.username), svc.capacity_defaults(),
+                                live_stats=lambda owned: {i: stats[i] for i in mine if i in stats})
+    return render_template("ui/databases.html", rows=rows, dumps=dumps, restore_form=forms.EmptyForm(prefix="restore"),
+                           cap=cap)
 
 
 @bp.post("/instances/<instance>/databases/<name>/restore")
@@ -244,7 +248,8 @@ def database_restore(instance, name):
         abort(400)
     try:
         with svc.store.session() as s:
-            db, password, job_ = dumps.start_final_restore(s, svc.box, actor(), instance, name)
+            db, password, job_ = dumps.start_final_restore(s, svc.box, actor(), instance, name,
+                                                           limits=svc.capacity_defaults())
             job_id, role = job_.id, db.role_name
     except (NotFound, Conflict, Invalid, psycopg.Error) as exc:
         record_failure("database.restore", "database", f"{instance}/{name}", exc)
@@ -330,7 +335,8 @@ def database_new():
         try:
             with svc.store.session() as s:
                 db, password = dbsvc.create(s, svc.box, actor(), form.instance.data, name, form.quota_mb.data,
-                                            form.connection_limit.data, params or None)
+                                            form.connection_limit.data, params or None,
+                                            limits=svc.capacity_defaults())
         except (Invalid, Conflict, NotFound) as exc:
             record_failure("database.create", "database", f"{form.instance.data}/{name}", exc)
             form_error(form, exc)
@@ -396,7 +402,8 @@ def database_settings(instance, name):
                 changes = {k: v for k, v in params.items() if (db.parameters or {}).get(k) != v}
                 changes.update({k: None for k in (db.parameters or {}) if k not in params})
                 dbsvc.update(s, svc.box, actor(), db, quota_mb=form.quota_mb.data,
-                             connection_limit=form.connection_limit.data, parameters=changes)
+                             connection_limit=form.connection_limit.data, parameters=changes,
+                             limits=svc.capacity_defaults())
         except (Invalid, Conflict) as exc:
             record_failure("database.update", "database", f"{instance}/{name}", exc)
             form_error(form, exc)
@@ -848,20 +855,23 @@ def users():
                 return redirect(url_for("ui.users"))
             created = {"username": username, "password": password}  # generated: shown in this answer only
             form = forms.UserCreateForm(formdata=None)
+    limits = services().capacity_defaults()
     with services().store.session() as s:
         owned = accounts.database_counts(s)
         rows = [{"username": u.username, "is_admin": u.is_admin, "created_at": u.created_at,
-                 "databases": owned.get(u.id, 0)} for u in accounts.list_users(s)]
+                 "databases": owned.get(u.id, 0), "allowance": capacity.allowance(u, limits)}
+                for u in accounts.list_users(s)]
     return render_template("ui/users.html", form=form, users=rows, created=created)
 
 
 @bp.route("/users/<username>", methods=["GET", "POST"])
 @admin_required
-def user(username):
-    """One user: their databases and tokens, and deletion behind a typed confirmation that says what happens to
-    their databases (transfer to another user, or delete them)."""
+def user(username, allowance_form=None):
+    """One user: their databases, tokens and capacity allowance (a form to set it), and deletion behind a typed
+    confirmation that says what happens to their databases (transfer to another user, or delete them)."""
     svc = services()
-    form = forms.UserDeleteForm()
+    allowance_posted = allowance_form is not None  # user_allowance() shows its errors here: no delete to handle
+    form = forms.UserDeleteForm(formdata=None) if allowance_posted else forms.UserDeleteForm()
     with svc.store.session() as s:
         try:
             u = accounts.get_user(s, username)
@@ -872,8 +882,14 @@ def user(username):
         others = [x.username for x in accounts.list_users(s) if x.id != u.id]
         info = {"username": u.username, "is_admin": u.is_admin, "created_at": u.created_at,
                 "tokens": sum(1 for t in accounts.list_tokens(s, u) if t.revoked_at is None)}
+        cap = capacity.capacity(s, u, svc.capacity_defaults(), live_stats=lambda owned: dbsvc.live_stats(
+            svc.box, [d for d in owned if d.instance.status == "available"]))
+        if allowance_form is None:
+            allowance_form = forms.AllowanceForm(prefix="allow", formdata=None,
+                                                 storage_allowance_mb=u.storage_allowance_mb,
+                                                 max_databases=u.max_databases)
     form.transfer_to.choices = [SelectChoice("", "choose a user")] + [SelectChoice(o, o) for o in others]
-    if form.validate_on_submit():
+    if not allowance_posted and form.validate_on_submit():
         choice, heir = form.databases.data, form.transfer_to.data or None
         if form.confirm.data.strip() != username:
             form.confirm.errors = [*form.confirm.errors, f"Type {username} exactly to delete this user."]
@@ -902,7 +918,31 @@ def user(username):
             else:
                 flash(f"User {username} was deleted" + (f"; {detail}." if detail else "."), "success")
                 return redirect(url_for("ui.users"))
-    return render_template("ui/user.html", u=info, databases=dbs, form=form), (422 if form.is_submitted() else 200)
+    return (render_template("ui/user.html", u=info, databases=dbs, form=form, cap=cap, allowance_form=allowance_form),
+            422 if form.is_submitted() else 200)
+
+
+@bp.post("/users/<username>/allowance")
+@admin_required
+def user_allowance(username):
+    """Set the user's storage allowance and maximum number of databases (empty: the configured default)."""
+    form = forms.AllowanceForm(prefix="allow")
+    if form.validate_on_submit():
+        try:
+            with services().store.session() as s:
+                u = accounts.get_user(s, username)
+                changed = capacity.set_allowance(u, storage_allowance_mb=form.storage_allowance_mb.data,
+                                                 max_databases=form.max_databases.data)
+                audit.record(s, actor(), "user.allowance", "user", username, detail=", ".join(changed))
+        except NotFound:
+            abort(404, f"There is no user {username!r}.")
+        except Invalid as exc:
+            record_failure("user.allowance", "user", username, exc)
+            form_error(form, exc)
+        else:
+            flash(f"The allowance of {username} was saved.", "success")
+            return redirect(url_for("ui.user", username=username))
+    return user(username, allowance_form=form)
 
 
 @bp.get("/audit")
