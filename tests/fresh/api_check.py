@@ -2,8 +2,10 @@
 """Runs inside the fresh machine (tests/fresh/check.py copies it in): the product through its JSON API, as an
 integration would use it, with the standard library and psql only.
 
-Create a synchronous instance and wait until its standby streams; create a tenant database as a database user;
-write a row through the database's URI and read it back through its read-only URI; delete the instance.
+Create a synchronous instance and wait until its standby streams; download its CA certificate (the only thing a
+client needs: the URIs say sslmode=verify-full and name it as sslrootcert); create a tenant database as a database
+user; write a row through the database's URI and read it back through its read-only URI; check that a plain
+(sslmode=disable) connection is refused; delete the instance.
 Environment: PGAAS_ADMIN_PASSWORD (printed by the run command), PGAAS_URL (default http://127.0.0.1:8000).
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +38,8 @@ def call(method: str, path: str, body=None, token: str | None = None, expect=(20
             status, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
+    if path.endswith(".crt") and status in expect:
+        return raw.decode()
     answer = json.loads(raw) if raw else {}
     if status not in expect:
         raise SystemExit(f"{method} {path}: {status}, expected {expect}: {json.dumps(answer)[:1500]}")
@@ -57,12 +62,17 @@ def wait_job(job_id: int, token: str, timeout: float = 600) -> dict:
     raise SystemExit(f"job {job_id} still running after {timeout:.0f} s")
 
 
-def psql(uri: str, password: str, sql: str) -> str:
+# psql runs here: the URIs name the CA certificate by a relative path (sslrootcert=pgaas-NAME-ca.crt)
+CLIENT_DIR = tempfile.mkdtemp(prefix="pgaas-client-")
+
+
+def psql(uri: str, password: str, sql: str, fail: bool = False) -> str:
     proc = subprocess.run(["psql", uri, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql], capture_output=True, text=True,
-                          env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}, timeout=60)
-    if proc.returncode != 0:
-        raise SystemExit(f"psql {uri!r} -c {sql!r}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+                          env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}, timeout=60,
+                          cwd=CLIENT_DIR)
+    if (proc.returncode != 0) != fail:
+        raise SystemExit(f"psql {uri!r} -c {sql!r}: {'connected' if fail else proc.stderr.strip()}")
+    return (proc.stderr if fail else proc.stdout).strip()
 
 
 def main() -> None:
@@ -85,6 +95,12 @@ def main() -> None:
         time.sleep(1)
     say(f"available, primary {inst['primary']['name']}, standby {reps[0]['name']} streaming "
         f"({reps[0]['sync_state']}) after {time.monotonic() - t0:.1f} s")
+    # the CA certificate, saved under the name the URIs give it, is all a client needs for sslmode=verify-full
+    ca = call("GET", f"/instances/{NAME}/ca.crt", token=admin)
+    if "BEGIN CERTIFICATE" not in ca or "sslmode=verify-full" not in created["instance"]["uri"]:
+        raise SystemExit(f"no CA certificate or no verify-full URI: {ca[:200]!r} {created['instance']['uri']!r}")
+    with open(os.path.join(CLIENT_DIR, f"pgaas-{NAME}-ca.crt"), "w") as f:
+        f.write(ca)
     # the printed admin URI takes the first thing anyone tries
     psql(created["instance"]["uri"], created["admin_password"], "CREATE TABLE first (id int)")
     say(f"CREATE TABLE through the printed admin URI ({created['instance']['uri']}) worked")
@@ -104,6 +120,8 @@ def main() -> None:
                                                 "'transaction_read_only')::bool") != "t":
         raise SystemExit("the read-only URI reached a writable session")
     say("row written through the URI, read back through the read-only URI")
+    plain = db["uri"].replace("sslmode=verify-full", "sslmode=disable")
+    say(f"a plain connection is refused: {psql(plain, db['password'], 'SELECT 1', fail=True)[-160:]}")
 
     deleted = call("DELETE", f"/instances/{NAME}?force=true", token=admin, expect=(202,))
     wait_job(deleted["job"]["id"], admin)
