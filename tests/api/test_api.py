@@ -99,9 +99,13 @@ def test_secrets_are_encrypted_at_rest(live):
     assert secrets["pgaas_admin_password"] == "A-good-password-1"
     assert len(secrets["pgaas_superuser_password"]) >= 32 and len(secrets["pgaas_replication_password"]) >= 32
     # and the control plane's own passwords are never returned
-    for path in ("/api/v1/instances/main", "/api/v1/instances"):
+    tls = secrets.pop("tls")  # the instance's CA and certificates: only the certificates are public
+    keys = [tls["ca_key"], tls["client"]["key"], *(c["key"] for c in tls["certs"].values())]
+    assert all("PRIVATE KEY" in k and k.splitlines()[1] not in inst.secrets_enc for k in keys)
+    for path in ("/api/v1/instances/main", "/api/v1/instances", "/api/v1/instances/main/ca.crt"):
         text = live.admin.get(path).text
         assert all(v not in text for v in secrets.values())
+        assert all(k.splitlines()[1] not in text for k in keys)
 
 
 def test_unknown_things_are_404(live):
@@ -138,5 +142,5 @@ def test_users_see_their_own_jobs_only(live):
     assert live.alice.get("/api/v1/jobs").json()["jobs"] == []
     assert [j["id"] for j in live.admin.get("/api/v1/jobs?instance=main").json()["jobs"]] == [job["id"]]
     # non-admins see instances as their name, status and version only (tests/api/test_front_door.py)
-    assert set(live.alice.get("/api/v1/instances/main").json()) == {"name", "status", "version", "url"}
+    assert set(live.alice.get("/api/v1/instances/main").json()) == {"name", "status", "version", "url", "ca_cert_url"}
     assert "metadata" in live.admin.get("/api/v1/instances/main").json()
