@@ -53,8 +53,9 @@ def test_printed_uri_connects_with_only_the_downloaded_ca_and_plain_is_refused(c
     env = {"PATH": "/usr/bin:/bin", "PGPASSWORD": pair["admin_password"], "HOME": str(tmp_path),
            "PGCONNECT_TIMEOUT": "5"}
     # psql, with nothing but the downloaded CA file (an empty HOME: no ~/.postgresql)
-    out = subprocess.run(["psql", "-XAtq", uri, "-c", "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
+    sql = "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()"
+    out = subprocess.run(["psql", "-XAtq", uri, "-c", sql], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("t|TLSv1."), out
     with psycopg.connect(uri, password=pair["admin_password"], connect_timeout=5) as c:
         assert c.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (True,)
