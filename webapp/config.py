@@ -40,7 +40,12 @@ class Defaults:
     # <instance>/images).
     SSH_HOSTS = ""
     SSH_CONTROL_PLANE_ADDRESS = ""
-    SSH_PUBLISH_ADDRESS = "0.0.0.0"  # noqa: S104 (hosts are firewalled to the members and the control plane)
+    # Where members publish their ports on a host: "" (each host's own address, the one the members reach each
+    # other on), or an address such as 0.0.0.0 (every interface) that the operator firewalls.
+    SSH_PUBLISH_ADDRESS = ""
+    # Addresses or CIDRs (comma-separated) the superuser and the replication role may also log in from, besides the
+    # hosts and this machine's own source address toward each host: e.g. the control plane's address behind NAT.
+    SSH_TRUSTED_ADDRESSES = ""
     SSH_IMAGE_DELIVERY = "auto"
     IMAGE_ARCHIVE_DIR = ""
     # The known_hosts file every SSH host (ssh provider hosts, OpenStack servers) is checked against: keys given at

@@ -58,6 +58,24 @@ def test_superuser_and_replicator_log_in_only_from_members_and_control_plane(cp,
 
 
 @pytest.fixture(scope="module")
+def ca(cp, pair, tmp_path_factory) -> str:
+    """The instance's CA certificate, downloaded: the URIs name it relative to where the client runs."""
+    r = cp.admin.get(f"/api/v1/instances/{INST}/ca.crt")
+    assert r.status_code == 200, r.text
+    path = tmp_path_factory.mktemp("ca") / "ca.crt"
+    path.write_text(r.text)
+    return str(path)
+
+
+def _uri(uri: str, ca: str, dbname: str | None = None) -> str:
+    uri = uri.replace(f"sslrootcert=pgaas-{INST}-ca.crt", f"sslrootcert={ca}")
+    if dbname is None:
+        return uri
+    base, _, query = uri.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + dbname + ("?" + query if query else "")
+
+
+@pytest.fixture(scope="module")
 def two_tenants(cp, pair):
     dbs = []
     for name in ("sara", "sam"):
@@ -70,22 +88,17 @@ def two_tenants(cp, pair):
     return dbs
 
 
-def _with_dbname(uri: str, dbname: str) -> str:
-    base, _, query = uri.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + dbname + ("?" + query if query else "")
-
-
-def test_tenant_reaches_only_its_own_database_and_metrics_still_sampled(cp, pair, two_tenants):
+def test_tenant_reaches_only_its_own_database_and_metrics_still_sampled(cp, pair, two_tenants, ca):
     (sara, sara_db), (_, sam_db) = two_tenants
-    with psycopg.connect(sara_db["uri"], password=sara_db["password"], connect_timeout=5) as c:
+    with psycopg.connect(_uri(sara_db["uri"], ca), password=sara_db["password"], connect_timeout=5) as c:
         assert c.execute("select current_database()").fetchone() == ("sara_db",)
     for dbname in ("postgres", "template1", "sam_db"):
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
-            psycopg.connect(_with_dbname(sara_db["uri"], dbname), password=sara_db["password"], connect_timeout=5)
+            psycopg.connect(_uri(sara_db["uri"], ca, dbname), password=sara_db["password"], connect_timeout=5)
     # the instance's admin role too: its own database, not the maintenance ones
     for dbname in ("postgres", "template1"):
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
-            psycopg.connect(_with_dbname(pair["instance"]["uri"], dbname), password=pair["admin_password"],
+            psycopg.connect(_uri(pair["instance"]["uri"], ca, dbname), password=pair["admin_password"],
                             connect_timeout=5)
     # nothing but the superuser and the monitoring role may connect to postgres or template1
     secrets = secrets_of(cp, INST)

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.helpers import PODMAN_ENV, secrets_of
 from tests.e2e.test_failover import Writer
 from tests.ssh.conftest import INSTANCE
 
@@ -75,6 +76,43 @@ def test_pair_on_different_hosts_with_three_etcd_members(ssh_cp, lab, inst):
     assert len(free) == 1 and free[0]["free"] == 2
     assert [h["key"]["type"] for h in hosts.values()].count("stored") == 1
 
+
+
+def test_ports_bind_the_member_address_and_superuser_logs_in_only_from_hosts_and_control_plane(ssh_cp, lab, inst):
+    """Issue 12: member, Patroni and etcd ports are published on the address the members reach each other on (the
+    host's), not 0.0.0.0; the superuser and the replication role are refused from a machine on the hosts' network
+    that is neither a host nor the control plane, while a tenant role logs in from there."""
+    st = state(ssh_cp)
+    for m in [st["primary"], *st["replicas"]]:
+        h = host_of(lab, m["host"])
+        names = on_host(lab, h, "podman ps --format '{{.Names}}'").split()
+        published = [line.split(" -> ")[1] for n in names if n == m["container"] or "-etcd-" in n
+                     for line in on_host(lab, h, f"podman port {n}").splitlines() if " -> " in line]
+        assert len(published) >= 4, (h.name, names, published)  # postgres, Patroni, etcd client and peer
+        # the member address, and the host's loopback for the roles' own probes; never every interface
+        assert {p.rsplit(":", 1)[0] for p in published} - {"127.0.0.1"} == {h.address}, published
+        listening = on_host(lab, h, "ss -ltnH").split()
+        for p in published:
+            port = p.rsplit(":", 1)[1]
+            assert f"{h.address}:{port}" in listening and f"0.0.0.0:{port}" not in listening, (p, listening)
+            assert f"*:{port}" not in listening and f"[::]:{port}" not in listening, (p, listening)
+    secrets = secrets_of(ssh_cp, INSTANCE)
+    primary = st["primary"]
+
+    def psql_from_outside(user, password, dbname, sql="select 1", replication=""):
+        conninfo = (f"host={primary['address']} port={primary['port']} user={user} dbname={dbname} "
+                    f"connect_timeout=5 {replication}")
+        return subprocess.run(["podman", "run", "--rm", "--network", lab.network, "-e", f"PGPASSWORD={password}",
+                               "localhost/pgaas-postgres:15", "psql", "-XAtq", conninfo, "-c", sql],
+                              capture_output=True, text=True, env=PODMAN_ENV, timeout=120)
+
+    out = psql_from_outside("postgres", secrets["pgaas_superuser_password"], "postgres")
+    assert out.returncode != 0 and "pg_hba.conf rejects connection" in out.stderr, out
+    out = psql_from_outside("replicator", secrets["pgaas_replication_password"], "postgres", "IDENTIFY_SYSTEM",
+                            "replication=true")
+    assert out.returncode != 0 and "no pg_hba.conf entry for replication" in out.stderr, out
+    out = psql_from_outside("dbadmin", PW, inst["created"]["instance"]["admin_database"], "select 7")
+    assert out.returncode == 0 and out.stdout.strip() == "7", out
 
 
 def test_member_hosts_keys_pinned_on_first_contact(ssh_cp, lab, inst):

@@ -4,7 +4,9 @@ instance go to different hosts when there are enough, and the instance gets an e
 hosts and the control plane (or other hosts) make three."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 from sqlalchemy import select
@@ -25,7 +27,10 @@ class SSHProvider:
         # Address the hosts reach the control plane on: it then runs an etcd member when an instance has only
         # two hosts. Empty: etcd members only on hosts.
         self.control_plane_address = config.get("SSH_CONTROL_PLANE_ADDRESS", "") or ""
-        self.publish_address = config.get("SSH_PUBLISH_ADDRESS", "0.0.0.0")  # noqa: S104 (firewalled hosts)
+        # Where members publish their ports on a host: "" for the host's own address (the one members and the
+        # control plane reach it on), or an operator's choice such as 0.0.0.0.
+        self.publish_address = config.get("SSH_PUBLISH_ADDRESS", "") or ""
+        self.trusted_addresses = _address_list(config.get("SSH_TRUSTED_ADDRESSES", ""), "SSH_TRUSTED_ADDRESSES")
         # How the image reaches a host that lacks it: "archive" (saved here, copied over SSH, loaded) or "pull"
         # (from its registry); "auto": archive for a localhost/ image, else pull.
         delivery = config.get("SSH_IMAGE_DELIVERY", "auto")
@@ -156,6 +161,7 @@ class SSHProvider:
         known = known_hosts.ensure(hostsvc.known_hosts_file(self.config))
         hostsvc.pin_configured(self.config, listed)
         hosts = {}
+        trusted = self._trusted(listed)
         for h in listed:
             key = hostsvc.private_key(self.box, h) if h.key_enc else None
             if key is not None:
@@ -170,7 +176,8 @@ class SSHProvider:
                 "ansible_host": h.address, "ansible_user": h.ssh_user, "ansible_port": h.ssh_port,
                 "ansible_ssh_private_key_file": key_file, "ansible_become": h.ssh_user != "root",
                 "ansible_python_interpreter": "/usr/bin/python3",
-                "pgaas_host_publish_address": self.publish_address,
+                "pgaas_host_publish_address": self.publish_address or _ip_of(h.address),
+                "pgaas_host_trusted_addresses": trusted,
                 "pgaas_host_engine_provider": "ssh",
                 "pgaas_host_image_delivery": self.image_delivery,
                 "pgaas_host_image_archive_dir": os.path.abspath(self.archive_dir),
@@ -181,3 +188,60 @@ class SSHProvider:
         path = private_dir / "inventory.yml"
         write_vars_file(path, {"all": {"hosts": hosts}})  # values are data: a host field is never templated
         return str(path)
+
+    def _trusted(self, listed) -> list[str]:
+        """Where the superuser and the replication role may log in from, on every host: every host (a rebuilt
+        member may land on any of them, and its peers must let it clone), this machine's source address toward
+        each host, the control plane's configured address and the operator's extra addresses."""
+        out = set(self.trusted_addresses)
+        addresses = [h.address for h in listed] + ([self.control_plane_address] if self.control_plane_address else [])
+        for address in addresses:
+            for ip in _ips(address):
+                out.add(ip)
+                source = _source_toward(ip)
+                if source:
+                    out.add(source)
+        return sorted(out)
+
+
+def _address_list(value, name: str) -> list[str]:
+    """A comma- (or space-) separated string, or a list, of IP addresses and networks; ValueError names the bad
+    entry."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").replace(",", " ").split()
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{name}: {item!r} is not an IP address or network") from None
+    return out
+
+
+def _ips(address: str) -> list[str]:
+    """The IP addresses of a host address (itself when it is one; a DNS name resolved here)."""
+    try:
+        return [str(ipaddress.ip_address(address))]
+    except ValueError:
+        pass
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(address, None, proto=socket.IPPROTO_TCP)})
+    except OSError:
+        return []
+
+
+def _ip_of(address: str) -> str:
+    """The address a host's members publish on: its IPv4 address if it has one (podman binds addresses, not
+    names), else its first address, else the address as given."""
+    ips = _ips(address)
+    return next((ip for ip in ips if ":" not in ip), ips[0] if ips else address)
+
+
+def _source_toward(ip: str) -> str | None:
+    """This machine's source address for packets to ip, as the routing table picks it (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((ip, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return None
