@@ -130,3 +130,29 @@ def _epoch(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_an_admin_password_that_looks_like_a_template_is_set_as_typed(cp, tmp_path):
+    """The admin password is user text that reaches the deploy (a secret, then psql's stdin on the leader). One
+    that Jinja would evaluate, without the characters a password may not hold, works exactly as typed."""
+    from tests.e2e.helpers import create, remove_leftovers
+
+    name = f"{INST}-lit"[:40]
+    password = "{{7*7}}{{range(3)|list}}{%if(true)%}Pw{%endif%}"
+    remove_leftovers(name)
+    created, job = create(cp, name, admin_password=password)
+    try:
+        assert job["status"] == "succeeded", job["error"]
+        uri = created["instance"]["uri"]
+        ca = tmp_path / "ca.crt"
+        ca.write_text(cp.admin.get(f"/api/v1/instances/{name}/ca.crt").text)
+        uri = uri.replace(f"sslrootcert=pgaas-{name}-ca.crt", f"sslrootcert={ca}")
+        with psycopg.connect(uri, password=password, connect_timeout=5) as c:
+            assert c.execute("select current_user").fetchone() == ("dbadmin",)
+        for rendered in ("49[0, 1, 2]Pw", "49[0,1,2]Pw"):
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(uri, password=rendered, connect_timeout=5)
+    finally:
+        r = cp.admin.delete(f"/api/v1/instances/{name}?force=true")
+        if r.status_code == 202:
+            cp.admin.wait_job(r.json()["job"]["id"], timeout=180)
