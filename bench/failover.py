@@ -30,6 +30,7 @@ which stock also turns off).
 """
 from __future__ import annotations
 
+import re
 import argparse
 import json
 import os
@@ -110,7 +111,7 @@ class Pair:
         base = self.created["instance"]["uri"]
         with psycopg.connect(base, password=self.password, autocommit=True) as c:
             c.execute("create database fo_app")
-        self.uri = base.replace("/postgres?", "/fo_app?")
+        self.uri = re.sub(r"/\w+\?", "/fo_app?", base, count=1)
         with psycopg.connect(self.uri, password=self.password, autocommit=True) as c:
             c.execute("create table fo_rows (id int primary key)")
         self.wait_healthy()

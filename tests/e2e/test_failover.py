@@ -7,6 +7,7 @@ Patroni drops the requirement, and the instance says so. Throughout, every membe
 pg_is_in_recovery(): never two primaries at once."""
 from __future__ import annotations
 
+import re
 import os
 import socket
 import subprocess
@@ -245,7 +246,7 @@ def wait_healthy(cp, timeout=120):
 
 
 def app_uri(ha):
-    return ha["instance"]["uri"].replace("/postgres?", "/ha_app?")
+    return re.sub(r"/\w+\?", "/ha_app?", ha["instance"]["uri"], count=1)
 
 
 def present_ids(ha):

@@ -2,6 +2,7 @@
 The main pair runs with its metadata on PostgreSQL; the cancel and worker-loss cases on SQLite."""
 from __future__ import annotations
 
+import re
 import os
 import signal
 import subprocess
@@ -181,7 +182,7 @@ def test_synchronous_instance_and_delete_touches_nothing_else(cp, pair):
     assert not Path("/var/lib/pgaas/instances/e2e-sync").exists()
     assert leftovers(INST) == before
     assert cp.admin.get(f"/api/v1/instances/{INST}").json()["status"] == "available"
-    uri = pair["instance"]["uri"].replace("/postgres?", "/e2e_app?")
+    uri = re.sub(r"/\w+\?", "/e2e_app?", pair["instance"]["uri"], count=1)
     with psycopg.connect(uri, password=pair["admin_password"], connect_timeout=5) as c:
         assert c.execute("select v from e2e_rows where id = 1").fetchone() == ("hello",)
 

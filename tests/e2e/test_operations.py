@@ -5,6 +5,7 @@ history of every change of primary, and the refusals (422) that need a live clus
 leader, the rebuild of the leader."""
 from __future__ import annotations
 
+import re
 import base64
 import json
 import threading
@@ -256,7 +257,8 @@ def streams(member: dict) -> bool:
 def test_rebuild_a_lost_standby(cp, ops):
     with psycopg.connect(ops["instance"]["uri"], password=ops["admin_password"], autocommit=True) as c:
         c.execute("create database ops_app")  # the instance admin may create databases
-    with psycopg.connect(ops["instance"]["uri"].replace("/postgres?", "/ops_app?"), password=ops["admin_password"],
+    ops_app = re.sub(r"/\w+\?", "/ops_app?", ops["instance"]["uri"], count=1)
+    with psycopg.connect(ops_app, password=ops["admin_password"],
                          autocommit=True) as c:
         c.execute("create table kept (id int)")
         c.execute("insert into kept select generate_series(1, 1000)")

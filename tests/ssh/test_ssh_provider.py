@@ -4,6 +4,7 @@ fails over with no acknowledged commit lost and the URI unchanged; a rebuild lan
 nothing of the instance on any host."""
 from __future__ import annotations
 
+import re
 import json
 import subprocess
 import time
@@ -173,7 +174,7 @@ def test_power_off_the_primary_host_fails_over_without_losing_a_commit_then_rebu
     uri, old = before["uri"], before["primary"]
     with psycopg.connect(uri, password=PW, autocommit=True) as c:
         c.execute("create database ha_app")
-    app_uri = uri.replace("/postgres?", "/ha_app?")
+    app_uri = re.sub(r"/\w+\?", "/ha_app?", uri, count=1)
     with psycopg.connect(app_uri, password=PW, autocommit=True) as c:
         c.execute("create table ha_rows (id int primary key)")
     writer = Writer(app_uri, PW)
