@@ -35,6 +35,23 @@ def host_of(lab, name):
     return next(h for h in lab.hosts if h.name == name)
 
 
+def with_ca(api, uri: str, where: Path) -> str:
+    """The URI as a client elsewhere would use it: the instance's CA downloaded (GET .../ca.crt, as the URI's
+    holder) into a directory of the client's, and named by its absolute path instead of the URI's relative one."""
+    r = api.get(f"/api/v1/instances/{INSTANCE}/ca.crt")
+    assert r.status_code == 200, r.text
+    ca = where / f"pgaas-{INSTANCE}-ca.crt"
+    ca.write_text(r.text)
+    assert f"sslrootcert=pgaas-{INSTANCE}-ca.crt" in uri and "sslmode=verify-full" in uri, uri
+    return uri.replace(f"sslrootcert=pgaas-{INSTANCE}-ca.crt", f"sslrootcert={ca}")
+
+
+# etcdctl inside an etcd member: etcd requires a client certificate of the instance's CA; the member's own
+# (serverAuth + clientAuth, names include 127.0.0.1) is mounted at /etc/pgaas/tls.
+ETCDCTL = ("etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/pgaas/tls/ca.crt "
+           "--cert=/etc/pgaas/tls/server.crt --key=/etc/pgaas/tls/server.key")
+
+
 @pytest.fixture(scope="module")
 def inst(ssh_cp):
     t = time.monotonic()
@@ -64,9 +81,11 @@ def test_pair_on_different_hosts_with_three_etcd_members(ssh_cp, lab, inst):
     # etcd: three members (two member hosts and the control plane), all started
     first = host_of(lab, st["primary"]["host"])
     etcd = next(n for n in on_host(lab, first, "podman ps --format '{{.Names}}'").split() if "-etcd-" in n)
-    out = on_host(lab, first, f"podman exec {etcd} etcdctl member list -w json")
+    out = on_host(lab, first, f"podman exec {etcd} {ETCDCTL} member list -w json")
     listed = json.loads(out)["members"]
     assert len(listed) == 3 and all(m.get("clientURLs") for m in listed), listed
+    # TLS on every etcd hop: each member advertises https for clients and peers
+    assert all(u.startswith("https://") for m in listed for u in m["clientURLs"] + m["peerURLs"]), listed
     # the admin's host view: instances per host and free capacity
     hosts = {h["name"]: h for h in ssh_cp.admin.get("/api/v1/hosts").json()["hosts"]}
     for m in members:
@@ -146,11 +165,13 @@ def test_stored_key_lives_only_for_the_run(ssh_cp, lab, inst):
     assert key not in json.dumps(inst["job"]) and key not in ssh_cp.admin.get("/api/v1/hosts").text
 
 
-def test_tenant_database_through_its_uri_from_the_control_plane(ssh_cp, inst):
+def test_tenant_database_through_its_uri_from_the_control_plane(ssh_cp, inst, tmp_path):
     r = ssh_cp.alice.post(f"/api/v1/instances/{INSTANCE}/databases", json={"name": "shop"})
     assert r.status_code == 201, r.text
     db = r.json()["database"]
-    with psycopg.connect(db["uri"], password=db["password"], connect_timeout=5, autocommit=True) as c:
+    uri, readonly_uri = (with_ca(ssh_cp.alice, db[k], tmp_path) for k in ("uri", "readonly_uri"))
+    with psycopg.connect(uri, password=db["password"], connect_timeout=5, autocommit=True) as c:
+        assert c.info.pgconn.ssl_in_use
         c.execute("create table orders (id int primary key, item text)")
         c.execute("insert into orders values (1, 'tea')")
         assert c.execute("select item from orders").fetchone()[0] == "tea"
@@ -158,7 +179,7 @@ def test_tenant_database_through_its_uri_from_the_control_plane(ssh_cp, inst):
     deadline = time.monotonic() + 15  # synchronous commit waits for the standby's flush, not its replay
     while True:
         try:
-            with psycopg.connect(db["readonly_uri"], password=db["password"], connect_timeout=5) as c:
+            with psycopg.connect(readonly_uri, password=db["password"], connect_timeout=5) as c:
                 assert c.execute("select pg_is_in_recovery()").fetchone()[0] is True  # the standby, other host
                 if c.execute("select count(*) from orders").fetchone()[0] == 1:
                     break
@@ -169,9 +190,10 @@ def test_tenant_database_through_its_uri_from_the_control_plane(ssh_cp, inst):
         time.sleep(0.3)
 
 
-def test_power_off_the_primary_host_fails_over_without_losing_a_commit_then_rebuild_on_the_free_host(ssh_cp, lab, inst):
+def test_power_off_the_primary_host_fails_over_without_losing_a_commit_then_rebuild_on_the_free_host(ssh_cp, lab, inst,
+                                                                                                     tmp_path):
     before = state(ssh_cp)
-    uri, old = before["uri"], before["primary"]
+    uri, old = with_ca(ssh_cp.admin, before["uri"], tmp_path), before["primary"]
     with psycopg.connect(uri, password=PW, autocommit=True) as c:
         c.execute("create database ha_app")
     app_uri = re.sub(r"/\w+\?", "/ha_app?", uri, count=1)
@@ -205,7 +227,7 @@ def test_power_off_the_primary_host_fails_over_without_losing_a_commit_then_rebu
     while (after := state(ssh_cp))["primary"] is None or after["primary"]["container"] == old["container"]:
         assert time.monotonic() < deadline, after
         time.sleep(0.5)
-    assert after["uri"] == uri
+    assert after["uri"] == before["uri"]
     assert after["primary"]["host"] != old["host"]
 
     # rebuild the lost member: it lands on the host that runs nothing of the instance
@@ -219,7 +241,9 @@ def test_power_off_the_primary_host_fails_over_without_losing_a_commit_then_rebu
     st = state(ssh_cp)
     rebuilt = next(m for m in st["replicas"] if m["container"] == old["container"])
     assert rebuilt["host"] == free_host and rebuilt["state"] in ("streaming", "running"), st
+    # its certificate was issued again for its new address: verify-full passes against it
     with psycopg.connect(host=rebuilt["address"], port=rebuilt["port"], dbname="ha_app", user="dbadmin", password=PW,
+                         sslmode="verify-full", sslrootcert=str(tmp_path / f"pgaas-{INSTANCE}-ca.crt"),
                          connect_timeout=5) as c:
         assert c.execute("select pg_is_in_recovery()").fetchone()[0] is True
         deadline = time.monotonic() + 20
