@@ -6,12 +6,15 @@ it first needs SSH; that is enough for the cloud side (resources, tags, rules, d
 whole path with lab hosts behind the servers is in test_openstack_lab.py."""
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import openstack
 import pytest
+from cryptography import x509
 
 from tests.conftest import REPO
+from tests.e2e.helpers import secrets_of
 from tests.openstack.conftest import BAD_CLOUD, CLOUD, NAME, openstack_cp
 from tests.openstack_double.server import BANNER
 
@@ -144,6 +147,14 @@ def test_create_makes_tagged_resources_and_delete_removes_only_them(cloud, sdk, 
         assert inst["status"] == "failed" and "uri" in inst
         for s in ours:
             assert f"{fixed[s.name]}:5432" in inst["uri"]
+        # TLS: the addresses are known only once the provisioning run made the servers; the certificates the
+        # deploy run got (issued between the two) name them, as verify-full against the URI needs. etcd runs on
+        # the first server (two members).
+        tls = secrets_of(live, NAME)["tls"]
+        for cert_name, server in [*((s.name, s.name) for s in ours), (f"pgaas-{NAME}-etcd-0", f"pgaas-{NAME}-0")]:
+            cert = x509.load_pem_x509_certificate(tls["certs"][cert_name]["cert"].encode())
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert ipaddress.ip_address(fixed[server]) in sans.get_values_for_type(x509.IPAddress), (cert_name, sans)
 
         # The openstack.cloud inventory plugin rebuilds the members' groups from the metadata alone.
         assert sorted(_plugin_inventory(cloud, tmp_path)[f"pgaas_{NAME.replace('-', '_')}"]["hosts"]) == \

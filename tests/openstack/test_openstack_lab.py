@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from tests.e2e.helpers import connect
+from tests.e2e.helpers import PODMAN_ENV, connect, secrets_of
 from tests.openstack.conftest import NAME, openstack_cp, write_clouds_yaml
 from tests.openstack_double import CloudDouble
 
@@ -57,8 +57,40 @@ def test_instance_on_openstack_servers_backed_by_lab_hosts(lab_cloud, tmp_path):
             disk = _in_host(backing[s["id"]], "findmnt", "-n", "-o", "SOURCE,SIZE",
                             f"/var/lib/pgaas/disks/{s['name']}")
             assert disk.split()[0] == "/dev/vdb", disk
-        with connect((inst["primary"]["address"], inst["primary"]["port"]), "dbadmin", "Admin-password-123") as c:
+        with connect((inst["primary"]["address"], inst["primary"]["port"]), "dbadmin", "Admin-password-123",
+                     dbname=inst["admin_database"]) as c:
             assert c.execute("select 1").fetchone() == (1,)
+        # TLS on OpenStack: the servers' addresses were known only once the provisioning run made them, and the
+        # certificates issued after it name them: every member verifies (verify-full) at its connect address.
+        r = live.admin.get(inst["tls"]["ca_cert_url"])
+        assert r.status_code == 200, r.text
+        (tmp_path / "ca.crt").write_text(r.text)
+        for m in [inst["primary"], *inst["replicas"]]:
+            with connect((m["address"], m["port"]), "dbadmin", "Admin-password-123", sslmode="verify-full",
+                         sslrootcert=str(tmp_path / "ca.crt"),
+                         dbname=inst["admin_database"]) as c:
+                assert c.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (True,)
+        with psycopg.connect(inst["uri"], password="Admin-password-123", connect_timeout=5) as c:  # verify-full
+            assert "sslmode=verify-full" in inst["uri"] and c.execute("select 1").fetchone() == (1,)
+        # pg_hba: the superuser and the replication role only from the servers and the control plane's CIDRs; a
+        # machine on the servers' network that is neither is refused (a tenant role still logs in from there).
+        secrets = secrets_of(live, NAME)
+
+        def psql_from_outside(user, password, sql="select 1", replication=""):
+            conninfo = (f"host={inst['primary']['address']} port={inst['primary']['port']} user={user} "
+                        f"dbname={inst['admin_database']} sslmode=require connect_timeout=5 "
+                        f"{replication}")
+            return subprocess.run(["podman", "run", "--rm", "--network", lab_cloud.hosts.lab.network,
+                                   "-e", f"PGPASSWORD={password}", "localhost/pgaas-postgres:15", "psql", "-XAtq",
+                                   conninfo, "-c", sql], capture_output=True, text=True, env=PODMAN_ENV, timeout=120)
+
+        out = psql_from_outside("postgres", secrets["pgaas_superuser_password"])
+        assert out.returncode != 0 and "pg_hba.conf rejects connection" in out.stderr, out
+        out = psql_from_outside("replicator", secrets["pgaas_replication_password"], "IDENTIFY_SYSTEM",
+                                "replication=true")
+        assert out.returncode != 0 and "no pg_hba.conf entry for replication" in out.stderr, out
+        out = psql_from_outside("dbadmin", "Admin-password-123", "select 7")
+        assert out.returncode == 0 and out.stdout.strip() == "7", out
         # each server's host key was pinned on first contact in the control plane's known_hosts
         from webapp.providers import known_hosts
 

@@ -50,6 +50,9 @@ class Handler(Protocol):
     def finish(self, s, job: Job, outcome: Outcome) -> None: ...
     def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None: ...
     def lost(self, s, job: Job) -> None: ...
+    # Optional: `then(s, job, outcome) -> RunSpec | None`, a second run of the same job after a successful first
+    # one, prepared from what the first one found (a cloud's servers are made, then certificates naming their
+    # addresses are issued, then the deploy runs). finish and cleanup get the outcome of the last run.
 
 
 def aware(dt: datetime | None) -> datetime | None:
@@ -224,6 +227,16 @@ class Worker:
             return
         with Heartbeat(self.heartbeat_seconds, lambda: self._beat(job_id)):
             outcome = self._play(job_id, spec, f"{job_id}")
+            if outcome.status == "successful" and hasattr(handler, "then"):
+                try:
+                    with self.store.session() as s:
+                        spec = handler.then(s, s.get(Job, job_id), outcome)
+                except NotRunnable as exc:  # finish still gets what the first run found
+                    spec = None
+                    outcome = Outcome("failed", error=str(exc), artifact_data=outcome.artifact_data)
+                    add_event(self.store, job_id, Event("pgaas_not_runnable", status="failed", message=outcome.error))
+                if spec is not None:
+                    outcome = self._play(job_id, spec, f"{job_id}-2")
             cleanup = None
             with self.store.session() as s:
                 cleanup = handler.cleanup(s, s.get(Job, job_id), outcome)

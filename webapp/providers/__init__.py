@@ -25,6 +25,10 @@ Optional:
                                          the play to run instead of instance_deploy.yml (it provisions, then
                                          imports it), its extra vars, the teardown play, and where the servers
                                          landed (member addresses) from the run's set_stats
+  provision_playbook()                   the create's first run, for a provider whose hosts' addresses exist
+                                         only once it made them: it makes the hosts; the handler records their
+                                         addresses, issues TLS certificates naming them, then runs
+                                         create_playbook (two runs of one job)
 Playbooks see hosts only through the inventory: a member's `host` is an inventory host name, and connection
 details (ansible_host, ansible_user, keys, become) and per-host settings (pgaas_host_publish_address,
 pgaas_host_engine_provider, pgaas_host_image_delivery, pgaas_host_image_archive_dir) are inventory host

@@ -85,6 +85,11 @@ class OpenStackProvider:
             "connect_timeout": self.connect_timeout, "image_delivery": self.image_delivery,
             "known_hosts_file": known_hosts.ensure(self.known_hosts_file)}}
 
+    def provision_playbook(self) -> str:
+        """The create's first run: the servers, volumes and addresses (recorded, then certificates naming the
+        addresses are issued), before create_playbook deploys on them."""
+        return "playbooks/openstack_provision.yml"
+
     def create_playbook(self) -> str:
         return "playbooks/instance_create_openstack.yml"
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.jobs.runner import Outcome, RunSpec
+from webapp.jobs.spec import NotRunnable
 from webapp.providers import NoCapacity
 from webapp.services import Conflict, Invalid, NotFound, check_db_name, check_name
 from webapp.services import certificates
@@ -324,13 +325,28 @@ class CreateHandler:
 
     def prepare(self, s, job: Job) -> RunSpec:
         inst = get(s, job.instance_name)
-        if hasattr(self.provider, "create_playbook"):  # cloud providers make the hosts first
-            return RunSpec(self.provider.create_playbook(),
+        if hasattr(self.provider, "provision_playbook"):  # cloud providers make the hosts first (then: deploy)
+            return RunSpec(self.provider.provision_playbook(),
                            self.provider.create_vars(_deploy_vars(inst, self.image), inst.meta),
-                           secrets=certificates.playbook_secrets(self.box, inst),
-                           label=f"Provision {self.provider.name} resources, deploy etcd and the Patroni pair")
+                           label=f"Provision {self.provider.name} resources (servers, volumes, addresses)")
         return RunSpec("playbooks/instance_deploy.yml", _deploy_vars(inst, self.image),
                        secrets=certificates.playbook_secrets(self.box, inst), label="Deploy etcd and the Patroni pair")
+
+    def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        """After a cloud provider's provisioning run: record the servers' addresses as the members' (and etcd
+        members'), issue certificates that name them (verify-full against the URIs), then deploy on them."""
+        if not hasattr(self.provider, "provision_playbook"):
+            return None
+        inst = get(s, job.instance_name)
+        self.provider.record(inst, outcome.artifact_data)
+        missing = sorted(m.name for m in inst.members if not m.address)
+        if missing:
+            raise NotRunnable(f"the provisioning reported no address for {', '.join(missing)}")
+        certificates.ensure(inst, self.box)  # issued again when the names (addresses) changed
+        return RunSpec(self.provider.create_playbook(),
+                       self.provider.create_vars(_deploy_vars(inst, self.image), inst.meta),
+                       secrets=certificates.playbook_secrets(self.box, inst),
+                       label=f"Deploy etcd and the Patroni pair on the {self.provider.name} servers")
 
     def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         if outcome.status != "canceled":
@@ -377,6 +393,9 @@ class DeleteHandler(CreateHandler):
     def prepare(self, s, job: Job) -> RunSpec:
         inst = get(s, job.instance_name)
         return _teardown_spec(inst.name, instance_hosts(inst), self.provider, inst.meta)
+
+    def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        return None  # the teardown is one run
 
     def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         return None
