@@ -190,7 +190,7 @@ class Roles(threading.Thread):
 
     def _ask(self, m):
         try:
-            with psycopg.connect(host=m["address"], port=m["port"], dbname="postgres", user="dbadmin",
+            with psycopg.connect(host=m["address"], port=m["port"], dbname="ha_app", user="dbadmin",
                                  password=self.password, connect_timeout=1, tcp_user_timeout=1000,
                                  options="-c statement_timeout=1000") as c:
                 return bounded(c, 1.5, lambda: c.execute("select pg_is_in_recovery()").fetchone()[0])
