@@ -317,7 +317,8 @@ def test_graceful_stop_of_the_primary_hands_over_without_loss(cp, ha):
     stop_load(writer, roles)
     assert rto is not None, "writes did not resume after the graceful stop"
     print(f"\ngraceful stop: writes resumed {rto:.1f} s after podman stop began")
-    lost = [i for i in writer.acked if i not in present_ids(ha)]
+    present = present_ids(ha)   # once: a TLS connection per acknowledged row overloaded the primary
+    lost = [i for i in writer.acked if i not in present]
     assert lost == [], f"acknowledged commits lost: {lost[:20]}"
     podman("start", old)
     after = wait_healthy(cp, timeout=120)
@@ -341,7 +342,8 @@ def test_losing_etcd_stops_failover_not_the_primary(cp, ha):
         podman("start", etcd)
     rounds = stop_load(writer, roles)
     assert all(r[before["primary"]["container"]] is not True for t, r in rounds), "the primary was demoted"
-    lost = [i for i in writer.acked if i not in present_ids(ha)]
+    present = present_ids(ha)   # once: a TLS connection per acknowledged row overloaded the primary
+    lost = [i for i in writer.acked if i not in present]
     assert lost == [], f"acknowledged commits lost: {lost[:20]}"
     print(f"\netcd killed for {TTL + 5} s: {len([t for t in writer.acked_at if t >= killed_at])} commits "
           f"acknowledged meanwhile, {len([t for t in writer.failures if t >= killed_at])} failed attempts")
@@ -374,7 +376,8 @@ def test_losing_the_sync_standby_lets_writes_continue_and_the_status_says_so(cp,
     finally:
         podman("start", standby)
     stop_load(writer, roles)
-    lost = [i for i in writer.acked if i not in present_ids(ha)]
+    present = present_ids(ha)   # once: a TLS connection per acknowledged row overloaded the primary
+    lost = [i for i in writer.acked if i not in present]
     assert lost == [], f"acknowledged commits lost: {lost[:20]}"
     after = wait_healthy(cp, timeout=120)
     assert after["status"] == "available" and after["status_reason"] == ""
@@ -425,7 +428,8 @@ def test_paused_primary_is_not_replaced_before_the_ttl_and_never_leaves_two_prim
     print(f"unpause: the old primary still answered as a primary in {len(overlaps)} poll round(s), the last "
           f"{(max(t for t, _ in overlaps) - unpaused_at) if overlaps else 0:.2f} s after unpause; it acknowledged "
           f"no write")
-    lost = [i for i in writer.acked if i not in present_ids(ha)]
+    present = present_ids(ha)   # once: a TLS connection per acknowledged row overloaded the primary
+    lost = [i for i in writer.acked if i not in present]
     assert lost == [], f"acknowledged commits lost: {lost[:20]}"
     after = wait_healthy(cp, timeout=120)
     assert after["primary"]["container"] != old and old in [r["container"] for r in after["replicas"]]
