@@ -108,7 +108,8 @@ def test_user_creates_connects_rotates_and_deletes_a_database(page, cp, pair):
     # limits and parameters
     page.get_by_label("Parameters", exact=True).fill("work_mem = 16MB\nnot_a_setting = 1")
     page.get_by_role("button", name="Save").click()
-    assert "parameter 'not_a_setting' cannot be set per database" in page.locator(".field.has-error .error").inner_text()
+    error = page.locator(".field.has-error .error").inner_text()
+    assert "parameter 'not_a_setting' cannot be set per database" in error
     page.get_by_label("Parameters", exact=True).fill("work_mem = 16MB")
     page.get_by_label("Quota (MB)").fill("200")
     page.get_by_role("button", name="Save").click()
