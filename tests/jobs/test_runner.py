@@ -10,7 +10,6 @@ import pytest
 
 from webapp.jobs.runner import RunSpec, run_playbook
 from webapp.jobs.worker import Worker
-from webapp.store import Store
 from webapp.store.models import Job, JobEvent
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "project"
@@ -101,14 +100,6 @@ def make_worker(store, tmp_path, handler, wid=None):
     return Worker(store, {"fixture": handler}, jobs_dir=str(tmp_path / "jobs"), project_dir=str(FIXTURE),
                   inventory=str(FIXTURE / "inventory.yml"), heartbeat_seconds=0.5, stale_seconds=3,
                   poll_seconds=0.05, worker_id=wid)
-
-
-@pytest.fixture
-def store(database_url):
-    st = Store(database_url)
-    st.upgrade()
-    yield st
-    st.dispose()
 
 
 def test_worker_runs_a_job_and_stores_events_as_they_come(store, tmp_path):

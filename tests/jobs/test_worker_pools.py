@@ -2,18 +2,9 @@
 never holds up the instances' jobs (a failover rebuild, a settings change) queued behind it."""
 from webapp.jobs.worker import Worker
 from webapp.services import dumps
-from webapp.store import Store
 from webapp.store.models import Job
 
 import pytest
-
-
-@pytest.fixture
-def store(database_url):
-    st = Store(database_url)
-    st.upgrade()
-    yield st
-    st.dispose()
 
 
 def _worker(store, tmp_path, **kinds) -> Worker:
