@@ -74,13 +74,14 @@ def test_one_podman_stats_call_gives_each_containers_own_numbers(sleepers, monke
     real_run = subprocess.run
 
     def counting_run(cmd, *a, **kw):
-        calls.append(cmd[:2])
-        return real_run(cmd, *a, **kw)
+        r = real_run(cmd, *a, **kw)
+        calls.append(cmd[:2] + ([r.returncode, (r.stderr or "")[-300:]] if r.returncode else []))
+        return r
 
     monkeypatch.setattr(local.subprocess, "run", counting_run)
     p = provider()
     batched = p.stats(NAMES)
-    assert calls.count(["podman", "stats"]) == 1, calls
+    assert [c for c in calls if c[:2] == ["podman", "stats"]] == [["podman", "stats"]], calls
     monkeypatch.undo()
     for name in NAMES:
         assert batched[name]["volume_bytes"] == du(sleepers[name]), name
