@@ -171,7 +171,7 @@ def user_create(username, admin, password_stdin):
 # -- instances ------------------------------------------------------------------------------------------------
 def _follow(app, job_id: int, out=click.echo) -> str:
     from webapp.services import jobs as jobsvc
-    from webapp.store.models import Job
+    from webapp.store.models import ACTIVE_JOB_STATES, Job
 
     last = 0
     while True:
@@ -187,7 +187,7 @@ def _follow(app, job_id: int, out=click.echo) -> str:
                 if ev.message and ev.status in ("failed", "unreachable", "canceled", "stats"):
                     out("      " + ev.message.replace("\n", "\n      "))
             job = s.get(Job, job_id)
-            if job.status not in ("queued", "running"):
+            if job.status not in ACTIVE_JOB_STATES:
                 out(f"job {job_id}: {job.status}" + (f": {job.error}" if job.error else ""))
                 return job.status
         time.sleep(0.3)

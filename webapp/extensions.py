@@ -73,11 +73,11 @@ class Services:
     def make_worker(self, worker_id: str | None = None, maintenance: bool = True, pool: str = "all"):
         """pool: all (every job), instances (all but the dumps and restores of databases) or dumps (only those)."""
         from webapp.jobs.worker import Worker
-        from webapp.services import dumps, instances
+        from webapp.services import dumps
+        from webapp.services.handlers.registry import registry
 
-        handlers = {**instances.handlers(self.box, self.config["IMAGE"], self.provider),
-                    **dumps.handlers(self.box, self.dump_settings())}
-        handlers["instance_certificates"].days = int(self.config["TLS_CERT_DAYS"])
+        handlers = registry(self.box, self.config["IMAGE"], self.provider, self.dump_settings(),
+                            int(self.config["TLS_CERT_DAYS"]))
         kinds = {"all": {}, "instances": {"skip_kinds": dumps.KINDS}, "dumps": {"kinds": dumps.KINDS}}[pool]
         return Worker(self.store, handlers, **kinds,
                       worker_id=worker_id, periodic=self.maintenance() if maintenance else [],

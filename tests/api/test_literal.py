@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tests.api.test_hosts import KEY, _load_inventory
 from tests.conftest import Live, make_app
-from webapp.jobs.runner import RunSpec, run_playbook
+from webapp.jobs.runner import run_playbook
+from webapp.jobs.types import RunSpec
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "project"
 

@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from webapp.jobs.runner import Outcome
+from webapp.jobs.types import Outcome
 from webapp.services import failover, startup
 from webapp.services import jobs as jobsvc
+from webapp.services.handlers.lifecycle import StartHandler
 from webapp.services.instances import ClusterState
 from webapp.store.models import Instance, Job
 
@@ -95,7 +96,7 @@ def test_the_end_of_the_start_job_puts_the_instance_back_to_available(main):
 
     [job] = check(main, STOPPED)
     svc = main.app.extensions["pgaas"]
-    handler = startup.StartHandler(svc.box, "image")
+    handler = StartHandler(svc.box, "image")
     with svc.store.session() as s:
         j = s.get(Job, job.id)
         assert handler.prepare(s, j).playbook == "playbooks/instance_start.yml"

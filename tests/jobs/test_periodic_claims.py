@@ -17,9 +17,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import event, select
 
 from tests.jobs.test_migration_lock import migrations_run, scripts
-from webapp.jobs.worker import Worker, aware
+from webapp.jobs.worker import Worker
 from webapp.store import Store
-from webapp.store.models import Instance, InstanceSample, PeriodicClaim, utcnow
+from webapp.store.models import Instance, InstanceSample, PeriodicClaim, aware, utcnow
 
 REPO = Path(__file__).resolve().parent.parent.parent
 PGAAS = REPO / ".venv" / "bin" / "pgaas"

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from webapp.jobs.runner import RunSpec, run_playbook
+from webapp.jobs.runner import run_playbook
+from webapp.jobs.types import RunSpec
 from webapp.jobs.worker import Worker
+from webapp.services.handlers.base import JobHandler
 from webapp.store.models import Job, JobEvent
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "project"
@@ -75,7 +77,7 @@ def test_cancel_kills_the_run(tmp_path):
     assert ps.stdout.strip() == ""
 
 
-class FixtureHandler:
+class FixtureHandler(JobHandler):
     """A handler for the worker that runs fixture playbooks (the worker's handler seam, used for real)."""
 
     def __init__(self, playbook, extravars):
@@ -85,15 +87,9 @@ class FixtureHandler:
     def prepare(self, s, job):
         return RunSpec(self.playbook, dict(self.extravars), secrets={"fixture_secret": SECRET})
 
-    def cleanup(self, s, job, outcome):
-        return None
-
     def finish(self, s, job, outcome):
         job.result = outcome.artifact_data
         self.finished.append(job.id)
-
-    def lost(self, s, job):
-        pass
 
 
 def make_worker(store, tmp_path, handler, wid=None):
@@ -160,7 +156,7 @@ def test_user_text_is_never_templated_only_our_templates_are(tmp_path):
     """Every string a job carries is data: the issue's payload, in an extra var, a nested setting, a list and a
     secret, reaches the play as those characters and runs nothing on the control plane. A Template (Jinja our own
     code writes, e.g. the openstack provider's member list) is still evaluated."""
-    from webapp.jobs.runner import Template
+    from webapp.jobs.spec import Template
 
     marker = tmp_path / "pwned"
     payload = "{{ lookup('pipe','touch %s; echo x') }}" % marker

@@ -6,7 +6,7 @@ from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import Forbidden, NotFound, audit
-from webapp.services import dumps
+from webapp.services import dumps, retries
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 
@@ -72,7 +72,7 @@ def retry_job(job_id):
                 raise Forbidden("this needs an administrator (users retry their own database dumps, deletes and "
                                 "restores)")
             _visible(old)
-        job = isvc.retry_job(s, old, g.username)
+        job = retries.retry_job(s, old, g.username)
         audit.record(s, actor(), "job.retry", "job", str(old.id),
                      detail=f"job {job.id} ({job.kind}{', ' + job.instance_name if job.instance_name else ''})")
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}

@@ -141,7 +141,7 @@ def capacity_of(c) -> dict:
 
 
 def token(t) -> dict:
-    from webapp.services.accounts import aware
+    from webapp.store.models import aware
 
     expires = aware(t.expires_at)
     return {"id": t.id, "name": t.name, "prefix": t.prefix, "scope": t.scope, "created_at": _ts(t.created_at),

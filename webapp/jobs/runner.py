@@ -15,19 +15,19 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import ansible_runner
 
-from webapp.jobs.spec import Outcome, RunSpec, Template, write_vars_file  # noqa: F401 (re-exported)
+from webapp.jobs.spec import Template, write_vars_file
+from webapp.jobs.types import Outcome, RunSpec
 from webapp.providers import known_hosts
 
 log = logging.getLogger(__name__)
@@ -264,10 +264,6 @@ def read_fact_cache(cache_dir: Path) -> dict:
         if isinstance(data, dict):
             facts[m.group(1) if m else f.name] = data
     return facts
-
-
-def remove_job_dir(job_dir: str | os.PathLike) -> None:
-    shutil.rmtree(job_dir, ignore_errors=True)
 
 
 class Heartbeat:

@@ -1,5 +1,5 @@
-"""What a job hands to ansible-runner and gets back, shared by the runner, the job handlers and the providers
-(no import of ours: every layer may use it).
+"""Variables as data for ansible-runner, shared by the runner and the providers (no import of ours: every layer may
+use it). What the runner and the job handlers hand each other is in webapp/jobs/types.py.
 
 Ansible evaluates Jinja in variable values. Nothing that a user typed may ever be evaluated, so every extra var,
 secret and inventory value pgaas writes is data: YAML in which each string is tagged `!unsafe`. A `Template` is
@@ -8,7 +8,6 @@ the one exception: Jinja that our own code wrote on purpose.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -17,14 +16,6 @@ import yaml
 class Template(str):
     """Jinja written by our own code (never user text), passed to Ansible as a template. Every other extra var,
     secret or inventory value is data, tagged !unsafe so that Ansible never evaluates it."""
-
-
-@dataclass
-class RunSpec:
-    playbook: str
-    extravars: dict = field(default_factory=dict)
-    secrets: dict = field(default_factory=dict)
-    label: str = ""
 
 
 class _Unsafe(str):
@@ -59,20 +50,3 @@ def write_vars_file(path: Path, data: dict) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         yaml.dump(_as_data(data), f, Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True)
-
-
-class NotRunnable(Exception):
-    """Raised by a handler's prepare() when the job cannot run (what it acts on is gone): the job fails with this
-    message, no playbook runs."""
-
-
-@dataclass
-class Outcome:
-    status: str                 # successful | failed | canceled | timeout | error
-    rc: int | None = None
-    error: str = ""
-    artifact_data: dict = field(default_factory=dict)
-    facts: dict = field(default_factory=dict)
-    stats: dict = field(default_factory=dict)
-
-

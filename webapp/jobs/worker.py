@@ -26,40 +26,23 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from webapp.jobs.runner import Event, Heartbeat, Outcome, RunSpec, run_playbook
-from webapp.jobs.spec import NotRunnable
+from webapp.jobs.runner import Event, Heartbeat, run_playbook
+from webapp.jobs.types import Handler, NotRunnable, Outcome, RunSpec
 from webapp.store import Store
-from webapp.store.models import Job, JobEvent, PeriodicClaim, utcnow
+from webapp.store.models import Job, JobEvent, PeriodicClaim, aware, utcnow
 
 log = logging.getLogger(__name__)
 
+# ansible-runner's status of the last run -> the job's (webapp.store.models.JOB_STATUSES)
 JOB_STATUS = {"successful": "succeeded", "failed": "failed", "canceled": "canceled", "timeout": "failed",
               "error": "error"}
-
-
-class Handler(Protocol):
-    def prepare(self, s, job: Job) -> RunSpec: ...
-    def finish(self, s, job: Job, outcome: Outcome) -> None: ...
-    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None: ...
-    def lost(self, s, job: Job) -> None: ...
-    # Optional: `then(s, job, outcome) -> RunSpec | None`, a second run of the same job after a successful first
-    # one, prepared from what the first one found (a cloud's servers are made, then certificates naming their
-    # addresses are issued, then the deploy runs). finish and cleanup get the outcome of the last run.
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
 
 
 def add_event(store: Store, job_id: int, ev: Event) -> None:
@@ -227,7 +210,7 @@ class Worker:
             return
         with Heartbeat(self.heartbeat_seconds, lambda: self._beat(job_id)):
             outcome = self._play(job_id, spec, f"{job_id}")
-            if outcome.status == "successful" and hasattr(handler, "then"):
+            if outcome.status == "successful":
                 try:
                     with self.store.session() as s:
                         spec = handler.then(s, s.get(Job, job_id), outcome)

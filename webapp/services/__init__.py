@@ -2,6 +2,7 @@
 ServiceError subclasses. Nothing here knows about HTTP or Flask."""
 from __future__ import annotations
 
+import math
 import re
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
@@ -45,6 +46,28 @@ def check_name(name, what: str = "name") -> str:
     if name.endswith("-"):
         raise Invalid(f"{what} must not end with a hyphen", field=what)
     return name
+
+
+def check_int(value, name, lo, hi, default=None):
+    """An integer from lo to hi, or default when None."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{name} must be an integer", field=name)
+    if not lo <= value <= hi:
+        raise Invalid(f"{name} must be between {lo} and {hi}", field=name)
+    return value
+
+
+def check_number(value, name, lo, hi):
+    """A finite number from lo to hi, as a float, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Invalid(f"{name} must be a number", field=name)
+    if not lo <= value <= hi:
+        raise Invalid(f"{name} must be between {lo} and {hi}", field=name)
+    return float(value)
 
 
 # Database and role names (tenant databases, an instance's admin database): checked before any SQL runs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.services import Conflict, Invalid, NotFound, Unauthorized
 from webapp.services.crypto import generate_password
-from webapp.store.models import ApiToken, User, utcnow
+from webapp.store.models import ApiToken, User, aware, utcnow
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 MIN_PASSWORD = 8
@@ -100,11 +100,6 @@ def token_detail(tok: ApiToken) -> str:
 def password_change_detail(revoked: int) -> str:
     """What the audit log says of a password change."""
     return f"{revoked} API token(s) revoked, website sessions ended"
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite gives back naive datetimes: the store's times are UTC."""
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
 
 def token_in_use(s: Session, raw: str) -> ApiToken:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from webapp.services import metrics
 from webapp.services.audit import Actor
 from webapp.store import dialect_insert
-from webapp.store.models import AlertState, Database, Instance, utcnow
+from webapp.store.models import AlertState, Database, Instance, aware, utcnow
 
 log = logging.getLogger(__name__)
 MIB, GIB = 1024 ** 2, 1024 ** 3
@@ -38,7 +38,7 @@ class Thresholds:
 def _alert(kind: str, severity: str, instance: str, message: str, at, subject: str | None = None,
            **extra) -> dict:
     return {"id": "/".join(x for x in (kind, instance, subject) if x), "kind": kind, "severity": severity,
-            "instance": instance, "message": message, "at": metrics._aware(at).isoformat(), **extra}
+            "instance": instance, "message": message, "at": aware(at).isoformat(), **extra}
 
 
 def evaluate(s: Session, th: Thresholds, provider=None, databases_only: bool = False) -> list[dict]:
@@ -61,7 +61,7 @@ def evaluate(s: Session, th: Thresholds, provider=None, databases_only: bool = F
         return out
     insts = {i.name: i for i in s.scalars(select(Instance).where(Instance.status == "available"))}
     latest = {n: r for n, r in metrics.latest_instance_samples(s).items()
-              if n in insts and utcnow() - metrics._aware(r.at) <= STALE}
+              if n in insts and utcnow() - aware(r.at) <= STALE}
     fs_members = [m for n, r in latest.items() if not insts[n].storage_gb
                   for m, st in ((r.detail or {}).get("members") or {}).items() if st.get("volume_bytes") is not None]
     filesystems = volume_filesystems(provider, fs_members) if fs_members else {}

@@ -17,6 +17,10 @@ class Actor:
     remote_addr: str = ""
 
 
+# The control plane's own maintenance (automatic rebuilds, certificate renewals), as the audit log names it.
+MAINTENANCE_ACTOR = Actor("pgaas-maintenance", is_admin=True)
+
+
 def record(s: Session, actor: Actor, action: str, object_type: str, object_name: str, outcome: str = "ok",
            detail: str = "") -> None:
     s.add(AuditEvent(actor=actor.username, action=action, object_type=object_type, object_name=object_name,

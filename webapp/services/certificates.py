@@ -15,8 +15,8 @@ etcd and Patroni accept any certificate their CA signed, so a member of one inst
 instance's etcd or REST API would accept. The CA certificate is public: `meta["tls"]` keeps it (clients download it
 to verify the server with sslmode=verify-full), with the expiry of the certificates.
 
-No HTTP and no Flask here; the job handlers hand the member keys to the playbooks as secrets (playbook_secrets),
-never as extra vars.
+No HTTP and no Flask here; the job handlers (services/handlers) hand the member keys to the playbooks as secrets
+(playbook_secrets), never as extra vars.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import secrets as pysecrets
 import ssl
 import tempfile
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -37,16 +37,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from webapp.services.crypto import SecretBox
+from webapp.store.models import utcnow
 
 CA_DAYS = 3650
 CERT_DAYS = 365           # default lifetime of a member, etcd or control-plane certificate (TLS_CERT_DAYS)
 RENEW_DAYS = 30           # renewed by the maintenance when fewer days than this are left (TLS_RENEW_DAYS)
 CLIENT_CN = "pgaas-control-plane"
 _BACKDATE = timedelta(minutes=5)  # clock skew between the control plane and the hosts
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
 
 
 def _key():
@@ -67,7 +64,7 @@ def new_ca(instance: str, days: int = CA_DAYS) -> tuple[str, str]:
     key = _key()
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pgaas"),
                       x509.NameAttribute(NameOID.COMMON_NAME, f"pgaas {instance} CA")])
-    now = _now()
+    now = utcnow().replace(microsecond=0)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -102,7 +99,7 @@ def issue(ca_cert_pem: str, ca_key_pem: str, cn: str, names: list[str], days: in
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     key = _key()
-    now = _now()
+    now = utcnow().replace(microsecond=0)
     usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server \
         else [ExtendedKeyUsageOID.CLIENT_AUTH]
     b = (x509.CertificateBuilder()
@@ -166,7 +163,8 @@ def summary(tls: dict, active: bool) -> dict:
             "ca_fingerprint_sha256": x509.load_pem_x509_certificate(tls["ca_cert"].encode())
             .fingerprint(hashes.SHA256()).hex(":"),
             "ca_not_after": not_after(tls["ca_cert"]).isoformat(),
-            "not_after": min(ends).isoformat(), "issued_at": _now().isoformat(), "active": active}
+            "not_after": min(ends).isoformat(), "issued_at": utcnow().replace(microsecond=0).isoformat(),
+            "active": active}
 
 
 def ensure(inst, box: SecretBox, days: int = CERT_DAYS, renew: bool = False, new_ca_too: bool = False) -> dict:
@@ -259,7 +257,7 @@ def renewal_due(inst, renew_days: float, now: datetime | None = None) -> bool:
     if not is_active(inst):
         return True
     end = expiry(inst)
-    return end is None or end - (now or _now()) < timedelta(days=renew_days)
+    return end is None or end - (now or utcnow().replace(microsecond=0)) < timedelta(days=renew_days)
 
 
 # -- the control plane as a TLS client ------------------------------------------------------------------------
@@ -411,7 +409,6 @@ def renew_due(s, renew_days: float, by: str = "pgaas-maintenance") -> list:
     from sqlalchemy import select
 
     from webapp.services import ServiceError, audit
-    from webapp.services.failover import MAINTENANCE_ACTOR
     from webapp.store.models import Instance
 
     queued = []
@@ -419,64 +416,12 @@ def renew_due(s, renew_days: float, by: str = "pgaas-maintenance") -> list:
         if not renewal_due(inst, renew_days):
             continue
         try:
-            job = renew(s, inst, MAINTENANCE_ACTOR.username)
+            job = renew(s, inst, audit.MAINTENANCE_ACTOR.username)
         except ServiceError:
             continue
         end = expiry(inst) if is_active(inst) else None
-        audit.record(s, MAINTENANCE_ACTOR, "instance.certificates", "instance", inst.name,
+        audit.record(s, audit.MAINTENANCE_ACTOR, "instance.certificates", "instance", inst.name,
                      detail=f"job {job.id}: " + (f"certificates end {end:%Y-%m-%d}, renewed {renew_days:g} days before"
                                                  if end else "moved onto TLS"))
         queued.append(job)
     return queued
-
-
-class RenewHandler:
-    """instance_certificates: fresh certificates from the instance's CA (a new CA with rotate_ca), put in place
-    without a restart; an instance from before TLS is converged onto it by the deploy play instead."""
-
-    def __init__(self, box: SecretBox, image: str, days: int = CERT_DAYS):
-        self.box, self.image, self.days = box, image, days
-
-    def prepare(self, s, job):
-        from sqlalchemy import select
-
-        from webapp.jobs.spec import RunSpec
-        from webapp.services import instances as isvc
-        from webapp.store.models import Instance
-
-        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
-        rotate = bool((job.params or {}).get("rotate_ca"))
-        if not is_active(inst):
-            job.params = {**(job.params or {}), "converge": True}
-            return RunSpec("playbooks/instance_deploy.yml", isvc._deploy_vars(inst, self.image),
-                           secrets=playbook_secrets(self.box, inst, self.days),
-                           label="Move the instance onto TLS: every member restarts with its certificate")
-        tls = ensure(inst, self.box, self.days, renew=True, new_ca_too=rotate)
-        return RunSpec("playbooks/instance_certificates.yml",
-                       {**isvc._deploy_vars(inst, self.image), "pgaas_tls_new_ca": rotate},
-                       secrets={"pgaas_tls_ca_cert": tls["ca_cert"], "pgaas_tls_certs": tls["certs"]},
-                       label="Renew the certificates of the members and etcd (no restart)")
-
-    def cleanup(self, s, job, outcome):
-        return None
-
-    def finish(self, s, job, outcome) -> None:
-        from sqlalchemy import select
-
-        from webapp.store.models import Instance
-
-        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
-        if inst is None:
-            return
-        if job.status == "succeeded":
-            activate(inst)
-        else:
-            abandon(inst)
-        t = inst.meta.get("tls") or {}
-        job.result = {"instance": inst.name, "not_after": t.get("not_after"), "active": bool(t.get("active")),
-                      "converged": bool((job.params or {}).get("converge"))}
-        inst.meta = {**inst.meta, "last_job": {"id": job.id, "kind": job.kind, "status": job.status,
-                                               "finished_at": job.finished_at.isoformat() if job.finished_at else None}}
-
-    def lost(self, s, job) -> None:
-        return None

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from webapp.services import NotFound, metrics
 from webapp.services.reports import MIB, Chart, svg_chart
-from webapp.store.models import Instance, InstanceSample, utcnow
+from webapp.store.models import Instance, InstanceSample, aware, utcnow
 
 PERIODS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 MAX_POINTS = 480  # a chart is 576 px wide: more points than this only cost bytes
@@ -116,7 +116,7 @@ def dashboard(s: Session, provider=None) -> dict:
         tps = None
         if len(pair) == 2:
             x1, x0 = detail.get("xact_total"), (pair[1].detail or {}).get("xact_total")
-            dt = (metrics._aware(pair[0].at) - metrics._aware(pair[1].at)).total_seconds()
+            dt = (aware(pair[0].at) - aware(pair[1].at)).total_seconds()
             if x1 is not None and x0 is not None and x1 >= x0 and dt > 0:
                 tps = (x1 - x0) / dt
         members = []
@@ -138,13 +138,13 @@ def dashboard(s: Session, provider=None) -> dict:
                 volume_fs.setdefault(m.host, m.name)
         if inst.status != "available":
             health = inst.status
-        elif r is None or (now - metrics._aware(r.at)).total_seconds() > 120:
+        elif r is None or (now - aware(r.at)).total_seconds() > 120:
             health = "no recent sample"
         else:
             health = "healthy" if r.healthy else "degraded"
         instances.append({
             "name": inst.name, "status": inst.status, "health": health,
-            "sampled_at": metrics._aware(r.at).isoformat() if r else None,
+            "sampled_at": aware(r.at).isoformat() if r else None,
             "connections": r.connections if r else None, "max_connections": r.max_connections if r else None,
             "tps": tps, "max_lag_bytes": r.max_lag_bytes if r else None,
             "max_lag_seconds": r.max_lag_seconds if r else None, "timeline": r.timeline if r else None,

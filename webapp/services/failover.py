@@ -14,37 +14,29 @@ instance's multi-host URI, the member's row and Patroni's replication slot name 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from webapp.jobs.runner import Outcome, RunSpec
 from webapp.services import Conflict, Invalid, ServiceError
-from webapp.services import audit, certificates
+from webapp.services import audit, patroni
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
-from webapp.services.crypto import SecretBox
-from webapp.services.settings import _AdminHandler, _instance, _members
-from webapp.store.models import ACTIVE_JOB_STATES, Instance, InstanceSample, Job, Member, PrimaryChange, utcnow
+from webapp.store.models import (ACTIVE_JOB_STATES, Instance, InstanceSample, Job, Member, PrimaryChange, aware,
+                                 utcnow)
 
 log = logging.getLogger(__name__)
 
-CAUSES = ("switchover", "failover", "automatic")
 # jobs that move the primary, and the cause a change inside one of them is put down to
 MOVING_KINDS = {"instance_switchover": "switchover", "instance_failover": "failover",
                 "instance_restart": "switchover"}
 HEALTHY = ("running", "streaming")
 # a member being cloned is not lost: the clone of a large database takes a while
 IN_PROGRESS = ("creating replica",)
-MAINTENANCE_ACTOR = audit.Actor("pgaas-maintenance", is_admin=True)
 # a change of primary belongs to the job that ran when Patroni promoted (its clock is the host's: allow a second)
 ATTRIBUTION_SLACK = timedelta(seconds=1)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
 
 # -- checks shared by the three operations --------------------------------------------------------------------
@@ -160,19 +152,17 @@ def history(s: Session, inst: Instance, limit: int = 100, offset: int = 0) -> li
 
 def fetch_history(inst: Instance, timeout: float = 2.0, tls=None) -> list | None:
     """Patroni's /history from the first member that answers: [[timeline, lsn, reason, timestamp, new_leader]]."""
-    ctx = tls.context(inst) if tls is not None else certificates.context_for(inst)
-    for m in inst.members:
-        data = isvc.patroni_get(m, "/history", timeout, ctx)
-        if data is not None:
-            return data if isinstance(data, list) else []
-    return None
+    data = patroni.first_answer(inst, "/history", timeout, tls)
+    if data is None:
+        return None
+    return data if isinstance(data, list) else []
 
 
 def _parse_time(value) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        return aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
         return None
 
@@ -190,7 +180,7 @@ def _moving_job(s: Session, inst: Instance, at: datetime, job: Job | None, new_l
                                              Job.started_at.is_not(None), Job.started_at <= at + ATTRIBUTION_SLACK)
                            .order_by(Job.id.desc()).limit(20)))
     for j in jobs:
-        start, end = _aware(j.started_at), _aware(j.finished_at) or utcnow()
+        start, end = aware(j.started_at), aware(j.finished_at) or utcnow()
         target = _job_target(j)
         if start is not None and start - ATTRIBUTION_SLACK <= at <= end + ATTRIBUTION_SLACK \
                 and (target is None or new_leader is None or target == new_leader):
@@ -302,103 +292,14 @@ def auto_rebuild(s: Session, provider, after_seconds: float, timeout: float = 1.
                      .order_by(Member.lost_since))
     for m in list(lost):
         inst = m.instance
-        since = _aware(m.lost_since)
+        since = aware(m.lost_since)
         try:
-            job = rebuild(s, provider, inst, MAINTENANCE_ACTOR.username, m.name, timeout, only_if_lost=True)
+            job = rebuild(s, provider, inst, audit.MAINTENANCE_ACTOR.username, m.name, timeout, only_if_lost=True)
         except ServiceError as exc:
             log.info("no automatic rebuild of %s: %s", m.name, exc.message)
             continue
-        audit.record(s, MAINTENANCE_ACTOR, "instance.rebuild", "instance", inst.name,
+        audit.record(s, audit.MAINTENANCE_ACTOR, "instance.rebuild", "instance", inst.name,
                      detail=f"job {job.id}: automatic, {m.name} lost since {since:%Y-%m-%d %H:%M:%S} UTC "
                             f"(more than {after_seconds:.0f} s)")
         return job
     return None
-
-
-# -- job handlers ---------------------------------------------------------------------------------------------
-class _Handler(_AdminHandler):
-    """Jobs on a running instance: a failure leaves it available (Patroni keeps the pair consistent), with the
-    reason in the job's error; the status shows degraded for as long as the pair is not whole."""
-
-    def __init__(self, box: SecretBox, image: str):
-        super().__init__(box)
-        self.image = image
-
-    def _finish(self, inst: Instance, job: Job, outcome: Outcome) -> dict:
-        inst.meta = self._finish_common(inst, job, outcome)
-        job.result.pop("history", None)  # recorded as rows; too long for the job's result
-        return outcome.artifact_data.get("pgaas_result", {}) or {}
-
-
-class SwitchHandler(_Handler):
-    def prepare(self, s, job: Job) -> RunSpec:
-        inst = _instance(s, job)
-        params = job.params or {}
-        return RunSpec("playbooks/instance_switchover.yml",
-                       {"pgaas_instance_name": inst.name, "pgaas_members": _members(inst),
-                        "pgaas_action": params.get("action", "switchover"), "pgaas_candidate": params.get("candidate")},
-                       secrets={"pgaas_restapi_password": self.box.open(inst.secrets_enc)["pgaas_restapi_password"]},
-                       label=f"{params.get('action', 'switchover').capitalize()} through Patroni")
-
-    def finish(self, s, job: Job, outcome: Outcome) -> None:
-        inst = _instance(s, job)
-        if inst is None:
-            return
-        result = self._finish(inst, job, outcome)
-        if result.get("history"):
-            for key in ("timeline", "lag_bytes"):
-                try:
-                    result[key] = int(result[key]) if result.get(key) not in (None, "", "None") else None
-                except (TypeError, ValueError):
-                    result[key] = None
-            rows = record_history(s, inst, result["history"], job=job, result=result)
-            job.result = {**job.result, "recorded": [r.timeline for r in rows]}
-
-
-class RebuildHandler(_Handler):
-    def prepare(self, s, job: Job) -> RunSpec:
-        inst = _instance(s, job)
-        params = job.params or {}
-        extravars = isvc._deploy_vars(inst, self.image)
-        placement = params.get("placement") or {}
-        extravars["pgaas_members"] = [
-            {k: placement[k] for k in ("name", "host", "address", "pg_port", "api_port") if k in placement}
-            if m["name"] == params["member"]
-            and placement else m for m in extravars["pgaas_members"]]
-        extravars.update(pgaas_rebuild_member=params["member"], pgaas_rebuild_old_host=params["old_host"])
-        secrets = certificates.playbook_secrets(self.box, inst)
-        if placement.get("address") and placement["address"] != next(
-                m.address for m in inst.members if m.name == params["member"]):
-            # the member moves to another host: a certificate for its new address (the next renewal seals one)
-            tls = self.box.open(inst.secrets_enc)["tls"]
-            cert, key = certificates.issue(tls["ca_cert"], tls["ca_key"], params["member"],
-                                           [params["member"], placement["address"], "localhost", "127.0.0.1"])
-            secrets["pgaas_tls_certs"] = {**secrets["pgaas_tls_certs"], params["member"]: {"cert": cert, "key": key}}
-        return RunSpec("playbooks/instance_rebuild.yml", extravars, secrets=secrets,
-                       label=f"Rebuild {params['member']} from the current primary")
-
-    def finish(self, s, job: Job, outcome: Outcome) -> None:
-        inst = _instance(s, job)
-        if inst is None:
-            return
-        self._finish(inst, job, outcome)
-        params = job.params or {}
-        if job.status != "succeeded":
-            return
-        placement = params.get("placement") or {}
-        for m in inst.members:
-            if m.name == params.get("member"):
-                for key in ("host", "address", "pg_port", "api_port"):
-                    if key in placement:
-                        setattr(m, key, placement[key])
-                m.lost_since = None
-        inst.meta = {**inst.meta, "last_rebuild": {"job": job.id, "member": params.get("member"),
-                                                   "automatic": bool(params.get("automatic")),
-                                                   "finished_at": job.finished_at.isoformat()
-                                                   if job.finished_at else None}}
-
-
-def handlers(box: SecretBox, image: str) -> dict:
-    switch = SwitchHandler(box, image)
-    return {"instance_switchover": switch, "instance_failover": switch,
-            "instance_rebuild": RebuildHandler(box, image)}

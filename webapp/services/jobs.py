@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.services import Conflict, NotFound
-from webapp.store.models import ACTIVE_JOB_STATES, Job, JobEvent, utcnow
+from webapp.store.models import ACTIVE_JOB_STATES, RETRYABLE_JOB_STATES, Job, JobEvent, utcnow
 
 
 def active_job(s: Session, instance_name: str) -> Job | None:
@@ -72,9 +72,6 @@ def cancel(s: Session, job: Job, by: str, on_queued_cancel=None) -> Job:
     raise Conflict(f"job {job.id} already ended ({job.status})")
 
 
-RETRYABLE_STATES = ("failed", "canceled", "error")
-
-
 def newest_job(s: Session, instance_name: str) -> Job | None:
     return s.scalar(select(Job).where(Job.instance_name == instance_name).order_by(Job.id.desc()).limit(1))
 
@@ -82,7 +79,7 @@ def newest_job(s: Session, instance_name: str) -> Job | None:
 def check_retryable(s: Session, job: Job) -> None:
     """A job can be retried once it failed or was canceled, and only while it is the newest job of its instance:
     retrying an older one would undo what came after it."""
-    if job.status not in RETRYABLE_STATES:
+    if job.status not in RETRYABLE_JOB_STATES:
         raise Conflict(f"job {job.id} is {job.status}; only a failed or canceled job can be retried")
     if job.instance_name and (newest := newest_job(s, job.instance_name)) is not None and newest.id != job.id:
         raise Conflict(f"job {job.id} is not the newest job of instance {job.instance_name!r} (job {newest.id} "

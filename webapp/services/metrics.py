@@ -16,7 +16,7 @@ from webapp.services import failover
 from webapp.services import instances as isvc
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.services.pgconn import conninfo, connect_primary, scram_verifier
-from webapp.store.models import Database, DatabaseSample, Instance, InstanceSample, utcnow
+from webapp.store.models import Database, DatabaseSample, Instance, InstanceSample, aware, utcnow
 
 MONITOR_ROLE = "pgaas_monitor"
 # Every monitoring query gives up quickly: a locked table can never pile up monitoring sessions.
@@ -257,10 +257,6 @@ def parse_range(start: str | None, end: str | None, default_seconds: float = 360
     return t_start, t_end
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=utcnow().tzinfo)
-
-
 def database_series(s: Session, instance: str, database: str, start: datetime, end: datetime) -> list[dict]:
     """Points with rates between consecutive samples: tps, rollbacks/s, tuples written/s; cache hit ratio."""
     rows = list(s.scalars(select(DatabaseSample).where(
@@ -269,12 +265,12 @@ def database_series(s: Session, instance: str, database: str, start: datetime, e
     points = []
     prev = None
     for r in rows:
-        p = {"at": _aware(r.at).isoformat(), "resolution": r.resolution, "size_bytes": r.size_bytes,
+        p = {"at": aware(r.at).isoformat(), "resolution": r.resolution, "size_bytes": r.size_bytes,
              "connections": r.numbackends, "connections_max": r.numbackends_max, "quota_mb": r.quota_mb,
              "quota_used": (r.size_bytes / (r.quota_mb * 1024 * 1024)) if r.quota_mb else None,
              "deadlocks": r.deadlocks, "temp_bytes": r.temp_bytes}
         if prev is not None:
-            dt = (_aware(r.at) - _aware(prev.at)).total_seconds()
+            dt = (aware(r.at) - aware(prev.at)).total_seconds()
             reset = r.xact_commit < prev.xact_commit  # stats reset or a failover to a fresh counter
             if dt > 0 and not reset:
                 p["tps"] = (r.xact_commit + r.xact_rollback - prev.xact_commit - prev.xact_rollback) / dt
@@ -293,12 +289,12 @@ def instance_series(s: Session, instance: str, start: datetime, end: datetime) -
         .order_by(InstanceSample.at)))
     points, prev = [], None
     for r in rows:
-        p = {"at": _aware(r.at).isoformat(), "resolution": r.resolution, "healthy": r.healthy,
+        p = {"at": aware(r.at).isoformat(), "resolution": r.resolution, "healthy": r.healthy,
              "connections": r.connections, "max_connections": r.max_connections, "timeline": r.timeline,
              "max_lag_bytes": r.max_lag_bytes, "max_lag_seconds": r.max_lag_seconds,
              "members": (r.detail or {}).get("members", {})}
         if prev is not None:
-            dt = (_aware(r.at) - _aware(prev.at)).total_seconds()
+            dt = (aware(r.at) - aware(prev.at)).total_seconds()
             if dt > 0 and r.wal_bytes >= prev.wal_bytes:
                 p["wal_bytes_per_s"] = (r.wal_bytes - prev.wal_bytes) / dt
             x1, x0 = (r.detail or {}).get("xact_total"), (prev.detail or {}).get("xact_total")

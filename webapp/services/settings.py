@@ -15,10 +15,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-from sqlalchemy import select
 
-from webapp.jobs.runner import Outcome, RunSpec
-from webapp.services import Conflict, Invalid, certificates
+from webapp.services import Conflict, Invalid, certificates, check_int, check_number, patroni
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox
 from webapp.services.pgconn import connect_primary
@@ -245,15 +243,13 @@ def _check_libraries(conn, text: str) -> None:
 
 # -- requests -------------------------------------------------------------------------------------------------
 def _sizes(inst: Instance, cpus, memory_mb, storage_gb) -> dict:
-    from webapp.services.instances import _int, _number as _num
-
     sizes = {}
     if cpus is not None:
-        sizes["cpus"] = _num(cpus, "cpus", 0.1, 256)
+        sizes["cpus"] = check_number(cpus, "cpus", 0.1, 256)
     if memory_mb is not None:
-        sizes["memory_mb"] = _int(memory_mb, "memory_mb", 256, 1048576)
+        sizes["memory_mb"] = check_int(memory_mb, "memory_mb", 256, 1048576)
     if storage_gb is not None:
-        sizes["storage_gb"] = _int(storage_gb, "storage_gb", 1, 65536)
+        sizes["storage_gb"] = check_int(storage_gb, "storage_gb", 1, 65536)
         if inst.storage_gb is not None and sizes["storage_gb"] < inst.storage_gb:
             raise Invalid("storage_gb cannot shrink", field="storage_gb")
     return sizes
@@ -303,11 +299,9 @@ def current(inst: Instance, box: SecretBox, timeout: float = 2.0, tls=None) -> d
 
 
 def _member_settings(inst: Instance, m: Member, managed: dict, password: str, timeout: float, ctx) -> dict:
-    from webapp.services.instances import patroni_get
-
-    patroni = patroni_get(m, "/patroni", timeout, ctx) or {}
-    entry = {"name": m.name, "role": patroni.get("role"), "state": patroni.get("state", "unreachable"),
-             "pending_restart": bool(patroni.get("pending_restart")), "settings": []}
+    answer = patroni.get(m, "/patroni", timeout, ctx) or {}
+    entry = {"name": m.name, "role": answer.get("role"), "state": answer.get("state", "unreachable"),
+             "pending_restart": bool(answer.get("pending_restart")), "settings": []}
     try:
         with psycopg.connect(host=m.address, port=m.pg_port, user="postgres", dbname="postgres",
                              password=password, connect_timeout=int(timeout) + 1, **certificates.libpq_params(inst),
@@ -327,112 +321,3 @@ def _member_settings(inst: Instance, m: Member, managed: dict, password: str, ti
         entry["settings"].append({"name": name, "setting": setting, "unit": unit, "context": context,
                                   "pending_restart": bool(pending)})
     return entry
-
-
-# -- job handlers ---------------------------------------------------------------------------------------------
-def _members(inst: Instance) -> list[dict]:
-    return [{"name": m.name, "host": m.host, "pg_port": m.pg_port, "api_port": m.api_port} for m in inst.members]
-
-
-def _secrets(box: SecretBox, inst: Instance) -> dict:
-    return {"pgaas_restapi_password": box.open(inst.secrets_enc)["pgaas_restapi_password"]}
-
-
-def _instance(s, job: Job) -> Instance | None:
-    return s.scalar(select(Instance).where(Instance.name == job.instance_name))
-
-
-class _AdminHandler:
-    """Jobs on a running instance: a failure leaves it available (Patroni keeps the pair consistent); the job
-    says what happened."""
-
-    def __init__(self, box: SecretBox):
-        self.box = box
-
-    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
-        return None
-
-    def lost(self, s, job: Job) -> None:
-        inst = _instance(s, job)
-        if inst is not None:
-            inst.meta = {**(inst.meta or {}), "last_job": {"id": job.id, "kind": job.kind, "status": job.status}}
-
-    def _finish_common(self, inst: Instance, job: Job, outcome: Outcome) -> dict:
-        meta = dict(inst.meta or {})
-        meta["last_job"] = {"id": job.id, "kind": job.kind, "status": job.status,
-                            "finished_at": job.finished_at.isoformat() if job.finished_at else None}
-        result = outcome.artifact_data.get("pgaas_result", {}) or {}
-        job.result = {"instance": inst.name, **result}
-        return meta
-
-
-class SettingsHandler(_AdminHandler):
-    def __init__(self, box: SecretBox, provider=None):
-        super().__init__(box)
-        self.provider = provider
-
-    def prepare(self, s, job: Job) -> RunSpec:
-        spec = self._settings_spec(s, job)
-        sizes = (job.params or {}).get("sizes") or {}
-        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
-        if sizes.get("storage_gb") is not None and hasattr(self.provider, "grow_playbook"):
-            # A cloud provider grows the volumes (and their filesystems) first, then applies the rest.
-            spec.playbook, spec.label = self.provider.grow_playbook(), "Grow the data volumes, then apply the rest"
-            spec.extravars.update({"pgaas_storage_gb": sizes["storage_gb"], "pgaas_synchronous": inst.synchronous,
-                                   **self.provider.playbook_vars(inst.meta)})
-        return spec
-
-    def _settings_spec(self, s, job: Job) -> RunSpec:
-        inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
-        params = job.params or {}
-        sizes = params.get("sizes") or {}
-        return RunSpec("playbooks/instance_settings.yml", {
-            "pgaas_instance_name": inst.name,
-            "pgaas_members": _members(inst),
-            "pgaas_settings": {k: v["value"] for k, v in (params.get("settings") or {}).items()},
-            "pgaas_settings_expected": {k: {"setting": v["expected"], "restart": v["restart"]}
-                                        for k, v in (params.get("settings") or {}).items()},
-            "pgaas_cpus": sizes.get("cpus"),
-            "pgaas_memory_mb": sizes.get("memory_mb"),
-        }, secrets=_secrets(self.box, inst), label="Apply settings through Patroni's dynamic configuration")
-
-    def finish(self, s, job: Job, outcome: Outcome) -> None:
-        inst = _instance(s, job)
-        if inst is None:
-            return
-        meta = self._finish_common(inst, job, outcome)
-        if job.status == "succeeded":
-            managed = dict(meta.get("settings") or {})
-            for name, v in ((job.params or {}).get("settings") or {}).items():
-                if v["value"] is None:
-                    managed.pop(name, None)
-                else:
-                    managed[name] = {"value": v["value"], "expected": v["expected"]}
-            meta["settings"] = managed
-            sizes = (job.params or {}).get("sizes") or {}
-            for key in ("cpus", "memory_mb", "storage_gb"):
-                if key in sizes:
-                    setattr(inst, key, sizes[key])
-        inst.meta = meta
-
-
-class RestartHandler(_AdminHandler):
-    def prepare(self, s, job: Job) -> RunSpec:
-        inst = _instance(s, job)
-        return RunSpec("playbooks/instance_restart.yml",
-                       {"pgaas_instance_name": inst.name, "pgaas_members": _members(inst)},
-                       secrets=_secrets(self.box, inst),
-                       label="Restart the members one at a time, standbys first, with a switchover")
-
-    def finish(self, s, job: Job, outcome: Outcome) -> None:
-        inst = _instance(s, job)
-        if inst is None:
-            return
-        meta = self._finish_common(inst, job, outcome)
-        if job.status == "succeeded":
-            meta["last_restart"] = job.result
-        inst.meta = meta
-
-
-def handlers(box: SecretBox, provider=None) -> dict:
-    return {"instance_settings": SettingsHandler(box, provider), "instance_restart": RestartHandler(box)}

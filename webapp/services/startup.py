@@ -5,7 +5,8 @@ container gets one `instance_start` job (playbooks/instance_start.yml), queued b
 recorded in the audit log. The job starts the instance's existing etcd containers, then its members (`podman
 start`: nothing is recreated, no data is touched), and waits until the leader takes writes and every standby
 streams. Meanwhile the instance is `starting`; when the job ends it is `available` again, with the reason in
-`status_reason` when not everything came back.
+`status_reason` when not everything came back (instances.start_ended; the job's handler is
+services/handlers/lifecycle.py).
 
 What is stopped: podman's state of the containers on the control plane's own machine (one `podman ps` call for
 every instance, `provider.local_containers()`); for members on other hosts, Patroni's view (a member it does not
@@ -18,13 +19,9 @@ import logging
 
 from sqlalchemy import select
 
-from webapp.jobs.runner import Outcome, RunSpec
 from webapp.services import Conflict, audit
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
-from webapp.services.crypto import SecretBox
-from webapp.services.failover import _Handler
-from webapp.services.settings import _instance
 from webapp.store.models import Instance, Job, JobEvent
 
 log = logging.getLogger(__name__)
@@ -90,41 +87,3 @@ def _queue(s, inst: Instance, what: list[str]) -> Job:
     audit.record(s, STARTUP_ACTOR, "instance.start", "instance", inst.name, detail=f"job {job.id}: {found}")
     inst.status, inst.status_reason = "starting", f"{found}; job {job.id} starts them"
     return job
-
-
-def ended(inst: Instance, job: Job) -> None:
-    """Back to available when the start job ends; the reason stays until the pair is whole again."""
-    inst.status = "available"
-    if job.status == "succeeded":
-        inst.status_reason = ""
-    else:
-        inst.status_reason = (f"start after a host or control plane restart {job.status} (job {job.id}): "
-                              f"{job.error or 'no reason given'}; what started runs: retry the job once the host "
-                              "answers, or rebuild the member")
-
-
-class StartHandler(_Handler):
-    def prepare(self, s, job: Job) -> RunSpec:
-        inst = _instance(s, job)
-        inst.status = "starting"  # also when the job is a retry
-        return RunSpec("playbooks/instance_start.yml", isvc._deploy_vars(inst, self.image),
-                       secrets={"pgaas_admin_password": self.box.open(inst.secrets_enc)["pgaas_admin_password"]},
-                       label="Start the instance's stopped containers (etcd first), wait for the pair")
-
-    def finish(self, s, job: Job, outcome: Outcome) -> None:
-        if (inst := _instance(s, job)) is not None:
-            self._finish(inst, job, outcome)
-            if job.status == "succeeded":
-                inst.meta = {**inst.meta, "last_start": {"job": job.id, "leader": job.result.get("leader"),
-                                                         "started": job.result.get("started", {})}}
-            ended(inst, job)
-
-    def lost(self, s, job: Job) -> None:
-        super().lost(s, job)
-        inst = _instance(s, job)
-        if inst is not None:
-            ended(inst, job)
-
-
-def handlers(box: SecretBox, image: str) -> dict:
-    return {"instance_start": StartHandler(box, image)}

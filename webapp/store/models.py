@@ -12,6 +12,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON}
 
@@ -106,7 +111,13 @@ class Member(Base):
     instance: Mapped[Instance] = relationship(back_populates="members")
 
 
+# The job status vocabulary (AWX's, plus error for our own faults), written once: a job is active while queued
+# or running (at most one active job per instance, the index below), finished in any other status.
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled", "error")
 ACTIVE_JOB_STATES = ("queued", "running")
+FINISHED_JOB_STATES = ("succeeded", "failed", "canceled", "error")
+RETRYABLE_JOB_STATES = ("failed", "canceled", "error")
+_ACTIVE_SQL = f"status IN ({', '.join(repr(x) for x in ACTIVE_JOB_STATES)})"
 
 
 class Job(Base):
@@ -117,8 +128,8 @@ class Job(Base):
             "uq_jobs_one_active_per_instance",
             "instance_name",
             unique=True,
-            sqlite_where=text("status IN ('queued', 'running')"),
-            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text(_ACTIVE_SQL),
+            postgresql_where=text(_ACTIVE_SQL),
         ),
         Index("ix_jobs_status", "status"),
     )

@@ -17,7 +17,7 @@ from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from webapp.services import access, accounts, audit, capacity, certificates
 from webapp.services import databases as dbsvc
-from webapp.services import dumps
+from webapp.services import dumps, retries
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
@@ -802,7 +802,7 @@ def job_retry(job_id):
         abort(400)
     try:
         with services().store.session() as s:
-            new = isvc.retry_job(s, _visible_job(s, job_id), current_user.username)
+            new = retries.retry_job(s, _visible_job(s, job_id), current_user.username)
             audit.record(s, actor(), "job.retry", "job", str(job_id), detail=f"job {new.id} ({new.kind})")
             new_id = new.id
     except (Conflict, NotFound) as exc:

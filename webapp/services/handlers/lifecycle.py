@@ -1,0 +1,149 @@
+"""Handlers of an instance's life: instance_create, instance_delete, and instance_start after a restart."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from webapp.jobs.types import NotRunnable, Outcome, RunSpec
+from webapp.services import certificates
+from webapp.services import instances as isvc
+from webapp.services.crypto import SecretBox
+from webapp.services.handlers.base import JobHandler, PairHandler, deploy_vars, instance_of, last_job
+from webapp.store.models import Database, Job
+
+FACT_KEYS = ("ansible_hostname", "ansible_distribution", "ansible_distribution_version", "ansible_kernel",
+             "ansible_architecture", "ansible_processor_vcpus", "ansible_memtotal_mb")
+
+
+def teardown_spec(name: str, hosts: list[str], provider=None, meta: dict | None = None) -> RunSpec:
+    if hasattr(provider, "teardown"):  # cloud providers remove what they made, found by its tags
+        playbook, extravars = provider.teardown(name, meta or {})
+        return RunSpec(playbook, extravars, label=f"Remove the instance's {provider.name} resources")
+    return RunSpec("playbooks/instance_teardown.yml",
+                   {"pgaas_instance_name": name, "pgaas_hosts": sorted(set(hosts)) or ["localhost"]},
+                   label="Remove the instance's containers, volumes and network")
+
+
+def facts_summary(facts: dict) -> dict:
+    return {host: {k.removeprefix("ansible_"): f[k] for k in FACT_KEYS if k in f} for host, f in facts.items()}
+
+
+class CreateHandler(JobHandler):
+    def __init__(self, box: SecretBox, image: str, provider=None):
+        self.box, self.image, self.provider = box, image, provider
+
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = isvc.get(s, job.instance_name)
+        if hasattr(self.provider, "provision_playbook"):  # cloud providers make the hosts first (then: deploy)
+            return RunSpec(self.provider.provision_playbook(),
+                           self.provider.create_vars(deploy_vars(inst, self.image), inst.meta),
+                           label=f"Provision {self.provider.name} resources (servers, volumes, addresses)")
+        return RunSpec("playbooks/instance_deploy.yml", deploy_vars(inst, self.image),
+                       secrets=certificates.playbook_secrets(self.box, inst), label="Deploy etcd and the Patroni pair")
+
+    def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        """After a cloud provider's provisioning run: record the servers' addresses as the members' (and etcd
+        members'), issue certificates that name them (verify-full against the URIs), then deploy on them."""
+        if not hasattr(self.provider, "provision_playbook"):
+            return None
+        inst = isvc.get(s, job.instance_name)
+        self.provider.record(inst, outcome.artifact_data)
+        missing = sorted(m.name for m in inst.members if not m.address)
+        if missing:
+            raise NotRunnable(f"the provisioning reported no address for {', '.join(missing)}")
+        certificates.ensure(inst, self.box)  # issued again when the names (addresses) changed
+        return RunSpec(self.provider.create_playbook(),
+                       self.provider.create_vars(deploy_vars(inst, self.image), inst.meta),
+                       secrets=certificates.playbook_secrets(self.box, inst),
+                       label=f"Deploy etcd and the Patroni pair on the {self.provider.name} servers")
+
+    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        if outcome.status != "canceled":
+            return None  # a failed deploy keeps its containers for inspection; a retry converges them
+        inst = isvc.get(s, job.instance_name)
+        return teardown_spec(inst.name, isvc.instance_hosts(inst), self.provider, inst.meta)
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        inst = instance_of(s, job)
+        if inst is None:
+            return
+        if hasattr(self.provider, "record"):  # where the provider put the members (even when a later play failed)
+            self.provider.record(inst, outcome.artifact_data)
+        meta = dict(inst.meta or {})
+        meta["last_job"] = last_job(job)
+        if job.status == "succeeded":
+            meta["deploy"] = outcome.artifact_data.get("pgaas_result", {})
+            meta["facts"] = facts_summary(outcome.facts)
+            meta.pop("failed_job_kind", None)
+            inst.status, inst.status_reason = "available", ""
+            inst.meta = meta
+            certificates.activate(inst)
+            meta = dict(inst.meta)
+        else:
+            meta["failed_job_kind"] = job.kind
+            inst.status = "failed"
+            if job.status == "canceled":
+                inst.status_reason = f"create canceled (job {job.id}); leftovers removed; retry or delete"
+            else:
+                inst.status_reason = f"create failed (job {job.id}): {job.error}; retry or delete"
+        job.result = {"instance": inst.name, "status": inst.status}
+        inst.meta = meta
+
+    def lost(self, s, job: Job) -> None:
+        inst = instance_of(s, job)
+        if inst is not None:
+            inst.status = "failed"
+            inst.status_reason = f"job {job.id} ended abnormally: {job.error}"
+            inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
+
+
+class DeleteHandler(CreateHandler):
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = isvc.get(s, job.instance_name)
+        return teardown_spec(inst.name, isvc.instance_hosts(inst), self.provider, inst.meta)
+
+    def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        return None  # the teardown is one run
+
+    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        return None
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        inst = instance_of(s, job)
+        if inst is None:
+            return
+        if job.status == "succeeded":
+            for db in s.scalars(select(Database).where(Database.instance_id == inst.id)):
+                s.delete(db)
+            s.flush()
+            s.delete(inst)
+            job.result = {"instance": job.instance_name, "deleted": True}
+        else:
+            inst.status = "failed"
+            inst.status_reason = f"delete {job.status} (job {job.id}): {job.error or 'no reason given'}; " \
+                                 "retry the delete"
+            inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
+
+
+class StartHandler(PairHandler):
+    """instance_start (services/startup.py): the instance's stopped containers started again, etcd first."""
+
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = instance_of(s, job)
+        inst.status = "starting"  # also when the job is a retry
+        return RunSpec("playbooks/instance_start.yml", deploy_vars(inst, self.image),
+                       secrets={"pgaas_admin_password": self.box.open(inst.secrets_enc)["pgaas_admin_password"]},
+                       label="Start the instance's stopped containers (etcd first), wait for the pair")
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        if (inst := instance_of(s, job)) is not None:
+            self.finish_pair(inst, job, outcome)
+            if job.status == "succeeded":
+                inst.meta = {**inst.meta, "last_start": {"job": job.id, "leader": job.result.get("leader"),
+                                                         "started": job.result.get("started", {})}}
+            isvc.start_ended(inst, job)
+
+    def lost(self, s, job: Job) -> None:
+        super().lost(s, job)
+        inst = instance_of(s, job)
+        if inst is not None:
+            isvc.start_ended(inst, job)

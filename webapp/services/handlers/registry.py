@@ -1,0 +1,34 @@
+"""The one registry of job handlers: job kind -> handler, handed to the worker (webapp/extensions.py)."""
+from __future__ import annotations
+
+from webapp.services.certificates import CERT_DAYS
+from webapp.services.crypto import SecretBox
+from webapp.services.databases import DumpSettings
+from webapp.services.handlers.base import JobHandler
+from webapp.services.handlers.certificates import RenewHandler
+from webapp.services.handlers.dumps import DumpHandler, RestoreHandler
+from webapp.services.handlers.failover import RebuildHandler, SwitchHandler
+from webapp.services.handlers.lifecycle import CreateHandler, DeleteHandler, StartHandler
+from webapp.services.handlers.settings import RestartHandler, SettingsHandler
+
+
+def registry(box: SecretBox, image: str, provider, dump_settings: DumpSettings,
+             cert_days: int = CERT_DAYS) -> dict[str, JobHandler]:
+    """Every job kind the worker runs, with its handler. box: the control plane's SecretBox; image: the PostgreSQL
+    image the members run; provider: where hosts come from; dump_settings: where dumps go and for how long;
+    cert_days: the lifetime of the certificates a renewal issues (TLS_CERT_DAYS)."""
+    switch, dump = SwitchHandler(box, image), DumpHandler(box, dump_settings)
+    return {
+        "instance_create": CreateHandler(box, image, provider),
+        "instance_delete": DeleteHandler(box, image, provider),
+        "instance_start": StartHandler(box, image),
+        "instance_certificates": RenewHandler(box, image, cert_days),
+        "instance_settings": SettingsHandler(box, provider),
+        "instance_restart": RestartHandler(box),
+        "instance_switchover": switch,
+        "instance_failover": switch,
+        "instance_rebuild": RebuildHandler(box, image),
+        "database_dump": dump,
+        "database_delete": dump,
+        "database_restore": RestoreHandler(box, dump_settings),
+    }
