@@ -73,3 +73,33 @@ def test_user_create(tmp_path):
     assert r.returncode != 0 and "already exists" in r.stderr
     r = subprocess.run([PGAAS, "user", "create", "Bad Name"], env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "username must be" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_instance_show_and_a_pruned_job_without_a_request(tmp_path):
+    """`pgaas instance show` prints the API's shape, its URLs included, with no request to build them in; `pgaas
+    job follow` of a job past its retention says its events were pruned."""
+    import json
+
+    from webapp.store import Store
+    from webapp.store.models import Instance, Job, utcnow
+
+    env = env_for(tmp_path)
+    assert subprocess.run([PGAAS, "user", "create", "bob"], env=env, capture_output=True).returncode == 0
+    store = Store(f"sqlite:///{tmp_path / 'instance' / 'pgaas.sqlite'}")
+    with store.session() as s:
+        s.add(Instance(name="main", status="failed", provider="local", admin_user="dbadmin", secrets_enc="x",
+                       meta={"tls": {"ca_cert": "-----BEGIN CERTIFICATE-----", "active": True}}))
+        job = Job(kind="instance_create", status="failed", instance_name="main", error="it broke",
+                  finished_at=utcnow(), events_pruned_at=utcnow())
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    store.dispose()
+    r = subprocess.run([PGAAS, "instance", "show", "main"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert body["url"] == "/api/v1/instances/main" and body["tls"]["ca_cert_url"] == "/api/v1/instances/main/ca.crt"
+    r = subprocess.run([PGAAS, "job", "follow", str(job_id)], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stdout.splitlines() == [
+        f"job {job_id}: its events were pruned after the retention period (JOB_RETENTION_DAYS)",
+        f"job {job_id}: failed: it broke"], r.stdout + r.stderr

@@ -188,6 +188,8 @@ def _follow(app, job_id: int, out=click.echo) -> str:
                     out("      " + ev.message.replace("\n", "\n      "))
             job = s.get(Job, job_id)
             if job.status not in ACTIVE_JOB_STATES:
+                if job.events_pruned_at is not None:
+                    out(f"job {job_id}: its events were pruned after the retention period (JOB_RETENTION_DAYS)")
                 out(f"job {job_id}: {job.status}" + (f": {job.error}" if job.error else ""))
                 return job.status
         time.sleep(0.3)
@@ -263,7 +265,7 @@ def instance_show(name):
 
     app = _app()
     try:
-        with app.test_request_context(), _svc(app).store.session() as s:
+        with _svc(app).store.session() as s:
             inst = isvc.get(s, name)
             st = isvc.live_state(inst) if inst.status == "available" else None
             click.echo(json.dumps(ser.instance(inst, st, admin=True), indent=2))

@@ -61,6 +61,9 @@ class Defaults:
     JOB_HEARTBEAT_SECONDS = 2.0
     JOB_STALE_SECONDS = 30.0
     WORKER_POLL_SECONDS = 0.25
+    # Days a finished job keeps its events and its artifact directory (JOBS_DIR/<id>); the job's row (kind, status,
+    # error, times) is kept for good. 0: keep them all forever.
+    JOB_RETENTION_DAYS = 30
     # Seconds a probe of Patroni's REST API may take when an instance is shown.
     PROBE_TIMEOUT = 1.0
     # Release a primary's leader key as soon as its container has exited, instead of waiting for Patroni's TTL

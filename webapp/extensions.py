@@ -51,7 +51,7 @@ class Services:
         """Periodic work a worker does between jobs: (interval seconds, name, function of a session). Each runs
         once per interval for all the workers on this store, however many: the name is the key of its claim
         (periodic_claims, see webapp/jobs/worker.py)."""
-        from webapp.services import certificates, databases, dumps, failover, metrics
+        from webapp.services import certificates, databases, dumps, failover, jobs, metrics
         from webapp.store import ratelimit
 
         c = self.config
@@ -64,6 +64,7 @@ class Services:
                 (600.0, "metrics roll-up", lambda s: metrics.rollup_and_prune(s, retention)),
                 (60.0, "dump pruning", lambda s: databases.prune_dumps(s) + dumps.prune(s, self.dump_settings())),
                 (600.0, "rate limit pruning", ratelimit.prune),
+                (3600.0, "job pruning", lambda s: jobs.prune(s, c["JOBS_DIR"], float(c["JOB_RETENTION_DAYS"]))),
                 (float(c["SAMPLE_SECONDS"]), "standby rebuild",
                  lambda s: failover.auto_rebuild(s, self.provider, float(c["REBUILD_AFTER_SECONDS"]),
                                                  float(c["PROBE_TIMEOUT"]))),

@@ -120,3 +120,15 @@ def test_password_change_ends_other_sessions(live):
     assert me.get(live.base + "/databases", timeout=30).status_code == 200
     r = other.get(live.base + "/databases", timeout=30, allow_redirects=False)
     assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+def test_a_pruned_job_page_says_its_events_were_pruned(live):
+    from tests.api.test_job_retention import prune_a_canceled_job
+
+    old, new = prune_a_canceled_job(live)
+    s = web_session(live.base, "root", "root-password-1")
+    page = s.get(f"{live.base}/jobs/{old}", timeout=30)
+    assert page.status_code == 200
+    assert "events and artifacts were pruned" in page.text and "canceled by root" in page.text
+    page = s.get(f"{live.base}/jobs/{new}", timeout=30)
+    assert page.status_code == 200 and "were pruned" not in page.text

@@ -14,7 +14,8 @@ from webapp.extensions import services
 from webapp.services import Forbidden, ServiceError, Unauthorized
 from webapp.services import accounts, audit
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+API_PREFIX = "/api/v1"
+bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
 READ_METHODS = ("GET", "HEAD", "OPTIONS")  # all a token of scope read may do
 
 

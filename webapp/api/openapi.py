@@ -100,6 +100,12 @@ SPEC = {
                                               "database_dump's: instance, database, size_bytes, expires_at, "
                                               "download (once it succeeded, until expires_at) or removed"},
                                    "url": {"type": "string"},
+                                   "events_pruned": {"type": "boolean",
+                                                     "description": "true once the job ended more than "
+                                                                    "JOB_RETENTION_DAYS ago and its events and "
+                                                                    "artifacts were removed (events is then "
+                                                                    "empty); the job itself is kept"},
+                                   "events_pruned_at": {"type": ["string", "null"]},
                                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/JobEvent"}}}},
             "Member": MEMBER,
             "Alert": ALERT,

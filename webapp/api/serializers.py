@@ -1,8 +1,12 @@
-"""One function per resource shape."""
+"""One function per resource shape. The URLs in them are built here, not with url_for, so that they need no
+request (the CLI prints these shapes too); in a request they start at its script root, as url_for's would."""
 from __future__ import annotations
 
-from flask import url_for
+from urllib.parse import quote
 
+from flask import has_request_context, request
+
+from webapp.api import API_PREFIX
 from webapp.services import access, capacity, certificates
 from webapp.services import instances as isvc
 from webapp.store.models import Instance, Job, JobEvent, utcnow
@@ -10,6 +14,25 @@ from webapp.store.models import Instance, Job, JobEvent, utcnow
 
 def _ts(dt):
     return dt.isoformat() if dt else None
+
+
+def _url(*segments) -> str:
+    """The API path of a resource, e.g. _url("instances", name, "ca.crt"): what url_for gives for its route
+    (each segment quoted as werkzeug's default converter does)."""
+    root = request.script_root if has_request_context() else ""
+    return root + API_PREFIX + "".join("/" + quote(str(seg), safe="!$&'()*+,/:;=@") for seg in segments)
+
+
+def job_url(job_id: int) -> str:
+    return _url("jobs", job_id)
+
+
+def instance_url(name: str) -> str:
+    return _url("instances", name)
+
+
+def ca_cert_url(name: str) -> str:
+    return _url("instances", name, "ca.crt")
 
 
 def member_state(ms) -> dict:
@@ -21,8 +44,8 @@ def instance_summary(inst: Instance, st) -> dict:
     """What a user who is not an admin sees of an instance open to them: never its members, hosts, addresses,
     ports, containers, job errors, settings or metadata."""
     return {"name": inst.name, "status": isvc.effective_status(inst, st),
-            "version": _server_version(inst), "url": url_for("api.get_instance", name=inst.name),
-            "ca_cert_url": url_for("api.get_instance_ca", name=inst.name) if certificates.ca_cert(inst) else None}
+            "version": _server_version(inst), "url": instance_url(inst.name),
+            "ca_cert_url": ca_cert_url(inst.name) if certificates.ca_cert(inst) else None}
 
 
 def tls(inst: Instance) -> dict | None:
@@ -33,7 +56,7 @@ def tls(inst: Instance) -> dict | None:
         return None
     return {"active": bool(t.get("active")), "not_after": t.get("not_after"), "issued_at": t.get("issued_at"),
             "ca_not_after": t.get("ca_not_after"), "ca_fingerprint_sha256": t.get("ca_fingerprint_sha256"),
-            "renewing": "next" in t, "ca_cert_url": url_for("api.get_instance_ca", name=inst.name),
+            "renewing": "next" in t, "ca_cert_url": ca_cert_url(inst.name),
             "sslrootcert": certificates.ca_filename(inst)}
 
 
@@ -75,7 +98,7 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
         "readonly_uri": ro_uri,
         "created_at": _ts(inst.created_at),
         "updated_at": _ts(inst.updated_at),
-        "url": url_for("api.get_instance", name=inst.name),
+        "url": instance_url(inst.name),
         "active_job": job_ref(active_job) if active_job else None,
         "settings": {k: v.get("value") for k, v in sorted(((inst.meta or {}).get("settings") or {}).items())},
         "pending_restart": any(m["pending_restart"] for m in ([primary] if primary else []) + replicas),
@@ -90,11 +113,11 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
 def primary_change(c) -> dict:
     return {"at": _ts(c.at), "from": c.from_member, "to": c.to_member, "cause": c.cause, "timeline": c.timeline,
             "switch_lsn": c.switch_lsn, "lag_bytes": c.lag_bytes, "reason": c.reason,
-            "job": url_for("api.get_job", job_id=c.job_id) if c.job_id else None, "recorded_at": _ts(c.recorded_at)}
+            "job": job_url(c.job_id) if c.job_id else None, "recorded_at": _ts(c.recorded_at)}
 
 
 def job_ref(job: Job) -> dict:
-    return {"id": job.id, "kind": job.kind, "status": job.status, "url": url_for("api.get_job", job_id=job.id)}
+    return {"id": job.id, "kind": job.kind, "status": job.status, "url": job_url(job.id)}
 
 
 def event(ev: JobEvent) -> dict:
@@ -106,7 +129,7 @@ def _result(j: Job) -> dict:
     """A job's result; a dump's names its download, never the file's place on the control plane."""
     result = {k: v for k, v in (j.result or {}).items() if k != "file"}
     if j.kind == "database_dump" and j.status == "succeeded" and not result.get("removed"):
-        result["download"] = url_for("api.download_dump", job_id=j.id)
+        result["download"] = _url("jobs", j.id, "dump")
     return result
 
 
@@ -114,7 +137,9 @@ def job(j: Job, events: list[JobEvent] | None = None) -> dict:
     body = {"id": j.id, "kind": j.kind, "status": j.status, "instance": j.instance_name,
             "created_by": j.created_by, "created_at": _ts(j.created_at), "started_at": _ts(j.started_at),
             "finished_at": _ts(j.finished_at), "error": j.error or None, "cancel_requested": j.cancel_requested,
-            "result": _result(j), "url": url_for("api.get_job", job_id=j.id)}
+            "result": _result(j), "url": job_url(j.id),
+            # past JOB_RETENTION_DAYS a finished job's events (and artifacts) are removed; its row stays
+            "events_pruned": j.events_pruned_at is not None, "events_pruned_at": _ts(j.events_pruned_at)}
     if events is not None:
         body["events"] = [event(e) for e in events]
     return body
@@ -156,8 +181,8 @@ def database(db, stats: dict | None = None) -> dict:
     body = {"name": db.name, "instance": db.instance.name, "owner": db.owner.username, "role": db.role_name,
             "uri": uri, "readonly_uri": ro_uri, "quota_mb": db.quota_mb, "connection_limit": db.connection_limit,
             "parameters": db.parameters or {}, "status": db.status, "created_at": _ts(db.created_at),
-            "url": url_for("api.get_database", instance=db.instance.name, name=db.name),
-            "ca_cert_url": url_for("api.get_instance_ca", name=db.instance.name)
+            "url": _url("instances", db.instance.name, "databases", db.name),
+            "ca_cert_url": ca_cert_url(db.instance.name)
             if certificates.ca_cert(db.instance) else None}
     if stats is not None:
         body["size_bytes"] = stats["size_bytes"]

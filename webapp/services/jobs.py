@@ -1,12 +1,20 @@
-"""Job records: enqueue, read, list, cancel, retry. Running them is the worker's (webapp.jobs.worker)."""
+"""Job records: enqueue, read, list, cancel, retry, and the retention of finished jobs' events and artifacts.
+Running them is the worker's (webapp.jobs.worker)."""
 from __future__ import annotations
 
-from sqlalchemy import select
+import logging
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.services import Conflict, NotFound
-from webapp.store.models import ACTIVE_JOB_STATES, RETRYABLE_JOB_STATES, Job, JobEvent, utcnow
+from webapp.store.models import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, RETRYABLE_JOB_STATES, Job, JobEvent, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def active_job(s: Session, instance_name: str) -> Job | None:
@@ -90,3 +98,41 @@ def mark_retry(s: Session, new: Job, old: Job) -> Job:
     new.params = {**(new.params or {}), "retry_of": old.id}
     s.add(JobEvent(job_id=new.id, event="pgaas_retry", status="queued", message=f"retry of job {old.id}"))
     return new
+
+
+def prune(s: Session, jobs_dir: str, days: float, now: datetime | None = None, batch: int = 200) -> int:
+    """The retention of finished jobs (a worker's periodic work): a job that ended more than `days` ago loses its
+    artifact directory (JOBS_DIR/<id>, ansible-runner's private data dir) and its events; its row stays, with
+    events_pruned_at set. A queued or running job is never touched. days <= 0: keep everything. Returns how many
+    jobs were pruned. The directory goes first: a job whose directory cannot be removed keeps its events and is
+    tried again at the next run."""
+    if days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    pruned, failed = 0, set()
+    while True:
+        q = (select(Job.id).where(Job.status.in_(FINISHED_JOB_STATES), Job.events_pruned_at.is_(None),
+                                  func.coalesce(Job.finished_at, Job.created_at) < cutoff)
+             .order_by(Job.id).limit(batch))
+        if failed:
+            q = q.where(Job.id.not_in(failed))
+        ids = list(s.scalars(q))
+        if not ids:
+            return pruned
+        done = []
+        for job_id in ids:
+            try:
+                shutil.rmtree(Path(jobs_dir) / str(job_id))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("job %s: its artifact directory was not removed (%s); its events are kept", job_id, exc)
+                failed.add(job_id)
+                continue
+            done.append(job_id)
+        if done:
+            s.execute(delete(JobEvent).where(JobEvent.job_id.in_(done)).execution_options(synchronize_session=False))
+            s.execute(update(Job).where(Job.id.in_(done), Job.status.in_(FINISHED_JOB_STATES))
+                      .values(events_pruned_at=utcnow()).execution_options(synchronize_session=False))
+            s.commit()
+            pruned += len(done)

@@ -148,6 +148,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # When the retention (JOB_RETENTION_DAYS) removed this finished job's events and artifact directory; the row
+    # itself stays, the history of what happened.
+    events_pruned_at: Mapped[datetime | None] = mapped_column(nullable=True)
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="JobEvent.id"
     )
