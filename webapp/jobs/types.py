@@ -38,7 +38,7 @@ class Handler(Protocol):
     prepare: the first run. then: after a successful run, a second run of the same job prepared from what the
     first found, or None (a cloud's servers are made, then certificates naming their addresses are issued, then
     the deploy runs). cleanup: after the runs, one more that must run to the end (a canceled create's teardown), or
-    None. finish: the job's end, with the outcome of the last run. lost: the job ended abnormally (its worker died,
+    None. finish: the job's end. cleanup and finish get the outcome of the last run. lost: the job ended abnormally (its worker died,
     or a fault of ours)."""
 
     def prepare(self, s, job) -> RunSpec: ...
