@@ -132,7 +132,7 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port)}
     try:
         placements = provider.place(name, 1 + replicas, used)
-        etcd = provider.etcd_members(name, placements, used) if hasattr(provider, "etcd_members") else []
+        etcd = provider.etcd_members(name, placements, used)
     except NoCapacity as exc:
         raise Conflict(str(exc)) from None
     secrets = {
@@ -307,8 +307,9 @@ def instance_hosts(inst: Instance) -> list[str]:
 
 
 def _teardown_spec(name: str, hosts: list[str], provider=None, meta: dict | None = None) -> RunSpec:
-    if hasattr(provider, "teardown"):  # cloud providers remove what they made, found by its tags
-        playbook, extravars = provider.teardown(name, meta or {})
+    teardown = provider.teardown(name, meta or {}) if provider is not None else None
+    if teardown is not None:  # cloud providers remove what they made, found by its tags
+        playbook, extravars = teardown
         return RunSpec(playbook, extravars, label=f"Remove the instance's {provider.name} resources")
     return RunSpec("playbooks/instance_teardown.yml",
                    {"pgaas_instance_name": name, "pgaas_hosts": sorted(set(hosts)) or ["localhost"]},
@@ -325,8 +326,9 @@ class CreateHandler:
 
     def prepare(self, s, job: Job) -> RunSpec:
         inst = get(s, job.instance_name)
-        if hasattr(self.provider, "provision_playbook"):  # cloud providers make the hosts first (then: deploy)
-            return RunSpec(self.provider.provision_playbook(),
+        provision = self.provider.provision_playbook() if self.provider is not None else None
+        if provision is not None:  # cloud providers make the hosts first (then: deploy)
+            return RunSpec(provision,
                            self.provider.create_vars(_deploy_vars(inst, self.image), inst.meta),
                            label=f"Provision {self.provider.name} resources (servers, volumes, addresses)")
         return RunSpec("playbooks/instance_deploy.yml", _deploy_vars(inst, self.image),
@@ -335,7 +337,7 @@ class CreateHandler:
     def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         """After a cloud provider's provisioning run: record the servers' addresses as the members' (and etcd
         members'), issue certificates that name them (verify-full against the URIs), then deploy on them."""
-        if not hasattr(self.provider, "provision_playbook"):
+        if self.provider is None or self.provider.provision_playbook() is None:
             return None
         inst = get(s, job.instance_name)
         self.provider.record(inst, outcome.artifact_data)
@@ -358,7 +360,7 @@ class CreateHandler:
         inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
         if inst is None:
             return
-        if hasattr(self.provider, "record"):  # where the provider put the members (even when a later play failed)
+        if self.provider is not None:  # where the provider put the members (even when a later play failed)
             self.provider.record(inst, outcome.artifact_data)
         meta = dict(inst.meta or {})
         meta["last_job"] = {"id": job.id, "kind": job.kind, "status": job.status,
