@@ -17,8 +17,9 @@ from webapp.providers import Provider, get_provider
 from webapp.providers.local import LocalProvider
 from webapp.providers.openstack import OpenStackProvider
 from webapp.providers.ssh import SSHProvider
-from webapp.services import alerts, leader_guard
-from webapp.store.models import Instance
+from webapp import hostregistry
+from webapp.services import Invalid, alerts, leader_guard
+from webapp.store.models import Instance, Member
 
 WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
 PROVIDERS = (LocalProvider, SSHProvider, OpenStackProvider)
@@ -116,10 +117,13 @@ def test_callers_use_the_defaults_as_they_used_the_missing_method(providers, con
     # the leader guard runs only over a provider with exit events
     assert leader_guard.LeaderGuard(None, local, config).enabled()
     assert not leader_guard.LeaderGuard(None, openstack, config).enabled()
-    # no etcd endpoint known, so a dead leader's key is left alone (the provider never says a member exited)
+    # a provider that cannot tell never says a member exited, and knows no etcd endpoint: a leader key stays
     inst = Instance(name="main", meta={})
-    inst.members = []
+    inst.members = [Member(ordinal=0, name="pgaas-main-0", host="pgaas-main-0", address="", pg_port=5432,
+                           api_port=8008)]
     assert leader_guard.dcs_endpoints(inst, openstack) == []
+    assert leader_guard.release_dead_leader(inst, "pgaas-main-0", openstack) == \
+        "pgaas-main-0 has not exited (running, paused or unknown): nothing done"
     # alerts: no filesystem figures from a provider that cannot measure them, or from none
     assert alerts.volume_filesystems(openstack, ["pgaas-main-0"]) == {}
     assert alerts.volume_filesystems(None, ["pgaas-main-0"]) == {}
@@ -130,8 +134,18 @@ def test_no_provider_imports_the_services():
     for path in [*sorted((WEBAPP / "providers").glob("*.py")), WEBAPP / "hostregistry.py", WEBAPP / "exceptions.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else []
             for name in names:
                 assert not name.startswith(("webapp.services", "webapp.api", "webapp.ui", "flask")), \
                     f"{path.relative_to(WEBAPP.parent)} imports {name}"
 
+
+
+def test_the_host_registry_raises_the_services_errors(config):
+    """Moved below the services, it still raises their Invalid (the API answers 400 with the field), also when the
+    ssh provider reads a bad SSH_HOSTS setting."""
+    bad = {**config, "SSH_HOSTS": '[{"name": "Bad_Name", "address": "192.0.2.1", "ssh_user": "root"}]'}
+    with pytest.raises(Invalid) as caught:
+        hostregistry.configured(bad)
+    assert caught.value.details == {"field": "name"}
+    assert hostregistry.configured(config) == []
