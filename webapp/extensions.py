@@ -8,6 +8,7 @@ from flask import current_app
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
+from webapp.providers import Provider
 from webapp.services.crypto import SecretBox
 from webapp.store import Store
 
@@ -19,7 +20,7 @@ login_manager = LoginManager()
 class Services:
     store: Store
     box: SecretBox
-    provider: object
+    provider: Provider
     config: dict
 
     def worker_settings(self) -> dict:
@@ -27,8 +28,8 @@ class Services:
         return dict(
             jobs_dir=c["JOBS_DIR"], project_dir=c["PROJECT_DIR"],
             # a provider with hosts of its own writes each run's inventory; else the static local one
-            inventory=getattr(self.provider, "inventory", None)
-            or str(__import__("pathlib").Path(c["PROJECT_DIR"]) / "inventory" / "local" / "hosts.yml"),
+            inventory=self.provider.inventory if self.provider.writes_inventory
+            else str(__import__("pathlib").Path(c["PROJECT_DIR"]) / "inventory" / "local" / "hosts.yml"),
             envvars={"CONTAINERS_CONF": c["CONTAINERS_CONF"]},
             heartbeat_seconds=float(c["JOB_HEARTBEAT_SECONDS"]), stale_seconds=float(c["JOB_STALE_SECONDS"]),
             poll_seconds=float(c["WORKER_POLL_SECONDS"]),

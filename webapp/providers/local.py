@@ -9,11 +9,12 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from webapp.providers import Placement
+from webapp.providers.base import Placement, Provider
 
 
-class LocalProvider:
+class LocalProvider(Provider):
     name = "local"
+    supports_exit_events = True  # podman events
 
     def __init__(self, config):
         self.port_start = int(config["PORT_RANGE_START"])

@@ -15,12 +15,13 @@ import subprocess
 from pathlib import Path
 
 from webapp.jobs.spec import Template
-from webapp.providers import Placement, known_hosts
+from webapp.providers import known_hosts
+from webapp.providers.base import Placement, Provider
 
 PG_PORT, API_PORT = 5432, 8008
 
 
-class OpenStackProvider:
+class OpenStackProvider(Provider):
     name = "openstack"
 
     def __init__(self, config, store=None, box=None):
@@ -44,10 +45,7 @@ class OpenStackProvider:
         # Servers' host keys: pinned on first contact in the control plane's known_hosts, forgotten on delete.
         self.known_hosts_file = known_hosts.file_for(config)
 
-    # -- placement ------------------------------------------------------------------------------------------
-    def hosts(self) -> list[str]:
-        return []  # servers are made per instance
-
+    # -- placement (hosts() is the base's []: servers are made per instance; stats() its {}) -------------------
     def place(self, instance: str, count: int, used_ports: set[tuple[str, int]]) -> list[Placement]:
         """One server per member, named like the member; its address is known once the server exists."""
         return [Placement(f"pgaas-{instance}-{i}", f"pgaas-{instance}-{i}", "", PG_PORT, API_PORT)
@@ -59,9 +57,6 @@ class OpenStackProvider:
         chosen = placements if len(placements) >= 3 else placements[:1]
         return [{"name": f"pgaas-{instance}-etcd-{i}", "host": p.host, "address": "", "client_port": 2379,
                  "peer_port": 2380} for i, p in enumerate(chosen)]
-
-    def stats(self, containers: list[str]) -> dict[str, dict]:
-        return {}
 
     # -- what the jobs run ----------------------------------------------------------------------------------
     def public_key(self) -> str:

@@ -11,12 +11,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from webapp import hostregistry
 from webapp.jobs.spec import Template, write_vars_file
-from webapp.providers import NoCapacity, Placement
+from webapp.providers.base import NoCapacity, Placement, Provider
 
 
-class SSHProvider:
+class SSHProvider(Provider):
     name = "ssh"
+    writes_inventory = True
 
     def __init__(self, config, store=None, box=None):
         self.config = config
@@ -40,10 +42,8 @@ class SSHProvider:
 
     # -- hosts ---------------------------------------------------------------------------------------------
     def _hosts(self):
-        from webapp.services import hosts as hostsvc
-
         with self.store.session() as s:
-            return hostsvc.all_hosts(s, self.config)
+            return hostregistry.all_hosts(s, self.config)
 
     def _load(self) -> dict[str, int]:
         from webapp.store.models import Member
@@ -154,16 +154,15 @@ class SSHProvider:
         and every host with how to reach it. Stored keys become 0600 files there (the worker removes the dir).
         Every host is checked against the control plane's known_hosts file (known_hosts.py)."""
         from webapp.providers import known_hosts
-        from webapp.services import hosts as hostsvc
 
         private_dir = Path(private_dir)
         listed = self._hosts()
-        known = known_hosts.ensure(hostsvc.known_hosts_file(self.config))
-        hostsvc.pin_configured(self.config, listed)
+        known = known_hosts.ensure(hostregistry.known_hosts_file(self.config))
+        hostregistry.pin_configured(self.config, listed)
         hosts = {}
         trusted = self._trusted(listed)
         for h in listed:
-            key = hostsvc.private_key(self.box, h) if h.key_enc else None
+            key = hostregistry.private_key(self.box, h) if h.key_enc else None
             if key is not None:
                 path = private_dir / f"key-{h.name}"
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -5,36 +5,10 @@ from __future__ import annotations
 import math
 import re
 
+# The error types live below the services (the host registry raises them too); import them from here.
+from webapp.exceptions import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized  # noqa: F401
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
-
-
-class ServiceError(Exception):
-    code = "error"
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class Invalid(ServiceError):
-    code = "invalid"
-
-
-class NotFound(ServiceError):
-    code = "not_found"
-
-
-class Conflict(ServiceError):
-    code = "conflict"
-
-
-class Forbidden(ServiceError):
-    code = "forbidden"
-
-
-class Unauthorized(ServiceError):
-    code = "unauthorized"
 
 
 def check_name(name, what: str = "name") -> str:

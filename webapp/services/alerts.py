@@ -102,7 +102,7 @@ def evaluate(s: Session, th: Thresholds, provider=None, databases_only: bool = F
 def volume_filesystems(provider, members: list[str]) -> dict[str, tuple[int, int]]:
     """(used, size) in bytes, as df counts them, of the filesystem holding each member's data volume, when the
     provider can tell (the local provider can: the volumes are on this machine)."""
-    if provider is not None and hasattr(provider, "volume_filesystems"):
+    if provider is not None:
         return provider.volume_filesystems(members)
     return {}
 

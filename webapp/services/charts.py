@@ -105,7 +105,7 @@ def dashboard(s: Session, provider=None) -> dict:
     now = utcnow()
     newest = _two_newest(s)
     instances, hosts = [], {}
-    for h in (provider.hosts() if provider is not None and hasattr(provider, "hosts") else []):
+    for h in (provider.hosts() if provider is not None else []):
         hosts[h] = {"host": h, "members": [], "cpu_percent": 0.0, "memory_bytes": 0, "volume_bytes": 0}
     volume_fs = {}
     for inst in s.scalars(select(Instance).order_by(Instance.name)):
@@ -149,7 +149,7 @@ def dashboard(s: Session, provider=None) -> dict:
             "tps": tps, "max_lag_bytes": r.max_lag_bytes if r else None,
             "max_lag_seconds": r.max_lag_seconds if r else None, "timeline": r.timeline if r else None,
             "errors": detail.get("errors", []), "members": members})
-    if provider is not None and hasattr(provider, "volume_filesystems") and volume_fs:
+    if provider is not None and volume_fs:
         fs = provider.volume_filesystems(list(volume_fs.values()))
         for host, member in volume_fs.items():
             if member in fs:

@@ -113,16 +113,15 @@ def _replacement(provider, inst: Instance, member: Member) -> dict:
     """Where the rebuilt member runs: on another host when the provider has one, else where it was."""
     same = {"name": member.name, "host": member.host, "address": member.address, "pg_port": member.pg_port,
             "api_port": member.api_port}
-    replace = getattr(provider, "replace", None)
-    if replace is None:
-        return same
     from webapp.providers import NoCapacity
 
     others = {m.host for m in inst.members if m.name != member.name}
     try:
-        p = replace(inst.name, member.name, member.host, others)
+        p = provider.replace(inst.name, member.name, member.host, others)
     except NoCapacity as exc:
         raise Conflict(f"no host can take the rebuilt {member.name}: {exc}") from None
+    if p is None:  # the provider offers no other place
+        return same
     return {"name": p.name, "host": p.host, "address": p.address, "pg_port": p.pg_port, "api_port": p.api_port}
 
 

@@ -105,7 +105,7 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port)}
     try:
         placements = provider.place(name, 1 + replicas, used)
-        etcd = provider.etcd_members(name, placements, used) if hasattr(provider, "etcd_members") else []
+        etcd = provider.etcd_members(name, placements, used)
     except NoCapacity as exc:
         raise Conflict(str(exc)) from None
     secrets = {

@@ -81,7 +81,7 @@ def dcs_endpoints(inst, provider) -> list[str]:
     scheme = "https" if certificates.is_active(inst) else "http"
     if members:
         return [f"{scheme}://{e['address']}:{int(e['client_port'])}" for e in members]
-    found = list(provider.dcs_endpoints(inst.name)) if hasattr(provider, "dcs_endpoints") else []
+    found = list(provider.dcs_endpoints(inst.name))
     return [f"{scheme}://{e.split('://', 1)[-1]}" for e in found]
 
 
@@ -134,7 +134,7 @@ class LeaderGuard:
         self.config = config
 
     def enabled(self) -> bool:
-        return bool(self.config.get("FAST_FAILOVER", True)) and hasattr(self.provider, "watch_exits")
+        return bool(self.config.get("FAST_FAILOVER", True)) and self.provider.supports_exit_events
 
     def on_exit(self, instance: str, member: str) -> str | None:
         if not self.enabled():

@@ -142,7 +142,7 @@ def sample_instance(s: Session, box: SecretBox, inst: Instance, provider, now: d
     password, problem = _password(s, box, inst)
     measured = _measure(inst, password, list(dbs), problem)
     if containers is None:
-        containers = provider.stats([m.name for m in inst.members]) if hasattr(provider, "stats") else {}
+        containers = provider.stats([m.name for m in inst.members])
     return _store(s, inst, dbs, measured, containers, now)
 
 
@@ -161,7 +161,7 @@ def sample_all(s: Session, box: SecretBox, provider) -> dict:
     logins = {inst.id: _password(s, box, inst) for inst in insts}
     with ThreadPoolExecutor(max_workers=min(SAMPLER_THREADS, len(insts) + 1), thread_name_prefix="pgaas-sample") \
             as pool:
-        stats = pool.submit(provider.stats, names) if names and hasattr(provider, "stats") else None
+        stats = pool.submit(provider.stats, names) if names else None
         measuring = {}
         for inst in insts:
             password, problem = logins[inst.id]

@@ -62,7 +62,7 @@ def stopped(inst: Instance, here: dict[str, str], live: isvc.ClusterState | None
 def start_stopped(session, provider, timeout: float = 1.0) -> list[Job]:
     """Queue one start job per available instance that has a stopped container; each in its own transaction.
     An instance busy with another job is left to that job (the lock allows one active job per instance)."""
-    here = provider.local_containers() if hasattr(provider, "local_containers") else {}
+    here = provider.local_containers()
     with session() as s:
         insts = list(s.scalars(select(Instance).where(Instance.status == "available").order_by(Instance.name)))
         remote = [i for i in insts if any(host != "localhost" for _, host in containers(i))]

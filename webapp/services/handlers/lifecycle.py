@@ -15,8 +15,9 @@ FACT_KEYS = ("ansible_hostname", "ansible_distribution", "ansible_distribution_v
 
 
 def teardown_spec(name: str, hosts: list[str], provider=None, meta: dict | None = None) -> RunSpec:
-    if hasattr(provider, "teardown"):  # cloud providers remove what they made, found by its tags
-        playbook, extravars = provider.teardown(name, meta or {})
+    teardown = provider.teardown(name, meta or {}) if provider is not None else None
+    if teardown is not None:  # cloud providers remove what they made, found by its tags
+        playbook, extravars = teardown
         return RunSpec(playbook, extravars, label=f"Remove the instance's {provider.name} resources")
     return RunSpec("playbooks/instance_teardown.yml",
                    {"pgaas_instance_name": name, "pgaas_hosts": sorted(set(hosts)) or ["localhost"]},
@@ -33,8 +34,9 @@ class CreateHandler(JobHandler):
 
     def prepare(self, s, job: Job) -> RunSpec:
         inst = isvc.get(s, job.instance_name)
-        if hasattr(self.provider, "provision_playbook"):  # cloud providers make the hosts first (then: deploy)
-            return RunSpec(self.provider.provision_playbook(),
+        provision = self.provider.provision_playbook() if self.provider is not None else None
+        if provision is not None:  # cloud providers make the hosts first (then: deploy)
+            return RunSpec(provision,
                            self.provider.create_vars(deploy_vars(inst, self.image), inst.meta),
                            label=f"Provision {self.provider.name} resources (servers, volumes, addresses)")
         return RunSpec("playbooks/instance_deploy.yml", deploy_vars(inst, self.image),
@@ -43,7 +45,7 @@ class CreateHandler(JobHandler):
     def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         """After a cloud provider's provisioning run: record the servers' addresses as the members' (and etcd
         members'), issue certificates that name them (verify-full against the URIs), then deploy on them."""
-        if not hasattr(self.provider, "provision_playbook"):
+        if self.provider is None or self.provider.provision_playbook() is None:
             return None
         inst = isvc.get(s, job.instance_name)
         self.provider.record(inst, outcome.artifact_data)
@@ -66,7 +68,7 @@ class CreateHandler(JobHandler):
         inst = instance_of(s, job)
         if inst is None:
             return
-        if hasattr(self.provider, "record"):  # where the provider put the members (even when a later play failed)
+        if self.provider is not None:  # where the provider put the members (even when a later play failed)
             self.provider.record(inst, outcome.artifact_data)
         meta = dict(inst.meta or {})
         meta["last_job"] = last_job(job)

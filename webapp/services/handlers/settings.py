@@ -17,7 +17,8 @@ class SettingsHandler(RunningInstanceHandler):
         spec = self._settings_spec(s, job)
         sizes = (job.params or {}).get("sizes") or {}
         inst = instance_of(s, job)
-        if sizes.get("storage_gb") is not None and hasattr(self.provider, "grow_playbook"):
+        if sizes.get("storage_gb") is not None and self.provider is not None \
+                and self.provider.grow_playbook():
             # A cloud provider grows the volumes (and their filesystems) first, then applies the rest.
             spec.playbook, spec.label = self.provider.grow_playbook(), "Grow the data volumes, then apply the rest"
             spec.extravars.update({"pgaas_storage_gb": sizes["storage_gb"], "pgaas_synchronous": inst.synchronous,
