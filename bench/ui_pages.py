@@ -112,6 +112,7 @@ def measure(cp: common.ControlPlane, name: str, count: int) -> None:
               f"{sizes[(who, path)] / 1024:6.1f}")
 
     # the instance page's two live parts, alone
+    from webapp.services import certificates, patroni
     from webapp.services import instances as isvc
     from webapp.services import settings as ssvc
 
@@ -125,7 +126,8 @@ def measure(cp: common.ControlPlane, name: str, count: int) -> None:
         settings, serial = [], []
         for _ in range(count):  # interleaved: the same noise for both
             settings += timed(lambda: ssvc.current(inst, svc.box, timeout + 1), 1)
-            serial += timed(lambda: [ssvc._member_settings(m, managed, password, timeout + 1)
+            ctx = patroni.context(inst)
+            serial += timed(lambda: [ssvc.member_settings(inst, m, managed, password, timeout + 1, ctx)
                                      for m in inst.members], 1)
     print(f"\nin-process parts of the instance page ({count} each, {len(inst.members)} members)")
     print(f"{'  Patroni /cluster (live state)':<48} {statistics.median(cluster):8.1f} {pct(cluster, 95):8.1f} "
@@ -137,10 +139,11 @@ def measure(cp: common.ControlPlane, name: str, count: int) -> None:
     import psycopg
 
     m = inst.members[0]
-    parts = {"    one member: Patroni /patroni": lambda: ssvc._patroni(m, "/patroni", timeout),
-             "    one member: PostgreSQL connect (SCRAM)": lambda: psycopg.connect(
+    ctx = patroni.context(inst)
+    parts = {"    one member: Patroni /patroni": lambda: patroni.get(m, "/patroni", timeout, ctx),
+             "    one member: PostgreSQL connect (SCRAM, TLS)": lambda: psycopg.connect(
                  host=m.address, port=m.pg_port, user="postgres", dbname="postgres", password=password,
-                 connect_timeout=3).close()}
+                 connect_timeout=3, **certificates.libpq_params(inst)).close()}
     for label, fn in parts.items():
         ts = timed(fn, count)
         print(f"{label:<48} {statistics.median(ts):8.1f} {pct(ts, 95):8.1f} {max(ts):8.1f}")

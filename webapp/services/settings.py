@@ -290,7 +290,7 @@ def current(inst: Instance, box: SecretBox, timeout: float = 2.0, tls=None) -> d
     ms = list(inst.members)
     with ThreadPoolExecutor(max_workers=max(1, len(ms))) as pool:
         ctx = (tls or certificates.ClientTLS(box)).context(inst)
-        members = list(pool.map(lambda m: _member_settings(inst, m, managed, password, timeout, ctx), ms))
+        members = list(pool.map(lambda m: member_settings(inst, m, managed, password, timeout, ctx), ms))
     return {"instance": inst.name,
             "requested": {k: v.get("value") for k, v in sorted(managed.items())},
             "pending_restart": any(e["pending_restart"] or any(x["pending_restart"] for x in e["settings"])
@@ -298,7 +298,7 @@ def current(inst: Instance, box: SecretBox, timeout: float = 2.0, tls=None) -> d
             "members": members}
 
 
-def _member_settings(inst: Instance, m: Member, managed: dict, password: str, timeout: float, ctx) -> dict:
+def member_settings(inst: Instance, m: Member, managed: dict, password: str, timeout: float, ctx) -> dict:
     answer = patroni.get(m, "/patroni", timeout, ctx) or {}
     entry = {"name": m.name, "role": answer.get("role"), "state": answer.get("state", "unreachable"),
              "pending_restart": bool(answer.get("pending_restart")), "settings": []}
