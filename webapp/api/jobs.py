@@ -63,8 +63,7 @@ def download_dump(job_id):
 def retry_job(job_id):
     """Run a failed or canceled job again: 202 with the new job. Administrators retry any job; users their own
     dumps, deletes and restores of databases."""
-    json_body(set())
-    audited("job.retry", "job", str(job_id))
+    json_body(audit=("job.retry", "job", str(job_id)))
     with services().store.session() as s:
         old = jobsvc.get(s, job_id)
         if not g.is_admin:

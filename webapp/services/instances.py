@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from webapp.jobs.runner import Outcome, RunSpec
 from webapp.jobs.spec import NotRunnable
 from webapp.providers import NoCapacity
+from webapp.schemas import limits as L
 from webapp.services import Conflict, Invalid, NotFound, check_db_name, check_name
 from webapp.services import certificates
 from webapp.services import jobs as jobsvc
@@ -20,7 +21,7 @@ from webapp.services.crypto import SecretBox, generate_password
 from webapp.store.models import Instance, Job, Member, utcnow
 
 ADMIN_USER = "dbadmin"
-ADMIN_DATABASE = "app"  # the admin role's own database, unless the create names another
+ADMIN_DATABASE = L.ADMIN_DATABASE_DEFAULT  # the admin role's own database, unless the create names another
 FACT_KEYS = ("ansible_hostname", "ansible_distribution", "ansible_distribution_version", "ansible_kernel",
              "ansible_architecture", "ansible_processor_vcpus", "ansible_memtotal_mb")
 _PASSWORD_FORBIDDEN = set("'\"\\`$")
@@ -118,10 +119,10 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     admin_database = check_db_name(ADMIN_DATABASE if admin_database is None else admin_database, "admin_database")
     if not isinstance(synchronous, bool):
         raise Invalid("synchronous must be true or false", field="synchronous")
-    replicas = _int(replicas, "replicas", 1, 3, default=1)
-    storage_gb = _int(storage_gb, "storage_gb", 1, 65536)
-    memory_mb = _int(memory_mb, "memory_mb", 256, 1048576)
-    cpus = _number(cpus, "cpus", 0.1, 256)
+    replicas = _int(replicas, "replicas", L.REPLICAS_MIN, L.REPLICAS_MAX, default=L.REPLICAS_DEFAULT)
+    storage_gb = _int(storage_gb, "storage_gb", L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)
+    memory_mb = _int(memory_mb, "memory_mb", L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)
+    cpus = _number(cpus, "cpus", L.CPUS_MIN, L.CPUS_MAX)
     admin_password = generate_password(24) if admin_password is None else check_password(admin_password)
     existing = s.scalar(select(Instance).where(Instance.name == name))
     if existing is not None:

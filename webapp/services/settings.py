@@ -245,15 +245,16 @@ def _check_libraries(conn, text: str) -> None:
 
 # -- requests -------------------------------------------------------------------------------------------------
 def _sizes(inst: Instance, cpus, memory_mb, storage_gb) -> dict:
+    from webapp.schemas import limits as L
     from webapp.services.instances import _int, _number as _num
 
     sizes = {}
     if cpus is not None:
-        sizes["cpus"] = _num(cpus, "cpus", 0.1, 256)
+        sizes["cpus"] = _num(cpus, "cpus", L.CPUS_MIN, L.CPUS_MAX)
     if memory_mb is not None:
-        sizes["memory_mb"] = _int(memory_mb, "memory_mb", 256, 1048576)
+        sizes["memory_mb"] = _int(memory_mb, "memory_mb", L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)
     if storage_gb is not None:
-        sizes["storage_gb"] = _int(storage_gb, "storage_gb", 1, 65536)
+        sizes["storage_gb"] = _int(storage_gb, "storage_gb", L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)
         if inst.storage_gb is not None and sizes["storage_gb"] < inst.storage_gb:
             raise Invalid("storage_gb cannot shrink", field="storage_gb")
     return sizes

@@ -9,6 +9,8 @@ from wtforms import (BooleanField, DecimalField, IntegerField, PasswordField, Ra
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
 from wtforms.fields.choices import SelectChoice
 
+from webapp.schemas import limits as L
+
 
 class LoginForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired()], render_kw={"autocomplete": "username"})
@@ -104,26 +106,31 @@ class TokenCreateForm(FlaskForm):
 
 
 class InstanceCreateForm(FlaskForm):
-    name = StringField("Instance name", validators=[DataRequired(), Length(max=40)],
+    name = StringField("Instance name", validators=[DataRequired(), Length(max=L.INSTANCE_NAME_MAX)],
                        description="3 to 40 characters: a lowercase letter, then lowercase letters, digits or "
                                    "hyphens.")
     synchronous = BooleanField("Synchronous replication",
                                description="A commit waits until the standby has it: no committed write is lost "
                                            "on failover, at the cost of latency.")
-    replicas = IntegerField("Standbys", default=1, validators=[Optional(), NumberRange(min=1, max=3)],
+    replicas = IntegerField("Standbys", default=L.REPLICAS_DEFAULT,
+                            validators=[Optional(), NumberRange(L.REPLICAS_MIN, L.REPLICAS_MAX)],
                             description="1 to 3 standbys beside the primary.")
-    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(min=0.1, max=256)],
+    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(L.CPUS_MIN, L.CPUS_MAX)],
                         render_kw={"step": "0.1", "inputmode": "decimal"},
                         description="Per member, e.g. 0.5 or 2. Empty: no limit.")
-    memory_mb = IntegerField("Memory (MB)", validators=[Optional(), NumberRange(min=256, max=1048576)],
+    memory_mb = IntegerField("Memory (MB)",
+                             validators=[Optional(), NumberRange(L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)],
                              description="Per member. Empty: no limit.")
-    storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
+    storage_gb = IntegerField("Storage (GB)",
+                              validators=[Optional(), NumberRange(L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)],
                               description="Per member's data volume. Empty: no limit.")
-    admin_database = StringField("Administrator's database", default="app", validators=[Optional(), Length(max=63)],
+    admin_database = StringField("Administrator's database", default=L.ADMIN_DATABASE_DEFAULT,
+                                 validators=[Optional(), Length(max=L.DB_NAME_MAX)],
                                  description="Created with the instance and owned by its administrator role; the "
                                              "URIs point at it. A lowercase letter, then lowercase letters, digits "
                                              "or underscores.")
-    admin_password = PasswordField("Administrator password", validators=[Optional(), Length(min=12, max=128)],
+    admin_password = PasswordField("Administrator password",
+                                   validators=[Optional(), Length(L.ADMIN_PASSWORD_MIN, L.ADMIN_PASSWORD_MAX)],
                                    render_kw={"autocomplete": "new-password"},
                                    description="For the instance's administrator role. Empty: a password is "
                                                "generated and shown once.")
@@ -151,12 +158,14 @@ class InstanceSettingsForm(FlaskForm):
 
 
 class InstanceSizesForm(FlaskForm):
-    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(min=0.1, max=256)],
+    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(L.CPUS_MIN, L.CPUS_MAX)],
                         render_kw={"step": "0.1", "inputmode": "decimal", "placeholder": "no limit"},
                         description="Per member.")
-    memory_mb = IntegerField("Memory (MB)", validators=[Optional(), NumberRange(min=256, max=1048576)],
+    memory_mb = IntegerField("Memory (MB)",
+                             validators=[Optional(), NumberRange(L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)],
                              render_kw={"placeholder": "no limit"}, description="Per member.")
-    storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
+    storage_gb = IntegerField("Storage (GB)",
+                              validators=[Optional(), NumberRange(L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)],
                               render_kw={"placeholder": "no limit"}, description="Can only grow.")
 
 
