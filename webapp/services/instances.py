@@ -77,8 +77,9 @@ def _number(value, name, lo, hi):
 
 
 def check_password(pw, name="admin_password") -> str:
-    if not isinstance(pw, str) or not 12 <= len(pw) <= 128:
-        raise Invalid(f"{name} must be a string of 12 to 128 characters", field=name)
+    if not isinstance(pw, str) or not L.ADMIN_PASSWORD_MIN <= len(pw) <= L.ADMIN_PASSWORD_MAX:
+        raise Invalid(f"{name} must be a string of {L.ADMIN_PASSWORD_MIN} to {L.ADMIN_PASSWORD_MAX} characters",
+                      field=name)
     if any(c in _PASSWORD_FORBIDDEN or not c.isprintable() or c.isspace() for c in pw):
         raise Invalid(f"{name} may not contain quotes, backslashes, backticks, '$', spaces or control characters",
                       field=name)

@@ -42,12 +42,13 @@ PARAMETERS_HINT = "One setting = value per line, e.g. work_mem = 16MB (settings 
 
 class DatabaseCreateForm(FlaskForm):
     instance = SelectField("Instance", validators=[InputRequired()], choices=[])
-    name = StringField("Database name", validators=[DataRequired(), Length(max=63)],
+    name = StringField("Database name", validators=[DataRequired(), Length(max=L.DB_NAME_MAX)],
                        description="Lowercase letters, digits and underscores; it is also the login role's name.")
-    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
+    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=L.QUOTA_MB_MIN)],
                             description="Within what your storage allowance has left. Empty: a share of it (or no "
                                         "quota, without an allowance). Over it, the database becomes read-only.")
-    connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
+    connection_limit = IntegerField("Connection limit",
+                                    validators=[Optional(), NumberRange(min=L.CONNECTION_LIMIT_MIN)],
                                     description="Empty: no limit.")
     parameters = TextAreaField("Parameters", render_kw={"rows": 3, "spellcheck": "false"},
                                description=PARAMETERS_HINT + " Optional.")
@@ -57,10 +58,11 @@ class DatabaseCreateForm(FlaskForm):
 
 
 class DatabaseEditForm(FlaskForm):
-    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
+    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=L.QUOTA_MB_MIN)],
                             description="Within the owner's storage allowance. Empty: no quota (refused under an "
                                         "allowance).")
-    connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
+    connection_limit = IntegerField("Connection limit",
+                                    validators=[Optional(), NumberRange(min=L.CONNECTION_LIMIT_MIN)],
                                     description="Empty: no limit.")
     parameters = TextAreaField("Parameters", render_kw={"rows": 4, "spellcheck": "false"},
                                description="One setting = value per line, e.g. work_mem = 16MB. "
@@ -85,7 +87,7 @@ class RestoreUploadForm(FlaskForm):
 class ChangePasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired()],
                                      render_kw={"autocomplete": "current-password"})
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=256)],
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(min=L.USER_PASSWORD_MIN, max=256)],
                                  render_kw={"autocomplete": "new-password"}, description="At least 8 characters.")
     confirm = PasswordField("New password again",
                             validators=[DataRequired(), EqualTo("new_password", message="the passwords differ")],
@@ -100,7 +102,8 @@ class TokenCreateForm(FlaskForm):
                         choices=[SelectChoice("write", "write: everything you may do"),
                                  SelectChoice("read", "read: look only (e.g. for Prometheus)")],
                         description="A read token is refused on anything that changes something.")
-    expires_in_days = IntegerField("Expires in (days)", validators=[Optional(), NumberRange(min=1, max=365)],
+    expires_in_days = IntegerField("Expires in (days)",
+                                   validators=[Optional(), NumberRange(L.TOKEN_DAYS_MIN, L.TOKEN_DAYS_MAX)],
                                    render_kw={"placeholder": "default"},
                                    description="1 to 365. Empty: the control plane's default (TOKEN_DAYS).")
 
@@ -172,7 +175,7 @@ class InstanceSizesForm(FlaskForm):
 class UserCreateForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=63)],
                            render_kw={"autocomplete": "off"})
-    password = PasswordField("Password", validators=[Optional(), Length(min=8, max=256)],
+    password = PasswordField("Password", validators=[Optional(), Length(min=L.USER_PASSWORD_MIN, max=256)],
                              render_kw={"autocomplete": "new-password"},
                              description="Empty: a password is generated and shown once.")
     is_admin = BooleanField("Administrator")
@@ -180,11 +183,12 @@ class UserCreateForm(FlaskForm):
 
 class AllowanceForm(FlaskForm):
     storage_allowance_mb = IntegerField("Storage allowance (MB)",
-                                        validators=[Optional(), NumberRange(min=0, max=1024 ** 3)],
+                                        validators=[Optional(), NumberRange(min=0, max=L.STORAGE_ALLOWANCE_MB_MAX)],
                                         render_kw={"placeholder": "default", "inputmode": "numeric"},
                                         description="Total quota over their databases, 0 to 1073741824. Empty: the "
                                                     "configured default (administrators: no limit).")
-    max_databases = IntegerField("Maximum databases", validators=[Optional(), NumberRange(min=0, max=100000)],
+    max_databases = IntegerField("Maximum databases",
+                                 validators=[Optional(), NumberRange(min=0, max=L.MAX_DATABASES_MAX)],
                                  render_kw={"placeholder": "default", "inputmode": "numeric"},
                                  description="0 to 100000. Empty: the configured default (administrators: no "
                                              "limit).")
