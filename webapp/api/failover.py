@@ -2,7 +2,7 @@
 primary changes."""
 from flask import g, url_for
 
-from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.api import actor, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.pagination import page, paged
 from webapp.extensions import services

@@ -1,6 +1,6 @@
 from flask import g, request, send_file, url_for
 
-from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.api import actor, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged

@@ -1,19 +1,17 @@
-"""The OpenAPI 3 document, served at /api/v1/openapi.json: the paths are a table here, every request and response
-body is a model of webapp.schemas (their JSON Schema). tests/api/test_openapi.py checks that it and the routes
+"""The OpenAPI 3 document, served at /api/v1/openapi.json: the paths are a table (openapi_paths.py), every request
+and response body is a model of webapp.schemas, described by its JSON Schema. tests/api/test_openapi.py checks that it and the routes
 agree, validates it and validates live responses against its schemas."""
 from __future__ import annotations
 
 from functools import cache
 
-from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from webapp.api import bp
+from webapp.api.openapi_paths import PATHS, REF, ref
 from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from webapp.schemas import requests as rq
 from webapp.schemas import responses as rs
-
-from webapp.api.openapi_paths import PATHS, REF, ref
 
 REQUESTS = [rq.InstanceCreate, rq.InstanceChange, rq.InstanceAccessChange, rq.CertificateRenewal, rq.Switchover,
             rq.Failover, rq.Rebuild, rq.TokenCreate, rq.UserCreate, rq.AllowanceChange, rq.PasswordChange,
