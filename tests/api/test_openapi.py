@@ -154,3 +154,28 @@ def test_a_value_past_a_limit_is_refused_as_the_document_says(live, spec):
         err = r.json()["error"]
         assert err["details"]["field"] == field and message in err["message"], err
         validator(spec, "#/components/schemas/Error").validate(r.json())
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "Main"}, {"name": "trailing-"}, {"name": 42}, {"name": "okname", "admin_database": "App"},
+    {"name": "okname", "admin_database": 7}, {"name": "okname", "synchronous": "yes"},
+    {"name": "okname", "synchronous": None}, {"name": "okname", "replicas": 4}, {"name": "okname", "replicas": True},
+    {"name": "okname", "storage_gb": 65537}, {"name": "okname", "storage_gb": 1.5},
+    {"name": "okname", "memory_mb": 255}, {"name": "okname", "cpus": 0.05}, {"name": "okname", "cpus": "2"},
+    {"name": "okname", "admin_password": "short"}, {"name": "okname", "admin_password": 123456789012},
+])
+def test_the_schema_and_the_service_refuse_alike(live, body):
+    """The API checks a create body with its model (webapp/schemas); the CLI and the website reach the service,
+    which checks the same limits: both refuse the same values, in the same words, naming the same field."""
+    from webapp.services import Invalid
+    from webapp.services import instances as isvc
+
+    err = error_of(live.admin.post("/api/v1/instances", json=body), 422)
+    with pytest.raises(Invalid) as refused:
+        isvc.create(None, None, None, created_by="admin", **body)  # refused before it needs a session
+    assert (err["message"], err["details"]) == (refused.value.message, refused.value.details)
+
+
+def error_of(r, status):
+    assert r.status_code == status, (r.status_code, r.text)
+    return r.json()["error"]
