@@ -16,16 +16,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.exceptions import Invalid
+from webapp.schemas import limits as L
 from webapp.providers import known_hosts
 from webapp.store.models import Host
 
-HOST_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+HOST_NAME_RE = re.compile(L.HOST_NAME_PATTERN)
 DNS_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 RESERVED = {"localhost"}
 FIELDS = {"name", "address", "ssh_user", "ssh_port", "key_path", "private_key", "labels", "capacity", "host_key"}
-DEFAULT_CAPACITY = 4
+DEFAULT_CAPACITY = L.HOST_CAPACITY_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def check(data: dict, *, for_config: bool = False) -> dict:
         raise Invalid("ssh_user must be a user name (a-z, 0-9, '_', '-', starting with a letter or '_')",
                       field="ssh_user")
     port = data.get("ssh_port", 22)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise Invalid("ssh_port must be an integer between 1 and 65535", field="ssh_port")
+    if isinstance(port, bool) or not isinstance(port, int) or not L.SSH_PORT_MIN <= port <= L.SSH_PORT_MAX:
+        raise Invalid(f"ssh_port must be an integer between {L.SSH_PORT_MIN} and {L.SSH_PORT_MAX}", field="ssh_port")
     key_path, key = data.get("key_path"), data.get("private_key")
     if (key_path is None) == (key is None):
         raise Invalid("give exactly one of key_path (a file the control plane reads) or private_key (stored "
@@ -92,8 +93,10 @@ def check(data: dict, *, for_config: bool = False) -> dict:
         raise Invalid("labels must be an object of up to 32 string values (keys: letters, digits, ._/-)",
                       field="labels")
     capacity = data.get("capacity", DEFAULT_CAPACITY)
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 256:
-        raise Invalid("capacity (members the host may run) must be an integer between 1 and 256", field="capacity")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or not (
+            L.HOST_CAPACITY_MIN <= capacity <= L.HOST_CAPACITY_MAX):
+        raise Invalid(f"capacity (members the host may run) must be an integer between {L.HOST_CAPACITY_MIN} and "
+                      f"{L.HOST_CAPACITY_MAX}", field="capacity")
     host_keys: list[str] = []
     if data.get("host_key") not in (None, "", []):
         try:

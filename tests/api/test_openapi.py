@@ -88,3 +88,94 @@ def _rebase(schema):
     if isinstance(schema, list):
         return [_rebase(x) for x in schema]
     return schema
+
+
+def test_document_is_valid_openapi(spec):
+    from openapi_spec_validator import validate
+
+    validate(spec)
+
+
+def test_every_answer_has_a_schema(spec):
+    """No bare "OK": every answer but a 204 says what its body is."""
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            for status, resp in op["responses"].items():
+                if status == "204" or "$ref" in resp:
+                    continue
+                assert resp.get("content") and all("schema" in c for c in resp["content"].values()), \
+                    (method, path, status)
+
+
+def test_limits_in_the_document_are_the_schema_constants(spec):
+    """Each limit is written once (webapp/schemas/limits.py): the document states exactly those."""
+    from webapp.schemas import limits as L
+
+    schemas = spec["components"]["schemas"]
+
+    def prop(schema, name):
+        p = schemas[schema]["properties"][name]
+        return next((alt for alt in p.get("anyOf", []) if alt.get("type") != "null"), p)
+
+    for schema in ("InstanceCreate", "InstanceChange"):
+        assert (prop(schema, "cpus")["minimum"], prop(schema, "cpus")["maximum"]) == (L.CPUS_MIN, L.CPUS_MAX)
+        assert (prop(schema, "memory_mb")["minimum"], prop(schema, "memory_mb")["maximum"]) == \
+            (L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)
+        assert (prop(schema, "storage_gb")["minimum"], prop(schema, "storage_gb")["maximum"]) == \
+            (L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)
+    create = schemas["InstanceCreate"]
+    assert (prop("InstanceCreate", "replicas")["minimum"], prop("InstanceCreate", "replicas")["maximum"]) == \
+        (L.REPLICAS_MIN, L.REPLICAS_MAX)
+    password = prop("InstanceCreate", "admin_password")
+    assert (password["minLength"], password["maxLength"]) == (L.ADMIN_PASSWORD_MIN, L.ADMIN_PASSWORD_MAX)
+    assert create["required"] == ["name"] and create["additionalProperties"] is False
+    assert create["properties"]["admin_database"]["default"] == L.ADMIN_DATABASE_DEFAULT
+    # the name pattern is the whole rule: 3 to 40 characters, a letter first, no hyphen last
+    pattern = re.compile(create["properties"]["name"]["pattern"])
+    for name, ok in (("main", True), ("a-b", True), ("a" * 40, True), ("ab", False), ("a" * 41, False),
+                     ("main-", False), ("1ab", False), ("Main", False)):
+        assert bool(pattern.match(name)) is ok is (L.instance_name_problem(name) is None), name
+    assert schemas["Instance"]["properties"]["name"]["pattern"] == L.INSTANCE_NAME_PATTERN
+    assert schemas["DatabaseCreate"]["properties"]["name"]["pattern"] == L.DB_NAME_PATTERN
+
+
+def test_a_value_past_a_limit_is_refused_as_the_document_says(live, spec):
+    """The API checks the same numbers the document states, and names the field."""
+    from webapp.schemas import limits as L
+
+    for field, bad, message in (("cpus", L.CPUS_MAX + 1, f"between {L.CPUS_MIN} and {L.CPUS_MAX}"),
+                                ("memory_mb", L.MEMORY_MB_MIN - 1, f"between {L.MEMORY_MB_MIN} and"),
+                                ("storage_gb", L.STORAGE_GB_MAX + 1, f"and {L.STORAGE_GB_MAX}"),
+                                ("name", "main-", "must not end with a hyphen")):
+        r = live.admin.post("/api/v1/instances", json={"name": "main", field: bad})
+        assert r.status_code == 422, (field, r.text)
+        err = r.json()["error"]
+        assert err["details"]["field"] == field and message in err["message"], err
+        validator(spec, "#/components/schemas/Error").validate(r.json())
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "Main"}, {"name": "trailing-"}, {"name": 42}, {"name": "okname", "admin_database": "App"},
+    {"name": "okname", "admin_database": 7}, {"name": "okname", "synchronous": "yes"},
+    {"name": "okname", "synchronous": None}, {"name": "okname", "replicas": 4}, {"name": "okname", "replicas": True},
+    {"name": "okname", "storage_gb": 65537}, {"name": "okname", "storage_gb": 1.5},
+    {"name": "okname", "memory_mb": 255}, {"name": "okname", "cpus": 0.05}, {"name": "okname", "cpus": "2"},
+    {"name": "okname", "admin_password": "short"}, {"name": "okname", "admin_password": 123456789012},
+])
+def test_the_schema_and_the_service_refuse_alike(live, body):
+    """The API checks a create body with its model (webapp/schemas); the CLI and the website reach the service,
+    which checks the same limits: both refuse the same values, in the same words, naming the same field."""
+    from webapp.services import Invalid
+    from webapp.services import instances as isvc
+
+    err = error_of(live.admin.post("/api/v1/instances", json=body), 422)
+    with pytest.raises(Invalid) as refused:
+        isvc.create(None, None, None, created_by="admin", **body)  # refused before it needs a session
+    assert (err["message"], err["details"]) == (refused.value.message, refused.value.details)
+
+
+def error_of(r, status):
+    assert r.status_code == status, (r.status_code, r.text)
+    return r.json()["error"]

@@ -4,6 +4,7 @@ from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
+from webapp.schemas import requests as rq
 from webapp.services import access
 from webapp.services import databases as dbsvc
 from webapp.services import dumps
@@ -22,8 +23,8 @@ def _started(job, **body):
 @bp.post("/instances/<instance>/databases")
 @auth_required()
 def create_database(instance):
-    data = json_body({"name", "quota_mb", "connection_limit", "parameters"}, {"name"})
-    audited("database.create", "database", f"{instance}/{data.get('name')}")
+    data = json_body(rq.DatabaseCreate,
+                     audit=("database.create", "database", lambda d: f"{instance}/{d.get('name')}"))
     svc = services()
     with svc.store.session() as s:
         db, password = dbsvc.create(s, svc.box, actor(), instance, data["name"], data.get("quota_mb"),
@@ -66,8 +67,7 @@ def get_database(instance, name):
 @bp.patch("/instances/<instance>/databases/<name>")
 @auth_required()
 def update_database(instance, name):
-    data = json_body({"quota_mb", "connection_limit", "parameters"})
-    audited("database.update", "database", f"{instance}/{name}")
+    data = json_body(rq.DatabaseChange, audit=("database.update", "database", f"{instance}/{name}"))
     svc = services()
     with svc.store.session() as s:
         db = dbsvc.get(s, actor(), instance, name)
@@ -80,8 +80,7 @@ def update_database(instance, name):
 @bp.post("/instances/<instance>/databases/<name>/password")
 @auth_required()
 def reset_database_password(instance, name):
-    data = json_body({"password"})
-    audited("database.password", "database", f"{instance}/{name}")
+    data = json_body(rq.DatabasePassword, audit=("database.password", "database", f"{instance}/{name}"))
     svc = services()
     with svc.store.session() as s:
         db = dbsvc.get(s, actor(), instance, name)
@@ -109,8 +108,7 @@ def delete_database(instance, name):
 @auth_required()
 def dump_database(instance, name):
     """Start a dump for download: 202 with the job; GET /jobs/{id}/dump once it succeeded."""
-    json_body(set())
-    audited("database.dump", "database", f"{instance}/{name}")
+    json_body(audit=("database.dump", "database", f"{instance}/{name}"))
     with services().store.session() as s:
         return _started(dumps.start_dump(s, actor(), instance, name))
 

@@ -2,10 +2,11 @@
 primary changes."""
 from flask import g, url_for
 
-from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.api import actor, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
+from webapp.schemas import requests as rq
 from webapp.services import audit
 from webapp.services import failover as fsvc
 from webapp.services import instances as isvc
@@ -18,8 +19,7 @@ def _accepted(job):
 @bp.post("/instances/<name>/switchover")
 @auth_required(admin=True)
 def switchover_instance(name):
-    data = json_body({"candidate"})
-    audited("instance.switchover", "instance", name)
+    data = json_body(rq.Switchover, audit=("instance.switchover", "instance", name))
     svc = services()
     with svc.store.session() as s:
         job = fsvc.switchover(s, isvc.get(s, name), g.username, data.get("candidate"),
@@ -32,8 +32,7 @@ def switchover_instance(name):
 @bp.post("/instances/<name>/failover")
 @auth_required(admin=True)
 def failover_instance(name):
-    data = json_body({"candidate"}, {"candidate"})
-    audited("instance.failover", "instance", name)
+    data = json_body(rq.Failover, audit=("instance.failover", "instance", name))
     svc = services()
     with svc.store.session() as s:
         job = fsvc.failover(s, isvc.get(s, name), g.username, data.get("candidate"),
@@ -46,8 +45,7 @@ def failover_instance(name):
 @bp.post("/instances/<name>/rebuild")
 @auth_required(admin=True)
 def rebuild_instance_member(name):
-    data = json_body({"member"}, {"member"})
-    audited("instance.rebuild", "instance", name)
+    data = json_body(rq.Rebuild, audit=("instance.rebuild", "instance", name))
     svc = services()
     with svc.store.session() as s:
         job = fsvc.rebuild(s, svc.provider, isvc.get(s, name), g.username, data.get("member"),

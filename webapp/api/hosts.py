@@ -3,11 +3,10 @@ remove. A stored private key is write-only: no answer ever carries it."""
 from __future__ import annotations
 
 from flask import g, url_for
-from werkzeug.exceptions import BadRequest
-
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
+from webapp.schemas import requests as rq
 from webapp.services import audit
 from webapp.services import hosts as hostsvc
 
@@ -25,8 +24,7 @@ def host_view(h: hostsvc.HostSpec, use: dict | None = None) -> dict:
 @bp.post("/hosts")
 @auth_required(admin=True)
 def create_host():
-    data = json_body(hostsvc.FIELDS, {"name", "address", "ssh_user"})
-    audited("host.create", "host", str(data.get("name")))
+    data = json_body(rq.HostCreate, audit=("host.create", "host", lambda d: str(d.get("name"))))
     svc = services()
     with svc.store.session() as s:
         h = hostsvc.register(s, svc.box, svc.config, data, g.username)
@@ -69,10 +67,7 @@ def delete_host(name):
 @bp.put("/hosts/<name>/host_key")
 @auth_required(admin=True)
 def put_host_key(name):
-    data = json_body({"host_key"})
-    if "host_key" not in data:
-        raise BadRequest("missing field: host_key (OpenSSH public key line(s), or null to pin on next contact)")
-    audited("host.host_key", "host", name)
+    data = json_body(rq.HostKey, audit=("host.host_key", "host", name))
     svc = services()
     with svc.store.session() as s:
         h = hostsvc.set_host_key(s, svc.config, name, data["host_key"])

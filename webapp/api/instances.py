@@ -5,20 +5,17 @@ from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
+from webapp.schemas import requests as rq
 from webapp.services import Conflict, NotFound, access, audit, certificates
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
 
-CREATE_FIELDS = {"name", "synchronous", "replicas", "storage_gb", "cpus", "memory_mb", "admin_password",
-                 "admin_database"}
-
 
 @bp.post("/instances")
 @auth_required(admin=True)
 def create_instance():
-    data = json_body(CREATE_FIELDS, {"name"})
-    audited("instance.create", "instance", str(data.get("name")))
+    data = json_body(rq.InstanceCreate, audit=("instance.create", "instance", lambda d: str(d.get("name"))))
     svc = services()
     with svc.store.session() as s:
         inst, job, admin_password = isvc.create(s, svc.provider, svc.box, created_by=g.username,
@@ -73,7 +70,7 @@ def get_instance_ca(name):
 def renew_instance_certificates(name):
     """Renew the certificates of the members, etcd and the control plane now ({"rotate_ca": true}: a new CA too;
     clients must download it again). An instance from before TLS is moved onto it (its members restart)."""
-    data = json_body({"rotate_ca"})
+    data = json_body(rq.CertificateRenewal)
     rotate = data.get("rotate_ca", False)
     if not isinstance(rotate, bool):
         raise BadRequest("rotate_ca must be true or false", field="rotate_ca")
@@ -99,7 +96,7 @@ def delete_instance(name):
 @bp.post("/instances/<name>/retry")
 @auth_required(admin=True)
 def retry_instance(name):
-    json_body(set())
+    json_body()
     with services().store.session() as s:
         job = isvc.retry(s, name, g.username)
         audit.record(s, actor(), "instance.retry", "instance", name, detail=f"job {job.id}")
@@ -109,8 +106,7 @@ def retry_instance(name):
 @bp.patch("/instances/<name>")
 @auth_required(admin=True)
 def change_instance(name):
-    data = json_body(ssvc.PATCH_FIELDS)
-    audited("instance.settings", "instance", name)
+    data = json_body(rq.InstanceChange, audit=("instance.settings", "instance", name))
     svc = services()
     with svc.store.session() as s:
         job = ssvc.change(s, svc.box, isvc.get(s, name), g.username, **data)
@@ -122,8 +118,7 @@ def change_instance(name):
 @bp.post("/instances/<name>/restart")
 @auth_required(admin=True)
 def restart_instance(name):
-    json_body(set())
-    audited("instance.restart", "instance", name)
+    json_body(audit=("instance.restart", "instance", name))
     with services().store.session() as s:
         job = ssvc.restart(s, isvc.get(s, name), g.username)
         audit.record(s, actor(), "instance.restart", "instance", name, detail=f"job {job.id}")
@@ -153,10 +148,7 @@ def get_instance_access(name):
 @auth_required(admin=True)
 def put_instance_access(name):
     """{"users": [...]}: only these users (and admins) see the instance; {"users": null}: every user does."""
-    data = json_body({"users"}, set())
-    if "users" not in data:
-        raise BadRequest("missing field: users (a list of usernames, or null for every user)")
-    audited("instance.access", "instance", name)
+    data = json_body(rq.InstanceAccessChange, audit=("instance.access", "instance", name))
     with services().store.session() as s:
         inst = isvc.get(s, name)
         users = access.set_access(s, inst, data["users"])

@@ -1,6 +1,6 @@
 from flask import g, request, send_file, url_for
 
-from webapp.api import actor, audited, auth_required, bp, json_body
+from webapp.api import actor, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
@@ -63,8 +63,7 @@ def download_dump(job_id):
 def retry_job(job_id):
     """Run a failed or canceled job again: 202 with the new job. Administrators retry any job; users their own
     dumps, deletes and restores of databases."""
-    json_body(set())
-    audited("job.retry", "job", str(job_id))
+    json_body(audit=("job.retry", "job", str(job_id)))
     with services().store.session() as s:
         old = jobsvc.get(s, job_id)
         if not g.is_admin:

@@ -3,13 +3,14 @@ from flask import request, url_for
 from webapp.api import bp, json_body
 from webapp.api import serializers as ser
 from webapp.extensions import services
+from webapp.schemas import requests as rq
 from webapp.services import Unauthorized, accounts, audit
 
 
 @bp.post("/tokens")
 def create_token():
     """Rate limited per client address and per username (webapp/front_door.py); a refused password is audited."""
-    data = json_body({"username", "password", "name", "scope", "expires_in_days"}, {"username", "password"})
+    data = json_body(rq.TokenCreate)
     svc = services()
     try:
         with svc.store.session() as s:

@@ -4,6 +4,7 @@ from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
+from webapp.schemas import requests as rq
 from webapp.services import Forbidden, accounts, audit, capacity
 from webapp.services import databases as dbsvc
 
@@ -20,13 +21,8 @@ def list_users():
 @bp.post("/users")
 @auth_required(admin=True)
 def create_user():
-    data = json_body({"username", "password", "is_admin"}, {"username", "password"})
-    audited("user.create", "user", str(data.get("username")))
+    data = json_body(rq.UserCreate, audit=("user.create", "user", lambda d: str(d.get("username"))))
     is_admin = data.get("is_admin", False)
-    if not isinstance(is_admin, bool):
-        from webapp.services import Invalid
-
-        raise Invalid("is_admin must be true or false", field="is_admin")
     with services().store.session() as s:
         user, _ = accounts.create_user(s, data["username"], data["password"], is_admin=is_admin)
         audit.record(s, actor(), "user.create", "user", user.username, detail=f"is_admin={is_admin}")
@@ -58,8 +54,7 @@ def get_user(username):
 def update_user(username):
     """Set a user's capacity allowance: storage_allowance_mb (total quota over their databases) and max_databases;
     null puts one back to the configured default."""
-    data = json_body(set(capacity.ALLOWANCE_FIELDS))
-    audited("user.allowance", "user", username)
+    data = json_body(rq.AllowanceChange, audit=("user.allowance", "user", username))
     with services().store.session() as s:
         user = accounts.get_user(s, username)
         changed = capacity.set_allowance(user, **data)
@@ -96,8 +91,7 @@ def delete_user(username):
 @bp.post("/me/password")
 @auth_required()
 def change_my_password():
-    data = json_body({"current_password", "new_password"}, {"current_password", "new_password"})
-    audited("user.password", "user", g.username)
+    data = json_body(rq.PasswordChange, audit=("user.password", "user", g.username))
     with services().store.session() as s:
         user = accounts.authenticate(s, g.username, data["current_password"])
         revoked = accounts.set_password(s, user, data["new_password"])

@@ -3,22 +3,15 @@ ServiceError subclasses. Nothing here knows about HTTP or Flask."""
 from __future__ import annotations
 
 import math
-import re
 
 # The error types live below the services (the host registry raises them too); import them from here.
 from webapp.exceptions import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unauthorized  # noqa: F401
-
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+from webapp.schemas.limits import db_name_problem, instance_name_problem
 
 
 def check_name(name, what: str = "name") -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise Invalid(
-            f"{what} must be 3 to 40 characters: a lowercase letter, then lowercase letters, digits or hyphens",
-            field=what,
-        )
-    if name.endswith("-"):
-        raise Invalid(f"{what} must not end with a hyphen", field=what)
+    if problem := instance_name_problem(name, what):
+        raise Invalid(problem, field=what)
     return name
 
 
@@ -45,7 +38,6 @@ def check_number(value, name, lo, hi):
 
 
 # Database and role names (tenant databases, an instance's admin database): checked before any SQL runs.
-DB_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_NAMES = {"postgres", "template0", "template1", "dbadmin", "replicator", "pgaas", "public"}
 # PostgreSQL's reserved key words (pg_get_keywords() catcode R).
 SQL_RESERVED = set("""all analyse analyze and any array as asc asymmetric both case cast check collate column
@@ -58,9 +50,8 @@ inner is isnull join left like natural notnull outer overlaps right similar tabl
 
 
 def check_db_name(name, field: str = "name") -> str:
-    if not isinstance(name, str) or not DB_NAME_RE.match(name):
-        raise Invalid(f"{field} must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or "
-                      "underscores", field=field)
+    if problem := db_name_problem(name, field):
+        raise Invalid(problem, field=field)
     if name.startswith("pg_") or name in RESERVED_NAMES or name in SQL_RESERVED:
         raise Invalid(f"{field} {name!r} is reserved", field=field)
     return name

@@ -10,14 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from webapp.schemas import limits as L
 from webapp.services import Conflict, Invalid, NotFound, Unauthorized
 from webapp.services.crypto import generate_password
 from webapp.store.models import ApiToken, User, aware, utcnow
 
-USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
-MIN_PASSWORD = 8
-TOKEN_SCOPES = ("read", "write")  # read: it may only read; write: all its user may do
-MAX_TOKEN_DAYS = 365
+USERNAME_RE = re.compile(L.USERNAME_PATTERN)
+MIN_PASSWORD = L.USER_PASSWORD_MIN
+TOKEN_SCOPES = L.TOKEN_SCOPES
+MAX_TOKEN_DAYS = L.TOKEN_DAYS_MAX
 # A fixed hash to compare against when the user does not exist, so both paths cost one scrypt.
 _DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt")
 

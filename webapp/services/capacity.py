@@ -16,12 +16,13 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from webapp.schemas import limits as L
 from webapp.services import Invalid
 from webapp.services.audit import Actor
 from webapp.store.models import Database, User
 
-MAX_STORAGE_ALLOWANCE_MB = 1024 ** 3  # 1 PiB
-MAX_DATABASES = 100_000
+MAX_STORAGE_ALLOWANCE_MB = L.STORAGE_ALLOWANCE_MB_MAX
+MAX_DATABASES = L.MAX_DATABASES_MAX
 ALLOWANCE_FIELDS = ("storage_allowance_mb", "max_databases")
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from webapp.schemas import limits as L
 from webapp.services import Conflict, Invalid, NotFound, check_db_name
 from webapp.services import access, audit, capacity
 from webapp.services.audit import Actor
@@ -119,8 +120,9 @@ def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_
         raise Invalid("parameters must be an object of setting: value", field="parameters")
     checked_parameters(parameters or {}, {})  # refused before anything is made
     check_db_name(name)
-    quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
-    connection_limit = _opt_int(connection_limit, "connection_limit", 1, 10000)
+    quota_mb = _opt_int(quota_mb, "quota_mb", L.QUOTA_MB_MIN, L.QUOTA_MB_MAX)
+    connection_limit = _opt_int(connection_limit, "connection_limit", L.CONNECTION_LIMIT_MIN,
+                                L.CONNECTION_LIMIT_MAX)
     inst = access.get_visible(s, actor, instance)  # a user creates databases only on instances open to them
     if s.scalar(select(Database).where(Database.instance_id == inst.id, Database.name == name)):
         raise Conflict(f"database {name!r} already exists on instance {instance!r}")
@@ -167,8 +169,9 @@ def create(s: Session, box: SecretBox, actor: Actor, instance: str, name, quota_
 def set_password(s: Session, box: SecretBox, actor: Actor, db: Database, password=None) -> str:
     if password is None:
         password = generate_password(24)
-    elif not isinstance(password, str) or not 12 <= len(password) <= 128:
-        raise Invalid("password must be a string of 12 to 128 characters", field="password")
+    elif not isinstance(password, str) or not L.DB_PASSWORD_MIN <= len(password) <= L.DB_PASSWORD_MAX:
+        raise Invalid(f"password must be a string of {L.DB_PASSWORD_MIN} to {L.DB_PASSWORD_MAX} characters",
+                      field="password")
     with connect_primary(db.instance, box) as conn:
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(db.role_name),
                                                                  sql.Literal(scram_verifier(password))))
@@ -181,7 +184,7 @@ def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=...,
     """quota_mb / connection_limit: ... means unchanged, None means no limit. A quota stays within its owner's
     storage allowance (limits: the configured defaults; None: only the allowances set on users)."""
     if quota_mb is not ...:
-        quota_mb = _opt_int(quota_mb, "quota_mb", 1, 16 * 1024 * 1024)
+        quota_mb = _opt_int(quota_mb, "quota_mb", L.QUOTA_MB_MIN, L.QUOTA_MB_MAX)
         if quota_mb != db.quota_mb:
             capacity.check_quota(s, actor, db, limits or capacity.Defaults(), quota_mb)
         db.quota_mb = quota_mb
@@ -191,7 +194,8 @@ def update(s: Session, box: SecretBox, actor: Actor, db: Database, quota_mb=...,
     changed = []
     with connect_primary(db.instance, box) as conn:
         if connection_limit is not ...:
-            db.connection_limit = _opt_int(connection_limit, "connection_limit", 1, 10000)
+            db.connection_limit = _opt_int(connection_limit, "connection_limit", L.CONNECTION_LIMIT_MIN,
+                                           L.CONNECTION_LIMIT_MAX)
             limit = sql.Literal(db.connection_limit if db.connection_limit is not None else -1)
             conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(sql.Identifier(db.name), limit))
             conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(sql.Identifier(db.role_name), limit))

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from webapp.hostregistry import (DEFAULT_CAPACITY, FIELDS, HostSpec, all_hosts, check,  # noqa: F401 (re-exported)
                                  known_hosts_file, spec_of)
 from webapp.providers import known_hosts
+from webapp.schemas import limits as L
 from webapp.services import Conflict, Invalid, NotFound
 from webapp.services.crypto import SecretBox
 from webapp.store.models import Host, Instance, Member

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.providers import NoCapacity
+from webapp.schemas import limits as L
 from webapp.services import Conflict, Invalid, NotFound, check_db_name, check_int, check_name, check_number
 from webapp.services import certificates, patroni
 from webapp.services import jobs as jobsvc
@@ -15,7 +16,7 @@ from webapp.services.crypto import SecretBox, generate_password
 from webapp.store.models import Instance, Job, Member, utcnow
 
 ADMIN_USER = "dbadmin"
-ADMIN_DATABASE = "app"  # the admin role's own database, unless the create names another
+ADMIN_DATABASE = L.ADMIN_DATABASE_DEFAULT  # the admin role's own database, unless the create names another
 _PASSWORD_FORBIDDEN = set("'\"\\`$")
 
 
@@ -49,8 +50,9 @@ class ClusterState:
 
 # -- validation -----------------------------------------------------------------------------------------------
 def check_password(pw, name="admin_password") -> str:
-    if not isinstance(pw, str) or not 12 <= len(pw) <= 128:
-        raise Invalid(f"{name} must be a string of 12 to 128 characters", field=name)
+    if not isinstance(pw, str) or not L.ADMIN_PASSWORD_MIN <= len(pw) <= L.ADMIN_PASSWORD_MAX:
+        raise Invalid(f"{name} must be a string of {L.ADMIN_PASSWORD_MIN} to {L.ADMIN_PASSWORD_MAX} characters",
+                      field=name)
     if any(c in _PASSWORD_FORBIDDEN or not c.isprintable() or c.isspace() for c in pw):
         raise Invalid(f"{name} may not contain quotes, backslashes, backticks, '$', spaces or control characters",
                       field=name)
@@ -91,10 +93,10 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     admin_database = check_db_name(ADMIN_DATABASE if admin_database is None else admin_database, "admin_database")
     if not isinstance(synchronous, bool):
         raise Invalid("synchronous must be true or false", field="synchronous")
-    replicas = check_int(replicas, "replicas", 1, 3, default=1)
-    storage_gb = check_int(storage_gb, "storage_gb", 1, 65536)
-    memory_mb = check_int(memory_mb, "memory_mb", 256, 1048576)
-    cpus = check_number(cpus, "cpus", 0.1, 256)
+    replicas = check_int(replicas, "replicas", L.REPLICAS_MIN, L.REPLICAS_MAX, default=L.REPLICAS_DEFAULT)
+    storage_gb = check_int(storage_gb, "storage_gb", L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)
+    memory_mb = check_int(memory_mb, "memory_mb", L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)
+    cpus = check_number(cpus, "cpus", L.CPUS_MIN, L.CPUS_MAX)
     admin_password = generate_password(24) if admin_password is None else check_password(admin_password)
     existing = s.scalar(select(Instance).where(Instance.name == name))
     if existing is not None:

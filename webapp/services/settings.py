@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
+from webapp.schemas import limits as L
 from webapp.services import Conflict, Invalid, certificates, check_int, check_number, patroni
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox
@@ -245,11 +246,11 @@ def _check_libraries(conn, text: str) -> None:
 def _sizes(inst: Instance, cpus, memory_mb, storage_gb) -> dict:
     sizes = {}
     if cpus is not None:
-        sizes["cpus"] = check_number(cpus, "cpus", 0.1, 256)
+        sizes["cpus"] = check_number(cpus, "cpus", L.CPUS_MIN, L.CPUS_MAX)
     if memory_mb is not None:
-        sizes["memory_mb"] = check_int(memory_mb, "memory_mb", 256, 1048576)
+        sizes["memory_mb"] = check_int(memory_mb, "memory_mb", L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)
     if storage_gb is not None:
-        sizes["storage_gb"] = check_int(storage_gb, "storage_gb", 1, 65536)
+        sizes["storage_gb"] = check_int(storage_gb, "storage_gb", L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)
         if inst.storage_gb is not None and sizes["storage_gb"] < inst.storage_gb:
             raise Invalid("storage_gb cannot shrink", field="storage_gb")
     return sizes

@@ -9,6 +9,8 @@ from wtforms import (BooleanField, DecimalField, IntegerField, PasswordField, Ra
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
 from wtforms.fields.choices import SelectChoice
 
+from webapp.schemas import limits as L
+
 
 class LoginForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired()], render_kw={"autocomplete": "username"})
@@ -40,12 +42,13 @@ PARAMETERS_HINT = "One setting = value per line, e.g. work_mem = 16MB (settings 
 
 class DatabaseCreateForm(FlaskForm):
     instance = SelectField("Instance", validators=[InputRequired()], choices=[])
-    name = StringField("Database name", validators=[DataRequired(), Length(max=63)],
+    name = StringField("Database name", validators=[DataRequired(), Length(max=L.DB_NAME_MAX)],
                        description="Lowercase letters, digits and underscores; it is also the login role's name.")
-    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
+    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=L.QUOTA_MB_MIN)],
                             description="Within what your storage allowance has left. Empty: a share of it (or no "
                                         "quota, without an allowance). Over it, the database becomes read-only.")
-    connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
+    connection_limit = IntegerField("Connection limit",
+                                    validators=[Optional(), NumberRange(min=L.CONNECTION_LIMIT_MIN)],
                                     description="Empty: no limit.")
     parameters = TextAreaField("Parameters", render_kw={"rows": 3, "spellcheck": "false"},
                                description=PARAMETERS_HINT + " Optional.")
@@ -55,10 +58,11 @@ class DatabaseCreateForm(FlaskForm):
 
 
 class DatabaseEditForm(FlaskForm):
-    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=1)],
+    quota_mb = IntegerField("Quota (MB)", validators=[Optional(), NumberRange(min=L.QUOTA_MB_MIN)],
                             description="Within the owner's storage allowance. Empty: no quota (refused under an "
                                         "allowance).")
-    connection_limit = IntegerField("Connection limit", validators=[Optional(), NumberRange(min=1)],
+    connection_limit = IntegerField("Connection limit",
+                                    validators=[Optional(), NumberRange(min=L.CONNECTION_LIMIT_MIN)],
                                     description="Empty: no limit.")
     parameters = TextAreaField("Parameters", render_kw={"rows": 4, "spellcheck": "false"},
                                description="One setting = value per line, e.g. work_mem = 16MB. "
@@ -83,7 +87,7 @@ class RestoreUploadForm(FlaskForm):
 class ChangePasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired()],
                                      render_kw={"autocomplete": "current-password"})
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=256)],
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(min=L.USER_PASSWORD_MIN, max=256)],
                                  render_kw={"autocomplete": "new-password"}, description="At least 8 characters.")
     confirm = PasswordField("New password again",
                             validators=[DataRequired(), EqualTo("new_password", message="the passwords differ")],
@@ -98,32 +102,38 @@ class TokenCreateForm(FlaskForm):
                         choices=[SelectChoice("write", "write: everything you may do"),
                                  SelectChoice("read", "read: look only (e.g. for Prometheus)")],
                         description="A read token is refused on anything that changes something.")
-    expires_in_days = IntegerField("Expires in (days)", validators=[Optional(), NumberRange(min=1, max=365)],
+    expires_in_days = IntegerField("Expires in (days)",
+                                   validators=[Optional(), NumberRange(L.TOKEN_DAYS_MIN, L.TOKEN_DAYS_MAX)],
                                    render_kw={"placeholder": "default"},
                                    description="1 to 365. Empty: the control plane's default (TOKEN_DAYS).")
 
 
 class InstanceCreateForm(FlaskForm):
-    name = StringField("Instance name", validators=[DataRequired(), Length(max=40)],
+    name = StringField("Instance name", validators=[DataRequired(), Length(max=L.INSTANCE_NAME_MAX)],
                        description="3 to 40 characters: a lowercase letter, then lowercase letters, digits or "
                                    "hyphens.")
     synchronous = BooleanField("Synchronous replication",
                                description="A commit waits until the standby has it: no committed write is lost "
                                            "on failover, at the cost of latency.")
-    replicas = IntegerField("Standbys", default=1, validators=[Optional(), NumberRange(min=1, max=3)],
+    replicas = IntegerField("Standbys", default=L.REPLICAS_DEFAULT,
+                            validators=[Optional(), NumberRange(L.REPLICAS_MIN, L.REPLICAS_MAX)],
                             description="1 to 3 standbys beside the primary.")
-    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(min=0.1, max=256)],
+    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(L.CPUS_MIN, L.CPUS_MAX)],
                         render_kw={"step": "0.1", "inputmode": "decimal"},
                         description="Per member, e.g. 0.5 or 2. Empty: no limit.")
-    memory_mb = IntegerField("Memory (MB)", validators=[Optional(), NumberRange(min=256, max=1048576)],
+    memory_mb = IntegerField("Memory (MB)",
+                             validators=[Optional(), NumberRange(L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)],
                              description="Per member. Empty: no limit.")
-    storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
+    storage_gb = IntegerField("Storage (GB)",
+                              validators=[Optional(), NumberRange(L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)],
                               description="Per member's data volume. Empty: no limit.")
-    admin_database = StringField("Administrator's database", default="app", validators=[Optional(), Length(max=63)],
+    admin_database = StringField("Administrator's database", default=L.ADMIN_DATABASE_DEFAULT,
+                                 validators=[Optional(), Length(max=L.DB_NAME_MAX)],
                                  description="Created with the instance and owned by its administrator role; the "
                                              "URIs point at it. A lowercase letter, then lowercase letters, digits "
                                              "or underscores.")
-    admin_password = PasswordField("Administrator password", validators=[Optional(), Length(min=12, max=128)],
+    admin_password = PasswordField("Administrator password",
+                                   validators=[Optional(), Length(L.ADMIN_PASSWORD_MIN, L.ADMIN_PASSWORD_MAX)],
                                    render_kw={"autocomplete": "new-password"},
                                    description="For the instance's administrator role. Empty: a password is "
                                                "generated and shown once.")
@@ -151,19 +161,21 @@ class InstanceSettingsForm(FlaskForm):
 
 
 class InstanceSizesForm(FlaskForm):
-    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(min=0.1, max=256)],
+    cpus = DecimalField("CPUs", places=None, validators=[Optional(), NumberRange(L.CPUS_MIN, L.CPUS_MAX)],
                         render_kw={"step": "0.1", "inputmode": "decimal", "placeholder": "no limit"},
                         description="Per member.")
-    memory_mb = IntegerField("Memory (MB)", validators=[Optional(), NumberRange(min=256, max=1048576)],
+    memory_mb = IntegerField("Memory (MB)",
+                             validators=[Optional(), NumberRange(L.MEMORY_MB_MIN, L.MEMORY_MB_MAX)],
                              render_kw={"placeholder": "no limit"}, description="Per member.")
-    storage_gb = IntegerField("Storage (GB)", validators=[Optional(), NumberRange(min=1, max=65536)],
+    storage_gb = IntegerField("Storage (GB)",
+                              validators=[Optional(), NumberRange(L.STORAGE_GB_MIN, L.STORAGE_GB_MAX)],
                               render_kw={"placeholder": "no limit"}, description="Can only grow.")
 
 
 class UserCreateForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=63)],
                            render_kw={"autocomplete": "off"})
-    password = PasswordField("Password", validators=[Optional(), Length(min=8, max=256)],
+    password = PasswordField("Password", validators=[Optional(), Length(min=L.USER_PASSWORD_MIN, max=256)],
                              render_kw={"autocomplete": "new-password"},
                              description="Empty: a password is generated and shown once.")
     is_admin = BooleanField("Administrator")
@@ -171,11 +183,12 @@ class UserCreateForm(FlaskForm):
 
 class AllowanceForm(FlaskForm):
     storage_allowance_mb = IntegerField("Storage allowance (MB)",
-                                        validators=[Optional(), NumberRange(min=0, max=1024 ** 3)],
+                                        validators=[Optional(), NumberRange(min=0, max=L.STORAGE_ALLOWANCE_MB_MAX)],
                                         render_kw={"placeholder": "default", "inputmode": "numeric"},
                                         description="Total quota over their databases, 0 to 1073741824. Empty: the "
                                                     "configured default (administrators: no limit).")
-    max_databases = IntegerField("Maximum databases", validators=[Optional(), NumberRange(min=0, max=100000)],
+    max_databases = IntegerField("Maximum databases",
+                                 validators=[Optional(), NumberRange(min=0, max=L.MAX_DATABASES_MAX)],
                                  render_kw={"placeholder": "default", "inputmode": "numeric"},
                                  description="0 to 100000. Empty: the configured default (administrators: no "
                                              "limit).")
