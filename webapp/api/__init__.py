@@ -13,8 +13,9 @@ from webapp.api.errors import BadRequest, error_response, from_service_error
 from webapp.extensions import services
 from webapp.services import Forbidden, ServiceError, Unauthorized
 from webapp.services import accounts, audit
+from webapp.urls import API_PREFIX
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
 READ_METHODS = ("GET", "HEAD", "OPTIONS")  # all a token of scope read may do
 
 
