@@ -14,8 +14,8 @@ from webapp.extensions import services
 from webapp.schemas import requests, validation
 from webapp.services import Forbidden, Invalid, ServiceError, Unauthorized
 from webapp.services import accounts, audit
+from webapp.urls import API_PREFIX
 
-API_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
 READ_METHODS = ("GET", "HEAD", "OPTIONS")  # all a token of scope read may do
 

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from flask import has_request_context, request
 
-from webapp.api import API_PREFIX
+from webapp.urls import API_PREFIX
 from webapp.services import access, capacity, certificates
 from webapp.services import instances as isvc
 from webapp.store.models import Instance, Job, JobEvent, utcnow

@@ -203,6 +203,54 @@ class UserDeleteForm(FlaskForm):
                           render_kw={"autocomplete": "off", "spellcheck": "false"})
 
 
+class SwitchoverForm(FlaskForm):
+    candidate = SelectField("New primary", choices=[], validate_choice=False,
+                            description="In synchronous mode Patroni accepts only the synchronous standby.")
+
+
+class FailoverForm(FlaskForm):
+    candidate = SelectField("Standby to promote", choices=[], validate_choice=False)
+
+
+class RebuildForm(FlaskForm):
+    """A button per standby: only the CSRF token; the member is in the URL."""
+
+    @staticmethod
+    def prefix_for(member: str) -> str:
+        return f"rb-{member}"
+
+
+class HostForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired()], description="a-z, 0-9, '.', '-'")
+    address = StringField("Address", validators=[DataRequired()], description="IP address or DNS name")
+    ssh_user = StringField("SSH user", validators=[DataRequired()], default="root",
+                           description="root, or a user with passwordless sudo")
+    ssh_port = IntegerField("SSH port", default=22, validators=[Optional(), NumberRange(L.SSH_PORT_MIN, L.SSH_PORT_MAX)])
+    key_path = StringField("Key file on the control plane", validators=[Optional()],
+                           description="An absolute path the control plane reads; or paste a key below")
+    private_key = TextAreaField("Private key (stored encrypted, never shown again)", validators=[Optional()],
+                                render_kw={"rows": 4, "spellcheck": "false", "autocomplete": "off"})
+    host_key = TextAreaField("Host public key (optional)", validators=[Optional()],
+                             description="e.g. the output of ssh-keyscan or /etc/ssh/ssh_host_ed25519_key.pub; "
+                                         "empty: the key the host presents on first contact is pinned",
+                             render_kw={"rows": 2, "spellcheck": "false", "autocomplete": "off"})
+    labels = StringField("Labels", validators=[Optional()], description="key=value, separated by commas")
+    capacity = IntegerField("Capacity (members)", default=L.HOST_CAPACITY_DEFAULT,
+                            validators=[Optional(), NumberRange(L.HOST_CAPACITY_MIN, L.HOST_CAPACITY_MAX)])
+
+    def parsed_labels(self) -> dict | None:
+        """{key: value} from `key=value, ...`; None when a part is not of that shape."""
+        out = {}
+        for part in (self.labels.data or "").split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                return None
+            out[key.strip()] = value.strip()
+        return out
+
+
 class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search form changes nothing

@@ -10,13 +10,9 @@ from flask_login import current_user, login_required
 from webapp.extensions import services
 from webapp.services import NotFound
 from webapp.services import alerts as alertsvc
-from webapp.services import charts
-from webapp.services import databases as dbsvc
-from webapp.services import instances as isvc
-from webapp.services import reports
+from webapp.services import charts, reports
 from webapp.ui import bp
-from webapp.ui.auth import actor
-from webapp.ui.views import admin_required
+from webapp.ui.common import actor, admin_required, database_or_404, instance_or_404
 
 
 def _alert_count() -> int:
@@ -38,20 +34,6 @@ def _svg(body: str) -> Response:
     resp = Response(body, mimetype="image/svg+xml")
     resp.headers["Cache-Control"] = "no-store"
     return resp
-
-
-def _database(s, instance: str, name: str):
-    try:
-        return dbsvc.get(s, actor(), instance, name)
-    except NotFound:
-        abort(404, f"There is no database {name!r} on instance {instance!r} that you can see.")
-
-
-def _instance(s, name: str):
-    try:
-        return isvc.get(s, name)
-    except NotFound:
-        abort(404, f"There is no instance {name!r}.")
 
 
 def _download(report, fmt: str) -> Response:
@@ -77,7 +59,7 @@ def _format() -> str:
 def database_chart(instance, name, chart):
     _, start, end = charts.period(request.args.get("period"))
     with services().store.session() as s:
-        _database(s, instance, name)
+        database_or_404(s, instance, name)
         try:
             return _svg(charts.database_chart(s, instance, name, chart, start, end))
         except NotFound as exc:
@@ -90,7 +72,7 @@ def database_report(instance, name):
     fmt = _format()
     _, start, end = charts.period(request.args.get("period"))
     with services().store.session() as s:
-        _database(s, instance, name)
+        database_or_404(s, instance, name)
         return _download(reports.database_report(s, instance, name, start, end), fmt)
 
 
@@ -100,7 +82,7 @@ def database_report(instance, name):
 def instance_chart(name, chart):
     _, start, end = charts.period(request.args.get("period"))
     with services().store.session() as s:
-        _instance(s, name)
+        instance_or_404(s, name)
         try:
             return _svg(charts.instance_chart(s, name, chart, start, end))
         except NotFound as exc:
@@ -113,7 +95,7 @@ def instance_report(name):
     fmt = _format()
     _, start, end = charts.period(request.args.get("period"))
     with services().store.session() as s:
-        _instance(s, name)
+        instance_or_404(s, name)
         return _download(reports.instance_report(s, name, start, end), fmt)
 
 
