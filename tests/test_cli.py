@@ -103,3 +103,31 @@ def test_instance_show_and_a_pruned_job_without_a_request(tmp_path):
     assert r.returncode == 1 and r.stdout.splitlines() == [
         f"job {job_id}: its events were pruned after the retention period (JOB_RETENTION_DAYS)",
         f"job {job_id}: failed: it broke"], r.stdout + r.stderr
+
+
+def test_console_actions_are_audited_like_the_api_and_the_website(tmp_path):
+    """The CLI's creates and deletes land in the audit log as cli:<os user>, refusals included."""
+    env = env_for(tmp_path)
+
+    def pgaas(*args):
+        return subprocess.run([PGAAS, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert pgaas("user", "create", "carol").returncode == 0
+    assert pgaas("user", "create", "Not A Name").returncode != 0
+    created = pgaas("instance", "create", "cliaudit")  # no worker runs: the job stays queued
+    assert created.returncode == 0, created.stderr
+    bad = pgaas("instance", "create", "Bad_Name")
+    assert bad.returncode != 0 and "name" in bad.stderr
+    busy = pgaas("instance", "delete", "cliaudit")  # its create is still queued: refused
+    assert busy.returncode != 0
+
+    from webapp import create_app
+    from webapp.services import audit
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "instance")})
+    with app.extensions["pgaas"].store.session() as s:
+        rows = [(e.actor.split(":")[0], e.action, e.object_name, e.outcome) for e in reversed(audit.list_events(s))]
+    assert [r for r in rows if r[0] == "cli"] == [
+        ("cli", "user.create", "carol", "ok"), ("cli", "user.create", "Not A Name", "failed"),
+        ("cli", "instance.create", "cliaudit", "ok"), ("cli", "instance.create", "Bad_Name", "failed"),
+        ("cli", "instance.delete", "cliaudit", "failed")]

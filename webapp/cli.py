@@ -18,6 +18,19 @@ def _app():
     return create_app()
 
 
+def _actor():
+    """Who acts from the console: the operating-system user, as the audit log names them (cli:root)."""
+    import getpass
+
+    from webapp.services import audit
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return audit.Actor(f"cli:{user}", is_admin=True)
+
+
 def _svc(app):
     return app.extensions["pgaas"]
 
@@ -154,14 +167,17 @@ def user():
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def user_create(username, admin, password_stdin):
     """Create a user; without --password-stdin a password is generated and printed once."""
-    from webapp.services import ServiceError, accounts
+    from webapp.services import ServiceError, accounts, audit
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     app = _app()
+    store, who = _svc(app).store, _actor()
     try:
-        with _svc(app).store.session() as s:
+        with store.session() as s:
             u, pw = accounts.create_user(s, username, password, is_admin=admin)
+            audit.record(s, who, "user.create", "user", u.username, detail=f"is_admin={u.is_admin}")
     except ServiceError as exc:
+        audit.record_failure(store, who, "user.create", "user", str(username), exc)
         raise click.ClickException(exc.message) from None
     click.echo(f"created {'administrator' if u.is_admin else 'user'} {u.username}")
     if not password_stdin:
@@ -207,18 +223,21 @@ def instance():
 @click.option("--admin-database", default=None, help="database created for the admin role (default: app)")
 @click.option("--wait", is_flag=True, help="follow the job's progress until it ends")
 def instance_create(name, synchronous, replicas, admin_database, wait):
-    from webapp.services import ServiceError
+    from webapp.services import ServiceError, audit
     from webapp.services import instances as isvc
 
     app = _app()
     svc = _svc(app)
+    who = _actor()
     try:
         with svc.store.session() as s:
             inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, created_by="cli",
                                         synchronous=synchronous, replicas=replicas, admin_database=admin_database,
                                         cert_days=int(svc.config["TLS_CERT_DAYS"]))
             job_id, admin_user, uri = job.id, inst.admin_user, isvc.uris(inst)[0]
+            audit.record(s, who, "instance.create", "instance", inst.name, detail=f"job {job.id}")
     except ServiceError as exc:
+        audit.record_failure(svc.store, who, "instance.create", "instance", str(name), exc)
         raise click.ClickException(exc.message) from None
     click.echo(f"instance {name}: job {job_id} queued; admin user {admin_user}, password {pw} (shown once)")
     click.echo(f"  uri: {uri}")
@@ -230,14 +249,17 @@ def instance_create(name, synchronous, replicas, admin_database, wait):
 @click.argument("name")
 @click.option("--wait", is_flag=True)
 def instance_delete(name, wait):
-    from webapp.services import ServiceError
+    from webapp.services import ServiceError, audit
     from webapp.services import instances as isvc
 
     app = _app()
+    store, who = _svc(app).store, _actor()
     try:
-        with _svc(app).store.session() as s:
+        with store.session() as s:
             job_id = isvc.delete(s, name, "cli").id
+            audit.record(s, who, "instance.delete", "instance", name, detail=f"job {job_id}")
     except ServiceError as exc:
+        audit.record_failure(store, who, "instance.delete", "instance", name, exc)
         raise click.ClickException(exc.message) from None
     click.echo(f"instance {name}: delete job {job_id} queued")
     if wait and _follow(app, job_id) != "succeeded":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from webapp.exceptions import Forbidden, ServiceError, Unauthorized
 from webapp.store.models import AuditEvent
 
 
@@ -32,6 +33,15 @@ def record_separately(store, actor: Actor, action: str, object_type: str, object
     """For failures: the request's own transaction is rolled back, the audit row must still land."""
     with store.session() as s:
         record(s, actor, action, object_type, object_name, outcome, detail)
+
+
+def record_failure(store, actor: Actor, action: str, object_type: str, object_name: str,
+                   exc: Exception) -> None:
+    """A refused or failed action, the same way from the API, the website and the CLI: outcome denied for a
+    refusal of who asks (unauthorized, forbidden), failed for any other error, with the error's message."""
+    outcome = "denied" if isinstance(exc, (Unauthorized, Forbidden)) else "failed"
+    message = exc.message if isinstance(exc, ServiceError) else str(exc)
+    record_separately(store, actor, action, object_type, object_name, outcome, message)
 
 
 def failed_login(store, username, remote_addr: str, via: str, reason: str) -> None:

@@ -10,7 +10,7 @@ from flask import abort, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
 from webapp.extensions import services
-from webapp.services import Conflict, Invalid, NotFound, ServiceError, Unauthorized
+from webapp.services import Conflict, Invalid, NotFound, ServiceError
 from webapp.services import audit, certificates
 from webapp.services import databases as dbsvc
 from webapp.services import instances as isvc
@@ -51,9 +51,7 @@ def db_error_message(exc: psycopg.Error) -> str:
 
 
 def record_failure(action: str, object_type: str, object_name: str, exc: Exception) -> None:
-    outcome = "denied" if isinstance(exc, Unauthorized) else "failed"
-    message = exc.message if isinstance(exc, ServiceError) else str(exc)
-    audit.record_separately(services().store, actor(), action, object_type, object_name, outcome, message)
+    audit.record_failure(services().store, actor(), action, object_type, object_name, exc)
 
 
 def refuse(form, action: str, object_type: str, object_name: str, exc: ServiceError | psycopg.Error) -> None:
