@@ -63,3 +63,23 @@ def test_no_service_module_imports_a_job_handler():
              if module_name(p).startswith("webapp.services.") and not module_name(p).startswith(
                  "webapp.services.handlers") and mod.startswith("webapp.services.handlers")]
     assert found == []
+
+
+def test_the_playbooks_limits_are_the_apis():
+    """Operators run the playbooks without the control plane, so the plays check their inputs themselves; what
+    they check must be what the API checks (webapp/schemas/limits.py), wherever a play or role spells it."""
+    import re
+
+    import yaml
+
+    from webapp.schemas import limits as L
+
+    repo = WEBAPP.parent
+    spec = yaml.safe_load((repo / "playbooks" / "vars" / "instance_argument_spec.yml").read_text())
+    assert spec["pgaas_instance_name_pattern"] == L.INSTANCE_NAME_PATTERN
+    assert spec["pgaas_instance_limits"] == {"cpus": [L.CPUS_MIN, L.CPUS_MAX],
+                                             "memory_mb": [L.MEMORY_MB_MIN, L.MEMORY_MB_MAX],
+                                             "storage_gb": [L.STORAGE_GB_MIN, L.STORAGE_GB_MAX]}
+    spelled = {m for p in [*repo.glob("playbooks/*.yml"), *repo.glob("roles/*/tasks/*.yml")]
+               for m in re.findall(r"instance_name is match\('([^']+)'\)", p.read_text())}
+    assert spelled == {L.INSTANCE_NAME_PATTERN}
