@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webapp.schemas import limits as L
 from webapp.schemas.requests import InstanceName
 from webapp.store.models import JOB_STATUSES
 
@@ -239,7 +240,8 @@ class UserOf(Shape):
 class Token(Shape):
     id: int
     prefix: str
-    scope: Literal["read", "write"] = Field(description="read: GET only; write: all its user may do")
+    scope: Literal[L.TOKEN_SCOPES] = Field(  # type: ignore[valid-type]
+        description="read: GET only; write: all its user may do")
     expires_at: str
     revoked: bool
     expired: bool
