@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -72,10 +73,14 @@ def provider(max_age: float = 60.0) -> local.LocalProvider:
 def test_one_podman_stats_call_gives_each_containers_own_numbers(sleepers, monkeypatch):
     calls = []
     real_run = subprocess.run
+    me = threading.get_ident()
 
     def counting_run(cmd, *a, **kw):
+        # subprocess.run is patched for the whole process: count this test's calls only, not those of another
+        # thread still alive from an earlier test (a monitoring sampler of an app that test started)
         r = real_run(cmd, *a, **kw)
-        calls.append(cmd[:2] + ([r.returncode, (r.stderr or "")[-300:]] if r.returncode else []))
+        if threading.get_ident() == me:
+            calls.append(cmd[:2] + ([r.returncode, (r.stderr or "")[-300:]] if r.returncode else []))
         return r
 
     monkeypatch.setattr(local.subprocess, "run", counting_run)
