@@ -80,6 +80,33 @@ def _mapping(value, what: str) -> dict:
     return value
 
 
+def short_form(name: str, v: dict, hosts: dict[str, dict]) -> dict:
+    """The operators' short form of a vars file (pgaas_hosts, pgaas_base_port, pgaas_member_count;
+    playbooks/vars/instance_defaults.yml) as the members and etcd members the playbooks make of it: member i,
+    pgaas-NAME-i, on pgaas_hosts[i % len] with ports base + 2i and base + 2i + 1; with several hosts an etcd member
+    on each of the first three, on the two ports after the members'. pgaas_members, when given, wins."""
+    base = v.get("pgaas_base_port")
+    if v.get("pgaas_members") or base is None:
+        return v
+    names, count = v.get("pgaas_hosts") or ["localhost"], v.get("pgaas_member_count", 2)
+    if not isinstance(names, list) or not names or not all(isinstance(h, str) for h in names):
+        raise Invalid("vars: pgaas_hosts must be a non-empty list of inventory host names", field="vars")
+    base = _port(base, "vars: pgaas_base_port")
+    count = check_int(count, "pgaas_member_count", 1 + L.REPLICAS_MIN, 1 + L.REPLICAS_MAX)
+
+    def address(h: str) -> str:
+        hv = hosts.get(h) or {}
+        return "127.0.0.1" if h == "localhost" else str(hv.get("pgaas_host_publish_address") or hv.get("ansible_host")
+                                                         or h)
+
+    members = [{"name": f"pgaas-{name}-{i}", "host": names[i % len(names)], "address": address(names[i % len(names)]),
+                "pg_port": base + 2 * i, "api_port": base + 2 * i + 1} for i in range(count)]
+    unique = list(dict.fromkeys(names))
+    etcd = [{"name": f"pgaas-{name}-etcd-{j}", "host": h, "address": address(h), "client_port": base + 2 * count,
+             "peer_port": base + 2 * count + 1} for j, h in enumerate(unique[:3])] if len(unique) > 1 else []
+    return {**v, "pgaas_members": members, "pgaas_etcd_members": etcd}
+
+
 # -- checks ---------------------------------------------------------------------------------------------------
 def _port(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 65535:
@@ -254,7 +281,7 @@ def adopt(s: Session, provider, box: SecretBox, config, actor: audit.Actor, *, n
         raise Invalid("vars must be a mapping of the playbooks' variables (pgaas_instance_name, pgaas_members, ...)",
                       field="vars")
     hosts, top = inventory_hosts(inventory)
-    v = {**top, **vars}
+    v = short_form(name, {**top, **vars}, hosts)
     if v.get("pgaas_instance_name") != name:
         raise Invalid(f"vars: pgaas_instance_name is {v.get('pgaas_instance_name')!r}, not {name!r}", field="vars")
     if s.scalar(select(Instance).where(Instance.name == name)) is not None:
@@ -315,9 +342,11 @@ def adopt(s: Session, provider, box: SecretBox, config, actor: audit.Actor, *, n
 
 
 # -- the reverse: an instance as the operator's files ---------------------------------------------------------
-def _host_vars(host: str, spec) -> dict:
-    if spec is None:  # the control plane's own machine (inventory/local/hosts.yml)
+def _host_vars(host: str, spec, address: str) -> dict:
+    if host == "localhost":  # the control plane's own machine (inventory/local/hosts.yml)
         return {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    if spec is None:  # a server its provider made (openstack): how to log in is the operator's to add
+        return {"ansible_host": address}
     return {"ansible_host": spec.address, "ansible_user": spec.ssh_user, "ansible_port": spec.ssh_port,
             "ansible_become": spec.ssh_user != "root", "ansible_python_interpreter": "/usr/bin/python3"}
 
@@ -329,7 +358,8 @@ def export(s: Session, box: SecretBox, config, actor: audit.Actor, name: str, im
     pgaas_tls_client is a certificate issued for this export (CN pgaas-operator)."""
     inst = isvc.get(s, name)
     specs = {h.name: h for h in hostregistry.all_hosts(s, config)} if inst.provider == "ssh" else {}
-    hosts = {h: _host_vars(h, specs.get(h)) for h in sorted(set(isvc.instance_hosts(inst)))}
+    addresses = {e["host"]: e["address"] for e in isvc.etcd_members(inst)} | {m.host: m.address for m in inst.members}
+    hosts = {h: _host_vars(h, specs.get(h), addresses.get(h, h)) for h in sorted(set(isvc.instance_hosts(inst)))}
     v = isvc.deploy_vars(inst, image)
     body = {"instance": inst.name, "inventory": {"all": {"hosts": hosts, "vars": v}}, "vars": v,
             "secrets_file": secrets_filename(inst.name)}
