@@ -126,7 +126,8 @@ def test_cli_reads_the_operators_files_short_form_too(srv, tmp_path, monkeypatch
     assert "secrets" not in got
     r = runner.invoke(main, ["instance", "adopt", NAME, "--inventory", inv, "--vars", vars_file], env=env)
     assert r.exit_code == 1 and "already exists" in r.output
-    actions = [(e["action"], e["outcome"]) for e in srv.admin.get(f"/api/v1/admin/audit?object={NAME}").json()["events"]]
+    events = srv.admin.get(f"/api/v1/admin/audit?object={NAME}").json()["events"]
+    actions = [(e["action"], e["outcome"]) for e in events]
     assert ("instance.adopt", "failed") in actions and ("instance.adopt", "ok") in actions, actions
 
 

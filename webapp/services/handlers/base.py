@@ -4,7 +4,6 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from webapp.jobs.types import Outcome, RunSpec
-from webapp.services import instances as isvc
 from webapp.services.crypto import SecretBox
 from webapp.services.instances import deploy_vars  # noqa: F401 (the handlers take it from here)
 from webapp.store.models import Instance, Job

@@ -124,7 +124,8 @@ class AdoptHandler(CreateHandler):
         inst = instance_of(s, job)
         if inst is not None and inst.status == "failed":
             inst.status_reason = (f"adoption {job.status} (job {job.id}): {job.error or 'no reason given'}; the "
-                                  "pair is as it was: retry (converges it again) or delete (removes its containers)")
+                                  "pair is as it was: retry (converges it again) or delete (removes its containers "
+                                  "and data volumes)")
 
 
 class DeleteHandler(CreateHandler):
