@@ -7,7 +7,8 @@ secrets file (pgaas-NAME.secrets.yml: the four passwords, the CA's certificate a
 and key, an operator's client certificate). `adopt` takes them as data (parsed YAML or JSON), checks everything
 before anything is stored, and queues an `instance_adopt` job that converges the pair with the same playbook
 (instance_deploy.yml is idempotent: a pair deployed with these inputs changes nothing) and fills the instance's
-metadata from that run, as a create does. No HTTP here.
+metadata from that run, as a create does. The file's pgaas_tls_client is not used: the control plane issues its own
+client certificate from the CA, so that its key never existed outside it. No HTTP here.
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from webapp.store.models import Instance, Member, utcnow
 PASSWORDS = ("pgaas_superuser_password", "pgaas_replication_password", "pgaas_restapi_password",
              "pgaas_admin_password")
 ADMIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-OPERATOR_CLIENT_CN = "pgaas-operator"
 
 
 def secrets_filename(name: str) -> str:
@@ -355,7 +355,8 @@ def export(s: Session, box: SecretBox, config, actor: audit.Actor, name: str, im
            with_secrets: bool = False) -> dict:
     """The instance as the operator's inventory (its vars under all.vars), the same vars as a vars file, and,
     only when asked (audited), the secrets file's content. The control plane's own client key is never in it:
-    pgaas_tls_client is a certificate issued for this export (CN pgaas-operator)."""
+    pgaas_tls_client is a certificate issued for this export, with a key of its own (CN pgaas-control-plane, as the
+    operators' secrets file names it: docs/operators.md)."""
     inst = isvc.get(s, name)
     specs = {h.name: h for h in hostregistry.all_hosts(s, config)} if inst.provider == "ssh" else {}
     addresses = {e["host"]: e["address"] for e in isvc.etcd_members(inst)} | {m.host: m.address for m in inst.members}
@@ -366,7 +367,7 @@ def export(s: Session, box: SecretBox, config, actor: audit.Actor, name: str, im
     if with_secrets:
         sealed = box.open(inst.secrets_enc)
         tls = sealed.get("tls") or certificates.ensure(inst, box)
-        client = certificates.issue(tls["ca_cert"], tls["ca_key"], OPERATOR_CLIENT_CN, [], server=False)
+        client = certificates.issue(tls["ca_cert"], tls["ca_key"], certificates.CLIENT_CN, [], server=False)
         body["secrets"] = {**{k: sealed[k] for k in PASSWORDS}, "pgaas_tls_ca_cert": tls["ca_cert"],
                            "pgaas_tls_ca_key": tls["ca_key"], "pgaas_tls_certs": tls["certs"],
                            "pgaas_tls_client": {"cert": client[0], "key": client[1]}}
