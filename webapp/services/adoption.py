@@ -125,7 +125,7 @@ def _members(name: str, raw, known: dict[str, str | None], local: bool) -> list[
         if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not pattern.match(m["name"]):
             raise Invalid(f"pgaas_members[{i}] must have a name pgaas-{name}-<N>", field="vars")
         host = m.get("host")
-        if host not in known:
+        if not isinstance(host, str) or host not in known:
             raise Invalid(f"member {m['name']}: host {host!r} is not one the control plane knows (its provider's "
                           f"hosts: {', '.join(sorted(known)) or 'none'}; register it first: POST /api/v1/hosts)",
                           field="vars")
@@ -154,7 +154,7 @@ def _etcd(name: str, raw, known: dict[str, str | None], local: bool) -> list[dic
     for i, e in enumerate(raw):
         if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not pattern.match(e["name"]):
             raise Invalid(f"pgaas_etcd_members[{i}] must have a name pgaas-{name}-etcd-<N>", field="vars")
-        if e.get("host") not in known and e.get("host") != "localhost":
+        if not isinstance(e.get("host"), str) or (e["host"] not in known and e["host"] != "localhost"):
             raise Invalid(f"etcd member {e['name']}: host {e.get('host')!r} is not one the control plane knows",
                           field="vars")
         if not isinstance(e.get("address"), str) or not e["address"]:
