@@ -6,7 +6,7 @@ from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.services import Forbidden, NotFound, audit
-from webapp.services import dumps, retries
+from webapp.services import dumps, replay, retries
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 
@@ -36,7 +36,7 @@ def get_job(job_id):
         raise BadRequest("after must be a non-negative integer (an event id)")
     with services().store.session() as s:
         job = _visible(jobsvc.get(s, job_id))
-        return ser.job(job, jobsvc.events_after(s, job.id, int(after)))
+        return ser.job(job, jobsvc.events_after(s, job.id, int(after)), replay.runs(job) if g.is_admin else None)
 
 
 @bp.post("/jobs/<job_id>/cancel")
