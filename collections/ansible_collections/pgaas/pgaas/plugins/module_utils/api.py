@@ -144,14 +144,14 @@ class Client(object):
             if job.get("status") in FINISHED:
                 break
             if time.monotonic() >= deadline:
-                raise JobFailed(job, "job %s (%s) is still %s after %d s (wait_timeout); it keeps running on the "
-                                     "control plane: GET %s" % (job_id, job.get("kind"), job.get("status"), timeout,
-                                                                 job.get("url")))
+                msg = "job %s (%s) is still %s after %d s (wait_timeout); it keeps running on the control plane: " \
+                      "GET %s" % (job_id, job.get("kind"), job.get("status"), timeout, job.get("url"))
+                raise JobFailed(job, msg)
             time.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
+            delay = min(delay * 1.5, 2.0)
         if job["status"] != "succeeded":
-            raise JobFailed(job, "job %s (%s) %s: %s" % (job_id, job.get("kind"), job["status"],
-                                                        job.get("error") or "no error message"))
+            msg = "job %s (%s) %s: %s" % (job_id, job.get("kind"), job["status"], job.get("error") or "no error message")
+            raise JobFailed(job, msg)
         return job
 
     def fail(self, exc, result):

@@ -18,7 +18,7 @@ description:
   - A delete ends the database's sessions and drops it with its role; by default a job keeps a final dump first
     (restorable for the control plane's grace period), which the module awaits (O(wait)).
 author:
-  - pgaas project
+  - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
   - pgaas.pgaas.api.wait
@@ -135,7 +135,7 @@ password:
   description:
     - A password the API generated (on creation without O(password), or with O(update_password=always) and no
       O(password)). The API answers it this once.
-    - Treat it as a secret. Give the task C(no_log: true) (a registered variable still holds it), or give
+    - Treat it as a secret. Set C(no_log) on the task (a registered variable still holds it), or give
       O(password) yourself, from a vault.
   returned: when the API generated a password in this run
   type: str

@@ -10,10 +10,10 @@ module: database_info
 short_description: Read pgaas tenant databases
 version_added: 0.1.0
 description:
-  - Reads the tenant databases the token's user may see through the pgaas JSON API (C(GET /api/v1/databases)):
+  - Reads the tenant databases the token's user may see through the pgaas JSON API (C(GET /api/v1/databases));
     a user sees their own, an administrator every one. Changes nothing; never returns a password.
 author:
-  - pgaas project
+  - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
 attributes:

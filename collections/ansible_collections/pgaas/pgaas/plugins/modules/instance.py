@@ -20,7 +20,7 @@ description:
     that differs in them fails the task rather than pretend.
   - When the instance is busy with a job (creating, changing, deleting), the module waits for that job first.
 author:
-  - pgaas project
+  - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
   - pgaas.pgaas.api.wait
@@ -142,7 +142,7 @@ admin_password:
   description:
     - The admin role's password the API generated on creation. The API shows it this once and never again; it is
       returned only when the module created the instance without O(admin_password).
-    - Treat it as a secret. Give the creating task C(no_log: true) (the result then stays out of output and logs,
+    - Treat it as a secret. Set C(no_log) on the creating task (the result then stays out of output and logs,
       and a registered variable still holds it), or give O(admin_password) yourself, from a vault.
   returned: when created without O(admin_password)
   type: str

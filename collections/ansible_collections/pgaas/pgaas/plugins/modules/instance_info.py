@@ -15,7 +15,7 @@ description:
   - Administrators see each instance whole (members, replicas with their lag, URIs, sizes, settings, metadata);
     other users see the instances open to them, each as its name, status and version.
 author:
-  - pgaas project
+  - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
 attributes:

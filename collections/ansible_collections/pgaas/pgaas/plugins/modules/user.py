@@ -17,7 +17,7 @@ description:
     change them afterwards (users change their own password), so they are not compared. An existing user whose
     O(is_admin) differs fails the task rather than pretend.
 author:
-  - pgaas project
+  - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
 attributes:
