@@ -57,3 +57,24 @@ options:
     type: int
     default: 900
 """
+
+    STATE = r"""
+attributes:
+  check_mode:
+    description: Reports what would change and changes nothing.
+    support: full
+  diff_mode:
+    description: Shows what the module manages of the resource, and whether it exists, before and after (never a
+      password).
+    support: full
+"""
+
+    INFO = r"""
+attributes:
+  check_mode:
+    description: Runs in check mode too (it only reads).
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is no diff.
+    support: none
+"""

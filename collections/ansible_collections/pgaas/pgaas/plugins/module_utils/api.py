@@ -10,7 +10,7 @@ import json
 import socket
 import time
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
@@ -34,10 +34,13 @@ WAIT_ARGS = dict(
 )
 
 
-def argument_spec(wait=False, **own):
+def argument_spec(wait=False, state=False, **own):
+    """The shared options (API_ARGS), the job's (WAIT_ARGS) with wait, state present/absent with state, and own."""
     spec = dict(API_ARGS)
     if wait:
         spec.update(WAIT_ARGS)
+    if state:
+        spec["state"] = dict(type="str", default="present", choices=["present", "absent"])
     spec.update(own)
     return spec
 
@@ -205,3 +208,49 @@ def merged_settings(current, changes):
         else:
             out[name.lower()] = as_setting_text(value)
     return out
+
+
+class StateModule(object):
+    """state present/absent over one API resource. A subclass gives view(resource) (what the diff shows of it;
+    None: absent), and create(), update(current) and absent(current), each returning the diff's after (and
+    changing nothing in check mode); read() is the resource at url, or None."""
+
+    def __init__(self, module, url):
+        self.module = module
+        self.p = module.params
+        self.api = Client(module)
+        self.url = url
+        self.result = dict(changed=False)
+
+    key = None  # the result's name for the resource
+
+    def read(self):
+        return self.api.get_or_none(self.url)
+
+    def finish(self):
+        """The resource as it is after a change, into the result; the diff's after."""
+        resource = self.read()
+        self.result[self.key] = resource
+        return self.view(resource)
+
+    def run(self):
+        before = self.read()
+        if self.p["state"] == "absent":
+            after = self.absent(before)
+        elif before is None:
+            after = self.create()
+        else:
+            after = self.update(before)
+        if self.module._diff:
+            self.result["diff"] = dict(before=self.view(before), after=after)
+        self.module.exit_json(**self.result)
+
+
+def run_module(cls, spec, **kwargs):
+    """Run a StateModule subclass; a refusal of the API or a failed job ends it with that message."""
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **kwargs)
+    runner = cls(module)
+    try:
+        runner.run()
+    except (ApiError, JobFailed) as e:
+        runner.api.fail(e, runner.result)

@@ -21,15 +21,8 @@ author:
   - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
+  - pgaas.pgaas.api.state
   - pgaas.pgaas.api.wait
-attributes:
-  check_mode:
-    description: Reports what would change and changes nothing.
-    support: full
-  diff_mode:
-    description: Shows the database's quota, connection limit, parameters and existence before and after (never a
-      password).
-    support: full
 options:
   instance:
     description:
@@ -146,10 +139,8 @@ job:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pgaas.pgaas.plugins.module_utils.api import (
-    ApiError, Client, JobFailed, argument_spec, job_summary, merged_settings, path, settings_changes)
+    ApiError, StateModule, argument_spec, job_summary, merged_settings, path, run_module, settings_changes)
 
 LIMITS = ("quota_mb", "connection_limit")
 
@@ -163,25 +154,13 @@ def view(db):
     return out
 
 
-class Database(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.api = Client(module)
-        self.url = path("instances", self.p["instance"], "databases", self.p["name"])
-        self.result = dict(changed=False)
+class Database(StateModule):
+    view = staticmethod(view)
+    key = "database"
 
-    def run(self):
-        before = self.api.get_or_none(self.url)
-        if self.p["state"] == "absent":
-            after = self.absent(before)
-        elif before is None:
-            after = self.create()
-        else:
-            after = self.update(before)
-        if self.module._diff:
-            self.result["diff"] = dict(before=view(before), after=after)
-        self.module.exit_json(**self.result)
+    def __init__(self, module):
+        p = module.params
+        super(Database, self).__init__(module, path("instances", p["instance"], "databases", p["name"]))
 
     def create(self):
         body = {"name": self.p["name"]}
@@ -246,19 +225,15 @@ class Database(object):
             self.result["job"] = job_summary(job)
         return view(None)
 
-    def finish(self):
-        db = self.api.get(self.url)
-        self.result["database"] = db
-        return view(db)
-
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
+    run_module(
+        Database,
+        argument_spec(
             wait=True,
+            state=True,
             instance=dict(type="str", required=True),
             name=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
             quota_mb=dict(type="int"),
             connection_limit=dict(type="int"),
             parameters=dict(type="dict"),
@@ -266,13 +241,7 @@ def main():
             update_password=dict(type="str", default="on_create", choices=["on_create", "always"], no_log=False),
             final_dump=dict(type="bool", default=True),
         ),
-        supports_check_mode=True,
     )
-    runner = Database(module)
-    try:
-        runner.run()
-    except (ApiError, JobFailed) as e:
-        runner.api.fail(e, runner.result)
 
 
 if __name__ == "__main__":

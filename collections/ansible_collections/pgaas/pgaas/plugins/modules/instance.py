@@ -23,14 +23,8 @@ author:
   - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
+  - pgaas.pgaas.api.state
   - pgaas.pgaas.api.wait
-attributes:
-  check_mode:
-    description: Reports what would change and changes nothing.
-    support: full
-  diff_mode:
-    description: Shows the instance's sizes, settings and existence before and after.
-    support: full
 options:
   name:
     description:
@@ -158,10 +152,8 @@ job:
     url: /api/v1/jobs/12
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pgaas.pgaas.plugins.module_utils.api import (
-    ApiError, Client, JobFailed, argument_spec, job_summary, merged_settings, path, settings_changes)
+    JobFailed, StateModule, argument_spec, job_summary, merged_settings, path, run_module, settings_changes)
 
 SIZES = ("cpus", "memory_mb", "storage_gb")
 CREATE_ONLY = (("replicas", "replicas_wanted"), ("synchronous", "synchronous"), ("admin_database", "admin_database"))
@@ -178,13 +170,12 @@ def view(inst):
     return out
 
 
-class Instance(object):
+class Instance(StateModule):
+    view = staticmethod(view)
+    key = "instance"
+
     def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.api = Client(module)
-        self.url = path("instances", self.p["name"])
-        self.result = dict(changed=False)
+        super(Instance, self).__init__(module, path("instances", module.params["name"]))
 
     def read(self):
         """The instance, once any job it is busy with has ended (when waiting)."""
@@ -203,18 +194,6 @@ class Instance(object):
             if check:
                 raise
             return e.job  # an earlier job's failure: the instance's own status tells the rest
-
-    def run(self):
-        before = self.read()
-        if self.p["state"] == "absent":
-            after = self.absent(before)
-        elif before is None:
-            after = self.create()
-        else:
-            after = self.update(before)
-        if self.module._diff:
-            self.result["diff"] = dict(before=view(before), after=after)
-        self.module.exit_json(**self.result)
 
     def started(self, answer):
         job = answer["job"]
@@ -281,18 +260,14 @@ class Instance(object):
             self.result["instance"] = self.api.get_or_none(self.url)
         return view(None)
 
-    def finish(self):
-        inst = self.api.get(self.url)
-        self.result["instance"] = inst
-        return view(inst)
-
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
+    run_module(
+        Instance,
+        argument_spec(
             wait=True,
+            state=True,
             name=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
             replicas=dict(type="int"),
             synchronous=dict(type="bool"),
             admin_database=dict(type="str"),
@@ -303,13 +278,7 @@ def main():
             settings=dict(type="dict"),
             force=dict(type="bool", default=False),
         ),
-        supports_check_mode=True,
     )
-    runner = Instance(module)
-    try:
-        runner.run()
-    except (ApiError, JobFailed) as e:
-        runner.api.fail(e, runner.result)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,7 @@ author:
   - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
-attributes:
-  check_mode:
-    description: Runs in check mode too (it only reads).
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
+  - pgaas.pgaas.api.info
 options:
   name:
     description:

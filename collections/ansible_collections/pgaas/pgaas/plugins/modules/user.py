@@ -20,13 +20,7 @@ author:
   - pgaas project (!UNKNOWN)
 extends_documentation_fragment:
   - pgaas.pgaas.api
-attributes:
-  check_mode:
-    description: Reports what would change and changes nothing.
-    support: full
-  diff_mode:
-    description: Shows the user's allowances and existence before and after (never a password).
-    support: full
+  - pgaas.pgaas.api.state
 options:
   username:
     description:
@@ -106,9 +100,7 @@ user:
       databases_left: 2
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.pgaas.pgaas.plugins.module_utils.api import ApiError, Client, argument_spec, path
+from ansible_collections.pgaas.pgaas.plugins.module_utils.api import StateModule, argument_spec, path, run_module
 
 ALLOWANCES = ("storage_allowance_mb", "max_databases")
 
@@ -121,29 +113,16 @@ def view(user):
     return out
 
 
-class User(object):
+class User(StateModule):
+    view = staticmethod(view)
+    key = "user"
+
     def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.api = Client(module)
-        self.url = path("users", self.p["username"])
-        self.result = dict(changed=False)
+        super(User, self).__init__(module, path("users", module.params["username"]))
 
     def read(self):
         answer = self.api.get_or_none(self.url)
         return answer["user"] if answer else None
-
-    def run(self):
-        before = self.read()
-        if self.p["state"] == "absent":
-            after = self.absent(before)
-        elif before is None:
-            after = self.create()
-        else:
-            after = self.update(before)
-        if self.module._diff:
-            self.result["diff"] = dict(before=view(before), after=after)
-        self.module.exit_json(**self.result)
 
     def wanted(self, user):
         return dict((k, self.p[k]) for k in ALLOWANCES
@@ -192,17 +171,13 @@ class User(object):
         self.api.request("DELETE", self.url, query=query or None)
         return view(None)
 
-    def finish(self):
-        user = self.read()
-        self.result["user"] = user
-        return view(user)
-
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
+    run_module(
+        User,
+        argument_spec(
+            state=True,
             username=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
             password=dict(type="str", no_log=True),
             is_admin=dict(type="bool"),
             storage_allowance_mb=dict(type="int"),
@@ -210,13 +185,7 @@ def main():
             transfer_to=dict(type="str"),
             delete_databases=dict(type="bool", default=False),
         ),
-        supports_check_mode=True,
     )
-    runner = User(module)
-    try:
-        runner.run()
-    except ApiError as e:
-        runner.api.fail(e, runner.result)
 
 
 if __name__ == "__main__":
