@@ -24,7 +24,6 @@ EXAMPLE = COLLECTION / "playbooks" / "example.yml"
 INSTANCE = os.environ.get("PGAAS_COLLECTION_INSTANCE", "collection-pair")
 HTTP_PORT = 32999
 PORTS = ("32000", "32499")  # the members' published ports
-ADMIN_PASSWORD = "root-password-1234"
 BIN = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin"
 
 
@@ -36,22 +35,21 @@ class Plane:
                     "PGAAS_DATABASE_URL": f"sqlite:///{home / 'pgaas.sqlite'}",
                     "PGAAS_PORT_RANGE_START": PORTS[0], "PGAAS_PORT_RANGE_END": PORTS[1],
                     "PGAAS_PORT": str(HTTP_PORT), "PGAAS_TLS_CA_EXPORT_DIR": str(home),
-                    "CONTAINERS_CONF": str(REPO / "etc" / "containers.conf")}
-        subprocess.run([str(BIN / "pgaas"), "user", "create", "root", "--admin", "--password-stdin"],
-                       input=ADMIN_PASSWORD + "\n", text=True, env=self.env, check=True, capture_output=True)
+                    "CONTAINERS_CONF": str(REPO / "etc" / "containers.conf"), "PYTHONUNBUFFERED": "1"}
         self.log = open(home / "pgaas.log", "wb")
         self.proc = subprocess.Popen([str(BIN / "pgaas"), "run"], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
-        while True:
+        while True:  # the first start prints the administrator it created, once (as scripts/run.sh shows it)
+            admin = re.search(r"username: (\S+)\n.*?password: (\S+)\n", self.log_text(), re.S)
             try:
-                if requests.get(self.base + "/api/v1/openapi.json", timeout=2).ok:
+                if admin and requests.get(self.base + "/api/v1/openapi.json", timeout=2).ok:
                     break
             except requests.ConnectionError:
                 pass
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log_tail()
             time.sleep(0.3)
-        self.token = self.login("root", ADMIN_PASSWORD)
+        self.token = self.login(*admin.groups())
 
     def login(self, username: str, password: str) -> str:
         r = requests.post(self.base + "/api/v1/tokens", json={"username": username, "password": password}, timeout=30)
@@ -62,9 +60,11 @@ class Plane:
         headers = {"Authorization": f"Bearer {token or self.token}"}
         return requests.request(method, self.base + "/api/v1" + path, headers=headers, timeout=60, **kw)
 
+    def log_text(self) -> str:
+        return (self.home / "pgaas.log").read_text(errors="replace")
+
     def log_tail(self) -> str:
-        self.log.flush()
-        return (self.home / "pgaas.log").read_text(errors="replace")[-3000:]
+        return self.log_text()[-3000:]
 
     def ansible(self, *args: str, playbook: bool = True) -> subprocess.CompletedProcess:
         env = {**os.environ, "PGAAS_API_URL": self.base, "PGAAS_API_TOKEN": self.token,
