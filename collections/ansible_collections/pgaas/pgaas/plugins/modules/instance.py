@@ -73,6 +73,8 @@ options:
         named are compared, as text (V(true)/V(false) as C(on)/C(off)); a value of V(null) resets that setting.
       - The API checks each one against the running primary and refuses, with a message naming it, those that do
         not exist, cannot be changed or would break the pair.
+      - On creation they are applied with a second job once the instance is available (the create request has no
+        settings), so only with O(wait=true).
     type: dict
   force:
     description:
@@ -215,7 +217,10 @@ class Instance(StateModule):
         if self.p["admin_password"] is None and answer.get("admin_password"):
             self.result["admin_password"] = answer["admin_password"]
         self.started(answer)
-        if self.p["settings"] and self.p["wait"]:
+        if self.p["settings"] and not self.p["wait"]:
+            self.module.warn("settings are applied once the instance is available: run the task again after the "
+                             "create job (or with wait=true)")
+        elif self.p["settings"]:
             inst = self.api.get(self.url)
             changes = settings_changes(self.p["settings"], inst.get("settings"))
             if changes:
