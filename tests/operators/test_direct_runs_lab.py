@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.lab import Lab
+from tests.lab import lab_fixture
 from tests.operators.test_direct_runs import PLAYBOOK, assert_no_secret, eventually
 
 pytestmark = pytest.mark.slow
@@ -20,12 +20,7 @@ NAME = "opsplay-lab"
 BASE_PORT = 31100
 
 
-@pytest.fixture(scope="module")
-def lab2(tmp_path_factory):
-    lab = Lab("lab-opsplay", state_dir=tmp_path_factory.mktemp("lab"))
-    hosts = lab.create(2)
-    yield lab, hosts
-    lab.destroy()
+lab2 = lab_fixture("lab-opsplay", 2)
 
 
 def test_a_pair_across_two_lab_hosts(lab2, tmp_path):
