@@ -1,11 +1,11 @@
 from flask import g, request, send_file, url_for
 
-from webapp.api import actor, auth_required, bp, json_body
+from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
-from webapp.services import Forbidden, NotFound, audit
+from webapp.services import Forbidden, NotFound
 from webapp.services import dumps, retries
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
@@ -40,11 +40,12 @@ def get_job(job_id):
 
 
 @bp.post("/jobs/<job_id>/cancel")
-@auth_required()
+@auth_required(operation=("job.cancel", "job", "job_id"))
 def cancel_job(job_id):
+    audited("job.cancel", "job", str(job_id))
     with services().store.session() as s:
         job = _visible(jobsvc.get(s, job_id))
-        jobsvc.cancel(s, job, g.username, on_queued_cancel=isvc.on_queued_cancel)
+        jobsvc.cancel(s, job, actor(), on_queued_cancel=isvc.on_queued_cancel)
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
@@ -59,7 +60,7 @@ def download_dump(job_id):
 
 
 @bp.post("/jobs/<job_id>/retry")
-@auth_required()
+@auth_required(operation=("job.retry", "job", "job_id"))
 def retry_job(job_id):
     """Run a failed or canceled job again: 202 with the new job. Administrators retry any job; users their own
     dumps, deletes and restores of databases."""
@@ -71,7 +72,5 @@ def retry_job(job_id):
                 raise Forbidden("this needs an administrator (users retry their own database dumps, deletes and "
                                 "restores)")
             _visible(old)
-        job = retries.retry_job(s, old, g.username)
-        audit.record(s, actor(), "job.retry", "job", str(old.id),
-                     detail=f"job {job.id} ({job.kind}{', ' + job.instance_name if job.instance_name else ''})")
+        job = retries.retry_job(s, old, actor())
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
