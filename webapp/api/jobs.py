@@ -2,10 +2,9 @@ from flask import g, request, send_file, url_for
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
-from webapp.api.errors import BadRequest
-from webapp.api.pagination import page, paged
+from webapp.api.pagination import page, paged, whole_number
 from webapp.extensions import services
-from webapp.services import Forbidden, NotFound
+from webapp.services import MAX_ROW_ID, Forbidden, NotFound
 from webapp.services import dumps, retries
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
@@ -31,12 +30,10 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 @auth_required()
 def get_job(job_id):
-    after = request.args.get("after", "0")
-    if not after.isdigit():
-        raise BadRequest("after must be a non-negative integer (an event id)")
+    after = whole_number("after", 0, 0, MAX_ROW_ID)  # an event id
     with services().store.session() as s:
         job = _visible(jobsvc.get(s, job_id))
-        return ser.job(job, jobsvc.events_after(s, job.id, int(after)))
+        return ser.job(job, jobsvc.events_after(s, job.id, after))
 
 
 @bp.post("/jobs/<job_id>/cancel")

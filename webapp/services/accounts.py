@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.schemas import limits as L
-from webapp.services import Conflict, Invalid, NotFound, Unauthorized, audit
+from webapp.services import Conflict, Invalid, NotFound, Unauthorized, audit, row_id
 from webapp.services.crypto import generate_password
 from webapp.store.models import ApiToken, User, aware, utcnow
 
@@ -146,11 +146,9 @@ def list_tokens(s: Session, user: User, limit: int | None = None, offset: int = 
 
 def revoke_token(s: Session, actor: audit.Actor, token_id) -> ApiToken:
     """Revoke one of the actor's tokens (an administrator: anyone's); audited."""
-    try:
-        token_id = int(token_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no token {token_id!r}") from None
-    tok = s.get(ApiToken, token_id)
+    if (number := row_id(token_id)) is None:
+        raise NotFound(f"no token {token_id!r}")
+    tok = s.get(ApiToken, number)
     if tok is None or (tok.user_id != actor.user_id and not actor.is_admin):
         raise NotFound(f"no token {token_id}")
     if tok.revoked_at is None:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from webapp.services import Conflict, NotFound, audit
+from webapp.services import Conflict, NotFound, audit, row_id
 from webapp.store.models import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, RETRYABLE_JOB_STATES, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,9 @@ def enqueue(s: Session, kind: str, instance_name: str | None, created_by: str, p
 
 
 def get(s: Session, job_id) -> Job:
-    try:
-        job_id = int(job_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no job {job_id!r}") from None
-    job = s.get(Job, job_id)
+    if (number := row_id(job_id)) is None:
+        raise NotFound(f"no job {job_id!r}")
+    job = s.get(Job, number)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job

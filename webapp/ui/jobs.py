@@ -7,7 +7,7 @@ from flask import abort, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from webapp.extensions import services
-from webapp.services import Conflict, NotFound, dumps, retries
+from webapp.services import Conflict, NotFound, dumps, retries, row_id
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.store.models import FINISHED_JOB_STATES
@@ -105,8 +105,7 @@ def job_retry(job_id):
 @login_required
 def job_events(job_id):
     """JSON for the job page's poller (session auth): the job's state and the events after ?after=N."""
-    after = request.args.get("after", "0")
-    after = int(after) if after.isdigit() else 0
+    after = row_id(request.args.get("after")) or 0
     with services().store.session() as s:
         j = _visible_job(s, job_id)
         events = jobsvc.events_after(s, j.id, after)
