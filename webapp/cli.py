@@ -303,3 +303,43 @@ def job_follow(job_id):
     """Print a job's events as they arrive, until it ends; exit 1 unless it succeeded."""
     if _follow(_app(), job_id) != "succeeded":
         sys.exit(1)
+
+
+@instance.command("adopt")
+@click.argument("name")
+@click.option("--inventory", "inventory_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="the operator's inventory (YAML)")
+@click.option("--vars", "vars_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="the vars file the pair was deployed with (-e @FILE)")
+@click.option("--secrets", "secrets_file", default=None, type=click.Path(dir_okay=False),
+              help="the secrets file (default: pgaas-NAME.secrets.yml beside the inventory)")
+@click.option("--wait", is_flag=True, help="follow the adoption job until it ends")
+def instance_adopt(name, inventory_file, vars_file, secrets_file, wait):
+    """Take a pair deployed with ansible-playbook into the control plane (docs/operators.md)."""
+    import yaml
+
+    from webapp.services import ServiceError, adoption, audit
+
+    secrets_file = secrets_file or os.path.join(os.path.dirname(os.path.abspath(inventory_file)),
+                                                adoption.secrets_filename(name))
+    try:
+        docs = []
+        for path in (inventory_file, vars_file, secrets_file):
+            with open(path) as f:
+                docs.append(yaml.safe_load(f))
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    app = _app()
+    svc, who = _svc(app), _actor()
+    try:
+        with svc.store.session() as s:
+            inst, job = adoption.adopt(s, svc.provider, svc.box, svc.config, who, name=name, inventory=docs[0],
+                                       vars=docs[1], secrets=docs[2], image=svc.config["IMAGE"],
+                                       cert_days=int(svc.config["TLS_CERT_DAYS"]))
+            job_id = job.id
+    except ServiceError as exc:
+        audit.record_failure(svc.store, who, "instance.adopt", "instance", str(name), exc)
+        raise click.ClickException(exc.message) from None
+    click.echo(f"instance {name}: adoption job {job_id} queued")
+    if wait and _follow(app, job_id) != "succeeded":
+        sys.exit(1)

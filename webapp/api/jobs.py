@@ -5,7 +5,7 @@ from webapp.api import serializers as ser
 from webapp.api.pagination import page, paged, whole_number
 from webapp.extensions import services
 from webapp.services import MAX_ROW_ID, Forbidden, NotFound
-from webapp.services import dumps, retries
+from webapp.services import dumps, replay, retries
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 
@@ -33,7 +33,7 @@ def get_job(job_id):
     after = whole_number("after", 0, 0, MAX_ROW_ID)  # an event id
     with services().store.session() as s:
         job = _visible(jobsvc.get(s, job_id))
-        return ser.job(job, jobsvc.events_after(s, job.id, after))
+        return ser.job(job, jobsvc.events_after(s, job.id, after), replay.runs(job) if g.is_admin else None)
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -15,11 +15,11 @@ from webapp.schemas import responses as rs
 
 REQUESTS = [rq.InstanceCreate, rq.InstanceChange, rq.InstanceAccessChange, rq.CertificateRenewal, rq.Switchover,
             rq.Failover, rq.Rebuild, rq.TokenCreate, rq.UserCreate, rq.AllowanceChange, rq.PasswordChange,
-            rq.DatabaseCreate, rq.DatabaseChange, rq.DatabasePassword, rq.HostCreate, rq.HostKey]
+            rq.DatabaseCreate, rq.DatabaseChange, rq.DatabasePassword, rq.HostCreate, rq.HostKey, rq.InstanceAdopt]
 RESPONSES = [rs.Error, rs.JobAccepted, rs.Job, rs.Instance, rs.InstanceSummary, rs.InstanceCreated,
              rs.InstanceAccessOf, rs.InstanceSettings, rs.PrimaryChange, rs.UserOf, rs.Token, rs.TokenCreated,
              rs.Database, rs.DatabaseOf, rs.DatabaseRestore, rs.DatabasePasswordSet, rs.AuditEvent, rs.Alert,
-             rs.Host, rs.Metrics, rs.Report, rs.Usage]
+             rs.Host, rs.Metrics, rs.Report, rs.Usage, rs.InstanceAdopted, rs.InstanceInventory]
 
 
 def components() -> dict:

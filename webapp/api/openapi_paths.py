@@ -302,6 +302,19 @@ PATHS = {
         "get": op("A database's report for a period (default: the last hour): size growth, peak and mean "
                   "connections, mean and peak TPS, cache hit ratio, quota use, failovers and availability; html and "
                   "pdf carry charts, csv has one row per sample", {"200": ("The report", REPORT)}, (401, 404, 422))},
+    "/instances/adopt": {
+        "post": op("Adopt a pair an operator deployed with ansible-playbook (admins): the body is the operator's "
+                   "inventory, vars file and secrets file as objects. Everything is checked first (422: a member "
+                   "name, a host the provider does not know, a missing or mismatched secret; 409: the name exists "
+                   "or a port is another instance's); then the instance is stored with its secrets sealed and an "
+                   "instance_adopt job converges it with the deploy playbook (idempotent) and fills its metadata",
+                   {"202": ("Accepted: the instance and its adoption job", rs.InstanceAdopted)},
+                   (400, 401, 403, 409, 422), rq.InstanceAdopt)},
+    "/instances/{name}/inventory": {
+        "parameters": [*NAME, query("secrets", "boolean", default=False)],
+        "get": op("The instance as an operator's inventory (admins): its hosts, its vars (the playbooks' extravars) "
+                  "under all.vars and as a vars file; with ?secrets=true (audited) also the secrets file's content",
+                  {"200": ("The inventory", rs.InstanceInventory)}, (400, 401, 403, 404))},
     "/metrics": {
         "get": op("Prometheus text format (admins); also served at /metrics",
                   {"200": ("The metrics", {"text/plain": {"schema": {"type": "string"}}})}, (401, 403))},

@@ -133,7 +133,7 @@ def _result(j: Job) -> dict:
     return result
 
 
-def job(j: Job, events: list[JobEvent] | None = None) -> dict:
+def job(j: Job, events: list[JobEvent] | None = None, replay: list[dict] | None = None) -> dict:
     body = {"id": j.id, "kind": j.kind, "status": j.status, "instance": j.instance_name,
             "created_by": j.created_by, "created_at": _ts(j.created_at), "started_at": _ts(j.started_at),
             "finished_at": _ts(j.finished_at), "error": j.error or None, "cancel_requested": j.cancel_requested,
@@ -142,6 +142,8 @@ def job(j: Job, events: list[JobEvent] | None = None) -> dict:
             "events_pruned": j.events_pruned_at is not None, "events_pruned_at": _ts(j.events_pruned_at)}
     if events is not None:
         body["events"] = [event(e) for e in events]
+    if replay is not None:
+        body["replay"] = replay
     return body
 
 

@@ -44,9 +44,13 @@ def _as_data(value):
     return value
 
 
+def vars_yaml(data: dict) -> str:
+    """YAML for Ansible in which every string is data, not a template, except a Template's."""
+    return yaml.dump(_as_data(data), Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True)
+
+
 def write_vars_file(path: Path, data: dict) -> None:
-    """A 0600 YAML file (for `-e @file`, `vars_files` or an inventory) in which every string is data, not a
-    template, except a Template's."""
+    """A 0600 YAML file (for `-e @file`, `vars_files` or an inventory) of vars_yaml(data)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        yaml.dump(_as_data(data), f, Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True)
+        f.write(vars_yaml(data))

@@ -34,6 +34,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.jobs.runner import Event, Heartbeat, run_playbook
+from webapp.jobs.spec import Template
 from webapp.jobs.types import Handler, NotRunnable, Outcome, RunSpec
 from webapp.store import Store
 from webapp.store.models import Job, JobEvent, PeriodicClaim, aware, utcnow
@@ -175,7 +176,20 @@ class Worker:
             s.execute(update(Job).where(Job.id == job_id, Job.worker_id == self.worker_id)
                       .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
 
+    def _record_run(self, job_id: int, spec: RunSpec) -> None:
+        """The run as an operator would replay it (services/replay.py): the playbook, its variables (our own
+        templates apart), the names of its secrets (never a value) and the static inventory, if it has one."""
+        inventory = None if callable(self.inventory) else os.path.relpath(self.inventory, self.project_dir)
+        run = {"playbook": spec.playbook, "label": spec.label, "inventory": inventory,
+               "vars": {k: v for k, v in spec.extravars.items() if not isinstance(v, Template)},
+               "templates": {k: str(v) for k, v in spec.extravars.items() if isinstance(v, Template)},
+               "secrets": sorted(spec.secrets)}
+        with self.store.session() as s:
+            job = s.get(Job, job_id)
+            job.runs = [*(job.runs or []), run]
+
     def _play(self, job_id: int, spec: RunSpec, ident: str, cancellable: bool = True) -> Outcome:
+        self._record_run(job_id, spec)
         add_event(self.store, job_id, Event("pgaas_run_start", task=spec.label or spec.playbook, status="start",
                                             message=f"ansible-runner: {spec.playbook}"))
         inventory, provider_dir = self.inventory, None

@@ -203,3 +203,18 @@ class HostCreate(Body):
 class HostKey(Body):
     MISSING = "missing field: host_key (OpenSSH public key line(s), or null to pin on next contact)"
     host_key: Any | None = Field(json_schema_extra={"type": ["string", "null"]})
+
+
+class InstanceAdopt(Body):
+    MESSAGES = {"inventory": "inventory must be an Ansible inventory in its YAML shape, as an object",
+                "vars": "vars must be an object of the playbooks' variables (pgaas_instance_name, pgaas_members, ...)",
+                "secrets": "secrets must be an object: the content of the pgaas-NAME.secrets.yml file"}
+    name: InstanceName
+    inventory: dict[str, Any] = Field(description="the operator's inventory (Ansible's YAML shape: {all: {hosts: "
+                                                  "{NAME: {...}}, vars: {...}}}) as an object")
+    vars: dict[str, Any] = Field(description="the vars file: pgaas_instance_name, pgaas_members, pgaas_etcd_members, "
+                                             "pgaas_synchronous, pgaas_cpus, pgaas_memory_mb, pgaas_storage_gb, "
+                                             "pgaas_image, pgaas_admin_user, pgaas_admin_database")
+    secrets: dict[str, Any] | None = Field(None, description="the secrets file (pgaas-NAME.secrets.yml): the four "
+                                                              "passwords, pgaas_tls_ca_cert, pgaas_tls_ca_key, "
+                                                              "pgaas_tls_certs; required")

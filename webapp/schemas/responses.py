@@ -54,6 +54,21 @@ class JobEvent(Shape):
     message: str | None = None
 
 
+class JobRun(Shape):
+    playbook: str
+    label: str | None = None
+    inventory: str = Field(description="the inventory the command names: the repository's own, or the instance's "
+                                       "(GET /instances/NAME/inventory saved as YAML)")
+    inventory_is_exported: bool = Field(description="true: the inventory is the instance's export")
+    vars_file: str = Field(description="save vars as this file")
+    vars: str = Field(description="the run's variables as YAML (strings that could be Jinja are !unsafe), "
+                                  "no secret")
+    secrets_file: str | None = doc("the run had secrets: the operator's secrets file it reads instead")
+    other_secrets: list[str] | None = doc("secrets of the job itself, not in the secrets file (a dump's one-time "
+                                          "password): add them to it to replay")
+    command: str = Field(description="the equivalent ansible-playbook command line")
+
+
 class Job(Shape):
     id: int
     kind: str
@@ -72,6 +87,8 @@ class Job(Shape):
                                      "artifacts were removed (events is then empty); the job itself is kept")
     events_pruned_at: Stamp = None
     events: list[JobEvent] | None = None
+    replay: list[JobRun] | None = doc("admins, in a job's own answer: each playbook run of the job as an operator "
+                                      "replays it with ansible-playbook (secrets by a file reference, never values)")
 
 
 class Member(Shape):
@@ -360,3 +377,21 @@ class Report(Shape):
 class Usage(Shape):
     instances: list[dict[str, Any]]
     databases: list[dict[str, Any]]
+
+
+class InstanceAdopted(Shape):
+    instance: Instance
+    job: JobRef
+
+
+class InstanceInventory(Shape):
+    instance: str
+    inventory: dict[str, Any] = Field(description="an Ansible inventory (YAML shape, as an object): the instance's "
+                                                  "hosts, and its vars under all.vars")
+    vars: dict[str, Any] = Field(description="the same vars, as the operator's vars file (the playbooks' "
+                                             "extravars)")
+    secrets_file: str = Field(description="where the operator keeps the secrets: beside the inventory")
+    secrets: dict[str, Any] | None = doc("only with ?secrets=true (audited): the secrets file's content; "
+                                         "pgaas_tls_client is a certificate issued for this answer, never the "
+                                         "control plane's own")
+

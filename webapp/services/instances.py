@@ -20,6 +20,10 @@ ADMIN_DATABASE = L.ADMIN_DATABASE_DEFAULT  # the admin role's own database, unle
 _PASSWORD_FORBIDDEN = set("'\"\\`$")
 
 
+# The jobs that make or remove an instance: it is failed when one of them fails or is canceled (retry or delete).
+LIFECYCLE_KINDS = ("instance_create", "instance_delete", "instance_adopt")
+
+
 # Patroni's maximum_lag_on_failover as roles/postgres_node sets it (bytes): a standby further behind is not promoted.
 MAXIMUM_LAG_ON_FAILOVER = 1048576
 
@@ -136,7 +140,8 @@ def retry(s: Session, name: str, actor: audit.Actor, record: bool = True) -> Job
     inst = get(s, name)
     if inst.status != "failed":
         raise Conflict(f"instance {name!r} is {inst.status}; only a failed instance can be retried")
-    kind = "instance_delete" if inst.meta.get("failed_job_kind") == "instance_delete" else "instance_create"
+    failed = inst.meta.get("failed_job_kind")
+    kind = failed if failed in ("instance_delete", "instance_adopt") else "instance_create"
     job = jobsvc.enqueue(s, kind, name, actor.username)
     inst.status, inst.status_reason = ("deleting" if kind == "instance_delete" else "creating"), ""
     if record:
@@ -229,6 +234,24 @@ def etcd_members(inst: Instance) -> list[dict]:
     return list((inst.meta or {}).get("etcd_members", []))
 
 
+def deploy_vars(inst: Instance, image: str) -> dict:
+    """The extravars contract of the plays that deploy (docs/architecture.md, "Layering rules"), which is also
+    the operator's vars file (services/adoption.py)."""
+    return {
+        "pgaas_instance_name": inst.name,
+        "pgaas_synchronous": inst.synchronous,
+        "pgaas_admin_user": inst.admin_user,
+        "pgaas_admin_database": inst.admin_database,
+        "pgaas_members": [{"name": m.name, "host": m.host, "address": m.address, "pg_port": m.pg_port,
+                           "api_port": m.api_port} for m in inst.members],
+        "pgaas_etcd_members": etcd_members(inst),
+        "pgaas_cpus": inst.cpus,
+        "pgaas_memory_mb": inst.memory_mb,
+        "pgaas_storage_gb": inst.storage_gb,
+        "pgaas_image": image,
+    }
+
+
 def instance_hosts(inst: Instance) -> list[str]:
     """Every host that runs something of the instance (members and etcd members)."""
     return [m.host for m in inst.members] + [e["host"] for e in etcd_members(inst)]
@@ -237,7 +260,7 @@ def instance_hosts(inst: Instance) -> list[str]:
 def on_queued_cancel(s, job: Job) -> None:
     """A job canceled before it started: the instance goes to failed, from where retry or delete works."""
     inst = s.scalar(select(Instance).where(Instance.name == job.instance_name))
-    if inst is not None and job.kind in ("instance_create", "instance_delete"):  # others leave it available
+    if inst is not None and job.kind in LIFECYCLE_KINDS:  # others leave it available
         inst.status = "failed"
         inst.status_reason = f"job {job.id} ({job.kind}) canceled before it started; retry or delete"
         inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}

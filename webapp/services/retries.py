@@ -17,7 +17,7 @@ def retry_job(s: Session, job: Job, actor: audit.Actor) -> Job:
     jobsvc.check_retryable(s, job)
     if job.kind in dumps.KINDS:
         new = dumps.retry(s, job, actor.username)
-    elif job.kind in ("instance_create", "instance_delete"):
+    elif job.kind in isvc.LIFECYCLE_KINDS:
         new = isvc.retry(s, job.instance_name, actor, record=False)
     else:
         if job.instance_name:

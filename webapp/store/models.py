@@ -151,6 +151,9 @@ class Job(Base):
     # When the retention (JOB_RETENTION_DAYS) removed this finished job's events and artifact directory; the row
     # itself stays, the history of what happened.
     events_pruned_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Each playbook run of the job as the worker started it, for an operator's replay (services/replay.py): the
+    # playbook, its variables (never a secret) and the names of its secrets. NULL before migration 0013.
+    runs: Mapped[list | None] = mapped_column(JSON, nullable=True, default=list)
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="JobEvent.id"
     )

@@ -7,7 +7,7 @@ from flask import abort, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from webapp.extensions import services
-from webapp.services import Conflict, NotFound, dumps, retries, row_id
+from webapp.services import Conflict, NotFound, dumps, replay, retries, row_id
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.store.models import FINISHED_JOB_STATES
@@ -68,7 +68,8 @@ def job(job_id, status=200, action_error=None):
                                failures=_failures(j, events), terminal=j.status in TERMINAL, revealed=revealed,
                                last_id=events[-1].id if events else 0, retryable=_retryable(s, j),
                                retry_of=retry_of if isinstance(retry_of, int) else None,
-                               action_form=forms.EmptyForm(prefix="job"), action_error=action_error)
+                               action_form=forms.EmptyForm(prefix="job"), action_error=action_error,
+                               replay=replay.runs(j) if current_user.is_admin else [])
     return page, status
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from webapp.jobs.types import Outcome, RunSpec
-from webapp.services import instances as isvc
 from webapp.services.crypto import SecretBox
+from webapp.services.instances import deploy_vars  # noqa: F401 (the handlers take it from here)
 from webapp.store.models import Instance, Job
 
 
@@ -42,23 +42,6 @@ def member_vars(inst: Instance) -> list[dict]:
 def restapi_secrets(box: SecretBox, inst: Instance) -> dict:
     """Secrets of the plays that talk to Patroni's REST API (switchover, settings, restart)."""
     return {"pgaas_restapi_password": box.open(inst.secrets_enc)["pgaas_restapi_password"]}
-
-
-def deploy_vars(inst: Instance, image: str) -> dict:
-    """The extravars contract of the plays that deploy (docs/architecture.md, "Layering rules")."""
-    return {
-        "pgaas_instance_name": inst.name,
-        "pgaas_synchronous": inst.synchronous,
-        "pgaas_admin_user": inst.admin_user,
-        "pgaas_admin_database": inst.admin_database,
-        "pgaas_members": [{"name": m.name, "host": m.host, "address": m.address, "pg_port": m.pg_port,
-                           "api_port": m.api_port} for m in inst.members],
-        "pgaas_etcd_members": isvc.etcd_members(inst),
-        "pgaas_cpus": inst.cpus,
-        "pgaas_memory_mb": inst.memory_mb,
-        "pgaas_storage_gb": inst.storage_gb,
-        "pgaas_image": image,
-    }
 
 
 def last_job(job: Job) -> dict:

@@ -1,4 +1,5 @@
-"""Handlers of an instance's life: instance_create, instance_delete, and instance_start after a restart."""
+"""Handlers of an instance's life: instance_create, instance_adopt, instance_delete, and instance_start after a
+restart."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -96,6 +97,35 @@ class CreateHandler(JobHandler):
             inst.status = "failed"
             inst.status_reason = f"job {job.id} ended abnormally: {job.error}"
             inst.meta = {**(inst.meta or {}), "failed_job_kind": job.kind}
+
+
+class AdoptHandler(CreateHandler):
+    """instance_adopt (services/adoption.py): a pair an operator deployed with ansible-playbook, converged by the
+    same deploy playbook with the inputs it was adopted with (idempotent: a pair deployed with them changes
+    nothing; a container certificate the operator did not give is installed), its metadata (deploy result, facts
+    summary, server version) filled from that run as for a create. Nothing is removed when it fails or is canceled:
+    the pair stays as the operator left it."""
+
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst = isvc.get(s, job.instance_name)
+        inst.status = "creating"  # also when the job is a retry
+        return RunSpec("playbooks/instance_deploy.yml", deploy_vars(inst, self.image),
+                       secrets=certificates.playbook_secrets(self.box, inst),
+                       label="Converge the adopted pair (etcd and the Patroni pair) and gather its facts")
+
+    def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        return None
+
+    def cleanup(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        return None
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        super().finish(s, job, outcome)
+        inst = instance_of(s, job)
+        if inst is not None and inst.status == "failed":
+            inst.status_reason = (f"adoption {job.status} (job {job.id}): {job.error or 'no reason given'}; the "
+                                  "pair is as it was: retry (converges it again) or delete (removes its containers "
+                                  "and data volumes)")
 
 
 class DeleteHandler(CreateHandler):

@@ -8,7 +8,7 @@ from webapp.services.handlers.base import JobHandler
 from webapp.services.handlers.certificates import RenewHandler
 from webapp.services.handlers.dumps import DumpHandler, RestoreHandler
 from webapp.services.handlers.failover import RebuildHandler, SwitchHandler
-from webapp.services.handlers.lifecycle import CreateHandler, DeleteHandler, StartHandler
+from webapp.services.handlers.lifecycle import AdoptHandler, CreateHandler, DeleteHandler, StartHandler
 from webapp.services.handlers.settings import RestartHandler, SettingsHandler
 
 
@@ -21,6 +21,7 @@ def registry(box: SecretBox, image: str, provider, dump_settings: DumpSettings,
     return {
         "instance_create": CreateHandler(box, image, provider),
         "instance_delete": DeleteHandler(box, image, provider),
+        "instance_adopt": AdoptHandler(box, image, provider),
         "instance_start": StartHandler(box, image),
         "instance_certificates": RenewHandler(box, image, cert_days),
         "instance_settings": SettingsHandler(box, provider),
