@@ -174,8 +174,7 @@ def user_create(username, admin, password_stdin):
     store, who = _svc(app).store, _actor()
     try:
         with store.session() as s:
-            u, pw = accounts.create_user(s, username, password, is_admin=admin)
-            audit.record(s, who, "user.create", "user", u.username, detail=f"is_admin={u.is_admin}")
+            u, pw = accounts.create_user(s, username, password, is_admin=admin, actor=who)
     except ServiceError as exc:
         audit.record_failure(store, who, "user.create", "user", str(username), exc)
         raise click.ClickException(exc.message) from None
@@ -231,11 +230,10 @@ def instance_create(name, synchronous, replicas, admin_database, wait):
     who = _actor()
     try:
         with svc.store.session() as s:
-            inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, created_by="cli",
+            inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, actor=who,
                                         synchronous=synchronous, replicas=replicas, admin_database=admin_database,
                                         cert_days=int(svc.config["TLS_CERT_DAYS"]))
             job_id, admin_user, uri = job.id, inst.admin_user, isvc.uris(inst)[0]
-            audit.record(s, who, "instance.create", "instance", inst.name, detail=f"job {job.id}")
     except ServiceError as exc:
         audit.record_failure(svc.store, who, "instance.create", "instance", str(name), exc)
         raise click.ClickException(exc.message) from None
@@ -256,8 +254,7 @@ def instance_delete(name, wait):
     store, who = _svc(app).store, _actor()
     try:
         with store.session() as s:
-            job_id = isvc.delete(s, name, "cli").id
-            audit.record(s, who, "instance.delete", "instance", name, detail=f"job {job_id}")
+            job_id = isvc.delete(s, name, who).id
     except ServiceError as exc:
         audit.record_failure(store, who, "instance.delete", "instance", name, exc)
         raise click.ClickException(exc.message) from None

@@ -61,7 +61,7 @@ def test_audit_log_records_who_what_where_and_outcome(live):
     assert [(a, act, o) for a, act, _, o in got[:2]] == [("root", "token.create", "ok"),
                                                          ("alice", "token.create", "ok")]
     assert got[2:] == [("root", "user.create", "bob", "ok"), ("root", "user.create", "bob", "failed"),
-                   ("alice", "create_instance", "POST /api/v1/instances", "denied"), ("root", "instance.create", "main", "ok"),
+                   ("alice", "instance.create", "sneaky", "denied"), ("root", "instance.create", "main", "ok"),
                    ("alice", "audit_log", "GET /api/v1/admin/audit", "denied")]
     assert all(e["remote_addr"] == "127.0.0.1" and e["at"] for e in events)
     only_bob = live.admin.get("/api/v1/admin/audit?object=bob").json()["events"]

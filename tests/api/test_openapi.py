@@ -167,12 +167,12 @@ def test_a_value_past_a_limit_is_refused_as_the_document_says(live, spec):
 def test_the_schema_and_the_service_refuse_alike(live, body):
     """The API checks a create body with its model (webapp/schemas); the CLI and the website reach the service,
     which checks the same limits: both refuse the same values, in the same words, naming the same field."""
-    from webapp.services import Invalid
+    from webapp.services import Invalid, audit
     from webapp.services import instances as isvc
 
     err = error_of(live.admin.post("/api/v1/instances", json=body), 422)
     with pytest.raises(Invalid) as refused:
-        isvc.create(None, None, None, created_by="admin", **body)  # refused before it needs a session
+        isvc.create(None, None, None, actor=audit.Actor("admin", True), **body)  # refused before it needs a session
     assert (err["message"], err["details"]) == (refused.value.message, refused.value.details)
 
 

@@ -81,7 +81,24 @@ def json_body(model: type[requests.Body] = requests.Empty, audit: tuple | None =
         raise Invalid(p.message, **({"field": p.field} if p.field else {})) from None
 
 
-def auth_required(admin: bool = False):
+def _refused(operation: tuple | None) -> None:
+    """Name a request refused for who asks: the operation it asked for, (action, object type, key), its object
+    the path argument or the JSON body's field named key, as the website names the same refusal; else the
+    endpoint and the request's method and path."""
+    if operation is None:
+        audited(request.endpoint.rpartition(".")[2], "endpoint", f"{request.method} {request.path}")
+        return
+    action, object_type, key = operation
+    value = (request.view_args or {}).get(key)
+    if value is None:
+        body = request.get_json(silent=True)
+        value = body.get(key) if isinstance(body, dict) else None
+    audited(action, object_type, "" if value is None else str(value))
+
+
+def auth_required(admin: bool = False, operation: tuple | None = None):
+    """A valid token, of an administrator when admin, of scope write for a change. operation: (audit action,
+    object type, key) of what the view does, so that a refusal is audited as that action (see _refused)."""
     def deco(fn):
         @wraps(fn)
         def inner(*args, **kwargs):
@@ -97,10 +114,10 @@ def auth_required(admin: bool = False):
             except Unauthorized as exc:
                 raise Unauthorized(f"{exc.message}; get a new one: POST /api/v1/tokens") from None
             if admin and not g.is_admin:
-                audited(request.endpoint.rpartition(".")[2], "endpoint", f"{request.method} {request.path}")
+                _refused(operation)
                 raise Forbidden("this needs an administrator")
             if g.token_scope != "write" and request.method not in READ_METHODS:
-                audited(request.endpoint.rpartition(".")[2], "endpoint", f"{request.method} {request.path}")
+                _refused(operation)
                 raise Forbidden(f"this token's scope is {g.token_scope}: it may only read (GET); changes need a "
                                 "token with scope write")
             return fn(*args, **kwargs)

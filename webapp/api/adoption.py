@@ -13,7 +13,7 @@ from webapp.services import adoption
 
 
 @bp.post("/instances/adopt")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.adopt", "instance", "name"))
 def adopt_instance():
     data = json_body(rq.InstanceAdopt, audit=("instance.adopt", "instance", lambda d: str(d.get("name"))))
     svc = services()

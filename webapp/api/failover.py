@@ -1,13 +1,12 @@
 """Moving and repairing the pair (admins): switchover, forced failover, rebuild of a standby; the history of
 primary changes."""
-from flask import g, url_for
+from flask import url_for
 
 from webapp.api import actor, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.schemas import requests as rq
-from webapp.services import audit
 from webapp.services import failover as fsvc
 from webapp.services import instances as isvc
 
@@ -17,40 +16,35 @@ def _accepted(job):
 
 
 @bp.post("/instances/<name>/switchover")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.switchover", "instance", "name"))
 def switchover_instance(name):
     data = json_body(rq.Switchover, audit=("instance.switchover", "instance", name))
     svc = services()
     with svc.store.session() as s:
-        job = fsvc.switchover(s, isvc.get(s, name), g.username, data.get("candidate"),
+        job = fsvc.switchover(s, isvc.get(s, name), actor(), data.get("candidate"),
                               float(svc.config["PROBE_TIMEOUT"]))
-        audit.record(s, actor(), "instance.switchover", "instance", name,
-                     detail=f"job {job.id}, candidate {data.get('candidate') or '(the synchronous or least lagging)'}")
         return _accepted(job)
 
 
 @bp.post("/instances/<name>/failover")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.failover", "instance", "name"))
 def failover_instance(name):
     data = json_body(rq.Failover, audit=("instance.failover", "instance", name))
     svc = services()
     with svc.store.session() as s:
-        job = fsvc.failover(s, isvc.get(s, name), g.username, data.get("candidate"),
+        job = fsvc.failover(s, isvc.get(s, name), actor(), data.get("candidate"),
                             float(svc.config["PROBE_TIMEOUT"]))
-        audit.record(s, actor(), "instance.failover", "instance", name,
-                     detail=f"job {job.id}, candidate {data['candidate']}")
         return _accepted(job)
 
 
 @bp.post("/instances/<name>/rebuild")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.rebuild", "instance", "name"))
 def rebuild_instance_member(name):
     data = json_body(rq.Rebuild, audit=("instance.rebuild", "instance", name))
     svc = services()
     with svc.store.session() as s:
-        job = fsvc.rebuild(s, svc.provider, isvc.get(s, name), g.username, data.get("member"),
+        job = fsvc.rebuild(s, svc.provider, isvc.get(s, name), actor(), data.get("member"),
                            float(svc.config["PROBE_TIMEOUT"]))
-        audit.record(s, actor(), "instance.rebuild", "instance", name, detail=f"job {job.id}, member {data['member']}")
         return _accepted(job)
 
 

@@ -2,12 +2,11 @@
 remove. A stored private key is write-only: no answer ever carries it."""
 from __future__ import annotations
 
-from flask import g, url_for
+from flask import url_for
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.schemas import requests as rq
-from webapp.services import audit
 from webapp.services import hosts as hostsvc
 
 
@@ -22,14 +21,12 @@ def host_view(h: hostsvc.HostSpec, use: dict | None = None) -> dict:
 
 
 @bp.post("/hosts")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("host.create", "host", "name"))
 def create_host():
     data = json_body(rq.HostCreate, audit=("host.create", "host", lambda d: str(d.get("name"))))
     svc = services()
     with svc.store.session() as s:
-        h = hostsvc.register(s, svc.box, svc.config, data, g.username)
-        audit.record(s, actor(), "host.create", "host", h.name, detail=f"{h.ssh_user}@{h.address}:{h.ssh_port}, "
-                                                                       f"key {h.key_kind}")
+        h = hostsvc.register(s, svc.box, svc.config, data, actor())
         return host_view(h), 201, {"Location": url_for("api.get_host", name=h.name)}
 
 
@@ -54,23 +51,20 @@ def get_host(name):
 
 
 @bp.delete("/hosts/<name>")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("host.delete", "host", "name"))
 def delete_host(name):
     audited("host.delete", "host", name)
     svc = services()
     with svc.store.session() as s:
-        hostsvc.delete(s, svc.config, name)
-        audit.record(s, actor(), "host.delete", "host", name)
+        hostsvc.delete(s, svc.config, name, actor())
     return "", 204
 
 
 @bp.put("/hosts/<name>/host_key")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("host.host_key", "host", "name"))
 def put_host_key(name):
     data = json_body(rq.HostKey, audit=("host.host_key", "host", name))
     svc = services()
     with svc.store.session() as s:
-        h = hostsvc.set_host_key(s, svc.config, name, data["host_key"])
-        fps = ", ".join(f["sha256"] for f in hostsvc.fingerprints(svc.config, h)) or "none (pinned on next contact)"
-        audit.record(s, actor(), "host.host_key", "host", h.name, detail=f"pinned {fps}")
+        h = hostsvc.set_host_key(s, svc.config, name, data["host_key"], actor())
         return host_view(h)

@@ -6,21 +6,20 @@ from webapp.api.errors import BadRequest
 from webapp.api.pagination import page, paged
 from webapp.extensions import services
 from webapp.schemas import requests as rq
-from webapp.services import Conflict, NotFound, access, audit, certificates
+from webapp.services import Conflict, NotFound, access, certificates
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
 
 
 @bp.post("/instances")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.create", "instance", "name"))
 def create_instance():
     data = json_body(rq.InstanceCreate, audit=("instance.create", "instance", lambda d: str(d.get("name"))))
     svc = services()
     with svc.store.session() as s:
-        inst, job, admin_password = isvc.create(s, svc.provider, svc.box, created_by=g.username,
+        inst, job, admin_password = isvc.create(s, svc.provider, svc.box, actor=actor(),
                                                 cert_days=int(svc.config["TLS_CERT_DAYS"]), **data)
-        audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
         body = {"instance": ser.instance(inst, None, admin=True, active_job=job), "job": ser.job_ref(job),
                 "admin_user": inst.admin_user, "admin_database": inst.admin_database,
                 "admin_password": admin_password}
@@ -66,7 +65,7 @@ def get_instance_ca(name):
 
 
 @bp.post("/instances/<name>/certificates")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.certificates", "instance", "name"))
 def renew_instance_certificates(name):
     """Renew the certificates of the members, etcd and the control plane now ({"rotate_ca": true}: a new CA too;
     clients must download it again). An instance from before TLS is moved onto it (its members restart)."""
@@ -76,52 +75,45 @@ def renew_instance_certificates(name):
         raise BadRequest("rotate_ca must be true or false", field="rotate_ca")
     audited("instance.certificates", "instance", name)
     with services().store.session() as s:
-        job = certificates.renew(s, isvc.get(s, name), g.username, rotate_ca=rotate)
-        audit.record(s, actor(), "instance.certificates", "instance", name,
-                     detail=f"job {job.id}" + (", new CA" if rotate else ""))
+        job = certificates.renew(s, isvc.get(s, name), actor(), rotate_ca=rotate)
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
 @bp.delete("/instances/<name>")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.delete", "instance", "name"))
 def delete_instance(name):
     audited("instance.delete", "instance", name)
     force = request.args.get("force", "false").lower() in ("1", "true", "yes")
     with services().store.session() as s:
-        job = isvc.delete(s, name, g.username, force=force)
-        audit.record(s, actor(), "instance.delete", "instance", name, detail=f"job {job.id}, force={force}")
+        job = isvc.delete(s, name, actor(), force=force)
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
 @bp.post("/instances/<name>/retry")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.retry", "instance", "name"))
 def retry_instance(name):
     json_body()
     with services().store.session() as s:
-        job = isvc.retry(s, name, g.username)
-        audit.record(s, actor(), "instance.retry", "instance", name, detail=f"job {job.id}")
+        job = isvc.retry(s, name, actor())
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
 @bp.patch("/instances/<name>")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.settings", "instance", "name"))
 def change_instance(name):
     data = json_body(rq.InstanceChange, audit=("instance.settings", "instance", name))
     svc = services()
     with svc.store.session() as s:
-        job = ssvc.change(s, svc.box, isvc.get(s, name), g.username, **data)
-        audit.record(s, actor(), "instance.settings", "instance", name,
-                     detail=f"job {job.id}: {', '.join(sorted(data.get('settings') or {})) or 'sizes'}")
+        job = ssvc.change(s, svc.box, isvc.get(s, name), actor(), **data)
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
 @bp.post("/instances/<name>/restart")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.restart", "instance", "name"))
 def restart_instance(name):
     json_body(audit=("instance.restart", "instance", name))
     with services().store.session() as s:
-        job = ssvc.restart(s, isvc.get(s, name), g.username)
-        audit.record(s, actor(), "instance.restart", "instance", name, detail=f"job {job.id}")
+        job = ssvc.restart(s, isvc.get(s, name), actor())
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
@@ -145,12 +137,11 @@ def get_instance_access(name):
 
 
 @bp.put("/instances/<name>/access")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("instance.access", "instance", "name"))
 def put_instance_access(name):
     """{"users": [...]}: only these users (and admins) see the instance; {"users": null}: every user does."""
     data = json_body(rq.InstanceAccessChange, audit=("instance.access", "instance", name))
     with services().store.session() as s:
         inst = isvc.get(s, name)
-        users = access.set_access(s, inst, data["users"])
-        audit.record(s, actor(), "instance.access", "instance", name, detail=access.describe(users))
+        users = access.set_access(s, actor(), inst, data["users"])
         return {"instance": inst.name, "users": users}

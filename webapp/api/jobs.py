@@ -1,11 +1,10 @@
 from flask import g, request, send_file, url_for
 
-from webapp.api import actor, auth_required, bp, json_body
+from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
-from webapp.api.errors import BadRequest
-from webapp.api.pagination import page, paged
+from webapp.api.pagination import page, paged, whole_number
 from webapp.extensions import services
-from webapp.services import Forbidden, NotFound, audit
+from webapp.services import MAX_ROW_ID, Forbidden, NotFound
 from webapp.services import dumps, replay, retries
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
@@ -31,20 +30,19 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 @auth_required()
 def get_job(job_id):
-    after = request.args.get("after", "0")
-    if not after.isdigit():
-        raise BadRequest("after must be a non-negative integer (an event id)")
+    after = whole_number("after", 0, 0, MAX_ROW_ID)  # an event id
     with services().store.session() as s:
         job = _visible(jobsvc.get(s, job_id))
-        return ser.job(job, jobsvc.events_after(s, job.id, int(after)), replay.runs(job) if g.is_admin else None)
+        return ser.job(job, jobsvc.events_after(s, job.id, after), replay.runs(job) if g.is_admin else None)
 
 
 @bp.post("/jobs/<job_id>/cancel")
-@auth_required()
+@auth_required(operation=("job.cancel", "job", "job_id"))
 def cancel_job(job_id):
+    audited("job.cancel", "job", str(job_id))
     with services().store.session() as s:
         job = _visible(jobsvc.get(s, job_id))
-        jobsvc.cancel(s, job, g.username, on_queued_cancel=isvc.on_queued_cancel)
+        jobsvc.cancel(s, job, actor(), on_queued_cancel=isvc.on_queued_cancel)
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
@@ -59,7 +57,7 @@ def download_dump(job_id):
 
 
 @bp.post("/jobs/<job_id>/retry")
-@auth_required()
+@auth_required(operation=("job.retry", "job", "job_id"))
 def retry_job(job_id):
     """Run a failed or canceled job again: 202 with the new job. Administrators retry any job; users their own
     dumps, deletes and restores of databases."""
@@ -71,7 +69,5 @@ def retry_job(job_id):
                 raise Forbidden("this needs an administrator (users retry their own database dumps, deletes and "
                                 "restores)")
             _visible(old)
-        job = retries.retry_job(s, old, g.username)
-        audit.record(s, actor(), "job.retry", "job", str(old.id),
-                     detail=f"job {job.id} ({job.kind}{', ' + job.instance_name if job.instance_name else ''})")
+        job = retries.retry_job(s, old, actor())
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from webapp.schemas import requests as rq
 from webapp.schemas import responses as rs
 
@@ -13,7 +13,7 @@ ERROR = {"$ref": "#/components/responses/Error"}
 PAGE_QUERY = [{"name": "limit", "in": "query", "description": "how many items at most",
                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
               {"name": "offset", "in": "query", "description": "how many items to skip",
-               "schema": {"type": "integer", "minimum": 0, "default": 0}}]
+               "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}]
 PERIOD = [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
           {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}]
 REPORT_QUERY = [*PERIOD, {"name": "format", "in": "query", "schema": {"enum": ["json", "csv", "html", "pdf"],
@@ -177,7 +177,7 @@ PATHS = {
     "/jobs/{job_id}": {
         "parameters": JOB,
         "get": op("Show a job and its events (as they arrive; ?after=<event id> for the new ones)",
-                  {"200": ("The job", rs.Job)}, (400, 401, 404), parameters=[query("after", "integer")])},
+                  {"200": ("The job", rs.Job)}, (400, 401, 404), parameters=[query("after", "integer", minimum=0)])},
     "/jobs/{job_id}/cancel": {
         "parameters": JOB,
         "post": op("Cancel a queued or running job", ACCEPTED, (401, 404, 409))},

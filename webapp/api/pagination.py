@@ -10,6 +10,7 @@ from webapp.api.errors import BadRequest
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**31 - 1  # far past any list, and within the 64-bit integers SQLite and PostgreSQL take
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,17 @@ class Page:
         return items[self.offset:self.offset + self.fetch]
 
 
+def whole_number(name: str, default: int, lo: int, hi: int) -> int:
+    """The query argument as a whole number from lo to hi (ASCII digits only: int() also reads other scripts'
+    digits, and str.isdigit() takes superscripts that int() refuses); BadRequest otherwise."""
+    text = request.args.get(name, str(default))
+    if not (text.isascii() and text.isdigit()) or not lo <= int(text) <= hi:
+        raise BadRequest(f"{name} must be a whole number from {lo} to {hi}")
+    return int(text)
+
+
 def page(default: int = DEFAULT_LIMIT) -> Page:
-    limit, offset = request.args.get("limit", str(default)), request.args.get("offset", "0")
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    if not offset.isdigit():
-        raise BadRequest("offset must be a whole number (0 or more)")
-    return Page(int(limit), int(offset))
+    return Page(whole_number("limit", default, 1, MAX_LIMIT), whole_number("offset", 0, 0, MAX_OFFSET))
 
 
 def paged(key: str, rows: list, pg: Page, serialize, **extra) -> dict:

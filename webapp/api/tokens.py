@@ -15,12 +15,10 @@ def create_token():
     try:
         with svc.store.session() as s:
             user = accounts.authenticate(s, data["username"], data["password"])
-            tok, raw = accounts.issue_token(s, user, data.get("name") or "api", scope=data.get("scope", "write"),
-                                            days=data.get("expires_in_days"),
-                                            default_days=int(svc.config["TOKEN_DAYS"]))
             who = audit.Actor(user.username, user.is_admin, user.id, request.remote_addr or "")
-            audit.record(s, who, "token.create", "token", f"{tok.prefix}… ({tok.id})",
-                         detail=accounts.token_detail(tok))
+            tok, raw = accounts.issue_token(s, user, data.get("name") or "api", actor=who,
+                                            scope=data.get("scope", "write"), days=data.get("expires_in_days"),
+                                            default_days=int(svc.config["TOKEN_DAYS"]))
             body = {"token": raw, **ser.token(tok), "username": user.username, "is_admin": user.is_admin}
     except Unauthorized as exc:
         audit.failed_login(svc.store, data["username"], request.remote_addr or "", "api", exc.message)

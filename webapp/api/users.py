@@ -19,13 +19,12 @@ def list_users():
 
 
 @bp.post("/users")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("user.create", "user", "username"))
 def create_user():
     data = json_body(rq.UserCreate, audit=("user.create", "user", lambda d: str(d.get("username"))))
     is_admin = data.get("is_admin", False)
     with services().store.session() as s:
-        user, _ = accounts.create_user(s, data["username"], data["password"], is_admin=is_admin)
-        audit.record(s, actor(), "user.create", "user", user.username, detail=f"is_admin={is_admin}")
+        user, _ = accounts.create_user(s, data["username"], data["password"], is_admin=is_admin, actor=actor())
         return ({"user": ser.user(user, services().capacity_defaults())}, 201,
                 {"Location": url_for("api.get_user", username=user.username)})
 
@@ -50,15 +49,14 @@ def get_user(username):
 
 
 @bp.patch("/users/<username>")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("user.allowance", "user", "username"))
 def update_user(username):
     """Set a user's capacity allowance: storage_allowance_mb (total quota over their databases) and max_databases;
     null puts one back to the configured default."""
     data = json_body(rq.AllowanceChange, audit=("user.allowance", "user", username))
     with services().store.session() as s:
         user = accounts.get_user(s, username)
-        changed = capacity.set_allowance(user, **data)
-        audit.record(s, actor(), "user.allowance", "user", user.username, detail=", ".join(changed))
+        capacity.set_allowance(s, actor(), user, **data)
         s.flush()
         return _with_capacity(s, user)
 
@@ -72,19 +70,15 @@ def get_me():
 
 
 @bp.delete("/users/<username>")
-@auth_required(admin=True)
+@auth_required(admin=True, operation=("user.delete", "user", "username"))
 def delete_user(username):
     audited("user.delete", "user", username)
     transfer_to = request.args.get("transfer_to") or None
     drop = request.args.get("delete_databases", "false").lower() in ("1", "true", "yes")
     svc = services()
     with svc.store.session() as s:
-        requester = s.get(accounts.User, g.user_id)
         dropper = (lambda db: dbsvc.drop(s, svc.box, actor(), db)) if drop else None
-        dropped = accounts.delete_user(s, requester, username, transfer_to=transfer_to, drop_databases=dropper)
-        audit.record(s, actor(), "user.delete", "user", username,
-                     detail=(f"databases transferred to {transfer_to}" if transfer_to else
-                             f"{len(dropped)} database(s) deleted" if dropped else ""))
+        accounts.delete_user(s, actor(), username, transfer_to=transfer_to, drop_databases=dropper)
     return "", 204
 
 
@@ -94,9 +88,7 @@ def change_my_password():
     data = json_body(rq.PasswordChange, audit=("user.password", "user", g.username))
     with services().store.session() as s:
         user = accounts.authenticate(s, g.username, data["current_password"])
-        revoked = accounts.set_password(s, user, data["new_password"])
-        audit.record(s, actor(), "user.password", "user", user.username,
-                     detail=accounts.password_change_detail(revoked))
+        accounts.set_password(s, user, data["new_password"], actor())
     return "", 204
 
 
@@ -110,12 +102,10 @@ def list_tokens():
 
 
 @bp.delete("/tokens/<token_id>")
-@auth_required()
+@auth_required(operation=("token.revoke", "token", "token_id"))
 def revoke_token(token_id):
     with services().store.session() as s:
-        user = s.get(accounts.User, g.user_id)
-        tok = accounts.revoke_token(s, user, token_id)
-        audit.record(s, actor(), "token.revoke", "token", f"{tok.prefix}… ({tok.id})")
+        accounts.revoke_token(s, actor(), token_id)
     return "", 204
 
 

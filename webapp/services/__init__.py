@@ -9,6 +9,18 @@ from webapp.exceptions import Conflict, Forbidden, Invalid, NotFound, ServiceErr
 from webapp.schemas.limits import db_name_problem, instance_name_problem
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest id SQLite and PostgreSQL (bigint) hold: a larger one names no row
+
+
+def row_id(value) -> int | None:
+    """An id from a request (path or query) as a row's id, or None when it cannot be one."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 1 <= number <= MAX_ROW_ID else None
+
+
 def check_name(name, what: str = "name") -> str:
     if problem := instance_name_problem(name, what):
         raise Invalid(problem, field=what)

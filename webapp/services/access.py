@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from webapp.services import Invalid, NotFound
+from webapp.services import Invalid, NotFound, audit
 from webapp.services.audit import Actor
 from webapp.store.models import Instance, User, instance_access
 
@@ -40,19 +40,22 @@ def describe(usernames: list[str] | None) -> str:
     return "open to every user" if usernames is None else f"restricted to: {', '.join(usernames) or '(admins only)'}"
 
 
-def set_access(s: Session, inst: Instance, usernames) -> list[str] | None:
+def set_access(s: Session, actor: Actor, inst: Instance, usernames) -> list[str] | None:
     """Restrict the instance to these users (a list; empty: admins only), or open it to all (None). Databases
     already on it stay with their owners; a user no longer named stops seeing the instance and cannot create
-    databases on it."""
+    databases on it. Audited."""
     if usernames is None:
         inst.access_restricted, inst.allowed_users = False, []
-        return None
-    if not isinstance(usernames, list) or not all(isinstance(u, str) for u in usernames):
-        raise Invalid("users must be a list of usernames, or null to open the instance to every user",
-                      field="users")
-    wanted = sorted(set(usernames))
-    found = list(s.scalars(select(User).where(User.username.in_(wanted)).order_by(User.username)))
-    if unknown := sorted(set(wanted) - {u.username for u in found}):
-        raise Invalid(f"no such user(s): {', '.join(unknown)}", field="users")
-    inst.access_restricted, inst.allowed_users = True, found
-    return allowed_usernames(inst)
+        allowed = None
+    else:
+        if not isinstance(usernames, list) or not all(isinstance(u, str) for u in usernames):
+            raise Invalid("users must be a list of usernames, or null to open the instance to every user",
+                          field="users")
+        wanted = sorted(set(usernames))
+        found = list(s.scalars(select(User).where(User.username.in_(wanted)).order_by(User.username)))
+        if unknown := sorted(set(wanted) - {u.username for u in found}):
+            raise Invalid(f"no such user(s): {', '.join(unknown)}", field="users")
+        inst.access_restricted, inst.allowed_users = True, found
+        allowed = allowed_usernames(inst)
+    audit.record(s, actor, "instance.access", "instance", inst.name, detail=describe(allowed))
+    return allowed

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.schemas import limits as L
-from webapp.services import Conflict, Invalid, NotFound, Unauthorized
+from webapp.services import Conflict, Invalid, NotFound, Unauthorized, audit, row_id
 from webapp.services.crypto import generate_password
 from webapp.store.models import ApiToken, User, aware, utcnow
 
@@ -27,8 +27,10 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
-def create_user(s: Session, username: str, password: str | None = None, is_admin: bool = False) -> tuple[User, str]:
-    """Create a user; returns (user, password) where password is generated when none was given."""
+def create_user(s: Session, username: str, password: str | None = None, is_admin: bool = False,
+                actor: audit.Actor | None = None) -> tuple[User, str]:
+    """Create a user; returns (user, password) where password is generated when none was given. Audited as the
+    actor's; None only for the control plane's own set-up (the first administrator at first start)."""
     if not isinstance(username, str) or not USERNAME_RE.match(username):
         raise Invalid("username must be 2 to 63 characters: a lowercase letter, then lowercase letters, digits, "
                       "'_', '.' or '-'", field="username")
@@ -41,12 +43,14 @@ def create_user(s: Session, username: str, password: str | None = None, is_admin
     user = User(username=username, password_hash=hash_password(password), is_admin=bool(is_admin))
     s.add(user)
     s.flush()
+    if actor is not None:
+        audit.record(s, actor, "user.create", "user", user.username, detail=f"is_admin={user.is_admin}")
     return user, password
 
 
-def set_password(s: Session, user: User, password: str) -> int:
+def set_password(s: Session, user: User, password: str, actor: audit.Actor) -> int:
     """A new password ends everything the old one opened: every API token of the user is revoked and every website
-    session ends (the session version they carry is bumped). Returns how many tokens were revoked."""
+    session ends (the session version they carry is bumped). Returns how many tokens were revoked. Audited."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise Invalid(f"password must be at least {MIN_PASSWORD} characters", field="password")
     user.password_hash = hash_password(password)
@@ -55,6 +59,8 @@ def set_password(s: Session, user: User, password: str) -> int:
     active = list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))))
     for tok in active:
         tok.revoked_at = now
+    audit.record(s, actor, "user.password", "user", user.username,
+                 detail=f"{len(active)} API token(s) revoked, website sessions ended")
     return len(active)
 
 
@@ -74,10 +80,10 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(s: Session, user: User, name: str = "", *, scope="write", days=None,
+def issue_token(s: Session, user: User, name: str = "", *, actor: audit.Actor, scope="write", days=None,
                 default_days: int = 30) -> tuple[ApiToken, str]:
     """A new token for the user: scope read (it may only read) or write (all its user may do), valid for days
-    (default_days when None). Only its digest is stored."""
+    (default_days when None). Only its digest is stored. Audited as the actor's (the user, from where they ask)."""
     if scope not in TOKEN_SCOPES:
         raise Invalid(f"scope must be one of {', '.join(TOKEN_SCOPES)}", field="scope")
     if days is None:
@@ -90,17 +96,9 @@ def issue_token(s: Session, user: User, name: str = "", *, scope="write", days=N
                    expires_at=utcnow() + timedelta(days=days))
     s.add(tok)
     s.flush()
+    audit.record(s, actor, "token.create", "token", f"{tok.prefix}… ({tok.id})",
+                 detail=f"{tok.name}, scope {tok.scope}, expires {aware(tok.expires_at):%Y-%m-%d %H:%M} UTC")
     return tok, raw
-
-
-def token_detail(tok: ApiToken) -> str:
-    """What the audit log says of a new token."""
-    return f"{tok.name}, scope {tok.scope}, expires {aware(tok.expires_at):%Y-%m-%d %H:%M} UTC"
-
-
-def password_change_detail(revoked: int) -> str:
-    """What the audit log says of a password change."""
-    return f"{revoked} API token(s) revoked, website sessions ended"
 
 
 def token_in_use(s: Session, raw: str) -> ApiToken:
@@ -146,27 +144,28 @@ def list_tokens(s: Session, user: User, limit: int | None = None, offset: int = 
                           .limit(limit).offset(offset)))
 
 
-def revoke_token(s: Session, requester: User, token_id) -> ApiToken:
-    try:
-        token_id = int(token_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no token {token_id!r}") from None
-    tok = s.get(ApiToken, token_id)
-    if tok is None or (tok.user_id != requester.id and not requester.is_admin):
+def revoke_token(s: Session, actor: audit.Actor, token_id) -> ApiToken:
+    """Revoke one of the actor's tokens (an administrator: anyone's); audited."""
+    if (number := row_id(token_id)) is None:
+        raise NotFound(f"no token {token_id!r}")
+    tok = s.get(ApiToken, number)
+    if tok is None or (tok.user_id != actor.user_id and not actor.is_admin):
         raise NotFound(f"no token {token_id}")
     if tok.revoked_at is None:
         tok.revoked_at = utcnow()
+    audit.record(s, actor, "token.revoke", "token", f"{tok.prefix}… ({tok.id})")
     return tok
 
 
-def delete_user(s: Session, requester: User, username: str, transfer_to: str | None = None,
+def delete_user(s: Session, actor: audit.Actor, username: str, transfer_to: str | None = None,
                 drop_databases=None) -> list:
     """Refuses (Conflict) while the user owns databases, unless told what happens to them: transfer_to another
-    user, or drop_databases (a callable that drops them: an explicit delete). Returns the dropped databases."""
+    user, or drop_databases (a callable that drops them: an explicit delete). Returns the dropped databases.
+    Audited, saying what became of the databases."""
     from webapp.store.models import Database
 
     user = get_user(s, username)
-    if user.id == requester.id:
+    if user.id == actor.user_id:
         raise Conflict("you cannot delete yourself")
     owned = list(s.scalars(select(Database).where(Database.owner_id == user.id)))
     dropped = []
@@ -186,4 +185,7 @@ def delete_user(s: Session, requester: User, username: str, transfer_to: str | N
             raise Conflict(f"user {username!r} owns {len(owned)} database(s): {names}; pass transfer_to=<user> "
                            "to hand them over or delete_databases=true to delete them", databases=len(owned))
     s.delete(user)
+    audit.record(s, actor, "user.delete", "user", username,
+                 detail=(f"databases transferred to {transfer_to}" if transfer_to else
+                         f"{len(dropped)} database(s) deleted" if dropped else ""))
     return dropped

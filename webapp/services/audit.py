@@ -1,4 +1,10 @@
-"""The audit log: who did what to which object, when, from where, and how it ended."""
+"""The audit log: who did what to which object, when, from where, and how it ended.
+
+Every service call that changes something takes the Actor and records its own success row with record(), in the
+caller's session: the row commits with the change or not at all, and the API, the website and the CLI write the
+same row for the same operation. A refusal or failure rolls that session back, so the edges record it in a session
+of their own with record_failure() (the API's error handler through audited(), the website's and the CLI's
+record_failure), under the action name the service uses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +30,9 @@ MAINTENANCE_ACTOR = Actor("pgaas-maintenance", is_admin=True)
 
 def record(s: Session, actor: Actor, action: str, object_type: str, object_name: str, outcome: str = "ok",
            detail: str = "") -> None:
-    s.add(AuditEvent(actor=actor.username, action=action, object_type=object_type, object_name=object_name,
-                     remote_addr=actor.remote_addr or "", outcome=outcome, detail=detail[:2000]))
+    s.add(AuditEvent(actor=actor.username[:64], action=action[:64], object_type=object_type[:32],
+                     object_name=object_name[:255], remote_addr=(actor.remote_addr or "")[:64], outcome=outcome,
+                     detail=detail[:2000]))
 
 
 def record_separately(store, actor: Actor, action: str, object_type: str, object_name: str, outcome: str,

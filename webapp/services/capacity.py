@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.schemas import limits as L
-from webapp.services import Invalid
+from webapp.services import Invalid, audit
 from webapp.services.audit import Actor
 from webapp.store.models import Database, User
 
@@ -180,9 +180,9 @@ def _limit(value, field: str, hi: int) -> int | None:
     return value
 
 
-def set_allowance(user: User, **changes) -> list[str]:
-    """Set storage_allowance_mb and/or max_databases (None: back to the configured default). Returns what changed,
-    for the audit log."""
+def set_allowance(s: Session, actor: Actor, user: User, **changes) -> list[str]:
+    """Set storage_allowance_mb and/or max_databases (None: back to the configured default). Returns what changed;
+    audited."""
     if unknown := sorted(set(changes) - set(ALLOWANCE_FIELDS)):
         raise Invalid(f"unknown field(s): {', '.join(unknown)}")
     if not changes:
@@ -191,4 +191,6 @@ def set_allowance(user: User, **changes) -> list[str]:
     checked = {field: _limit(value, field, highest[field]) for field, value in changes.items()}
     for field, value in checked.items():
         setattr(user, field, value)
-    return [f"{field}={'default' if value is None else value}" for field, value in checked.items()]
+    changed = [f"{field}={'default' if value is None else value}" for field, value in checked.items()]
+    audit.record(s, actor, "user.allowance", "user", user.username, detail=", ".join(changed))
+    return changed

@@ -392,18 +392,22 @@ def client_context(ca_pem: str, cert_pem: str, key_pem: str, check_hostname: boo
 
 
 # -- the renewal job ------------------------------------------------------------------------------------------
-def renew(s, inst, by: str, rotate_ca: bool = False):
+def renew(s, inst, actor, rotate_ca: bool = False, why: str = ""):
     """Queue the certificates job of an instance (409 when it is busy or not available): renew them on its
-    members, or, for an instance from before TLS, converge it onto TLS (every member restarts)."""
-    from webapp.services import Conflict
+    members, or, for an instance from before TLS, converge it onto TLS (every member restarts). Audited as the
+    actor's (an audit.Actor); why: the detail's reason (the maintenance's renewal says why it acts)."""
+    from webapp.services import Conflict, audit
     from webapp.services import jobs as jobsvc
 
     if inst.status != "available":
         raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
-    return jobsvc.enqueue(s, "instance_certificates", inst.name, by, params={"rotate_ca": bool(rotate_ca)})
+    job = jobsvc.enqueue(s, "instance_certificates", inst.name, actor.username, params={"rotate_ca": bool(rotate_ca)})
+    audit.record(s, actor, "instance.certificates", "instance", inst.name,
+                 detail=f"job {job.id}: {why}" if why else f"job {job.id}" + (", new CA" if rotate_ca else ""))
+    return job
 
 
-def renew_due(s, renew_days: float, by: str = "pgaas-maintenance") -> list:
+def renew_due(s, renew_days: float) -> list:
     """The maintenance: queue the certificates job of every available instance whose certificates end within
     renew_days (or that serves no TLS yet), skipping busy ones (tried again at the next check); audited."""
     from sqlalchemy import select
@@ -415,13 +419,10 @@ def renew_due(s, renew_days: float, by: str = "pgaas-maintenance") -> list:
     for inst in s.scalars(select(Instance).where(Instance.status == "available").order_by(Instance.name)):
         if not renewal_due(inst, renew_days):
             continue
+        end = expiry(inst) if is_active(inst) else None
         try:
-            job = renew(s, inst, audit.MAINTENANCE_ACTOR.username)
+            queued.append(renew(s, inst, audit.MAINTENANCE_ACTOR, why=(
+                f"certificates end {end:%Y-%m-%d}, renewed {renew_days:g} days before" if end else "moved onto TLS")))
         except ServiceError:
             continue
-        end = expiry(inst) if is_active(inst) else None
-        audit.record(s, audit.MAINTENANCE_ACTOR, "instance.certificates", "instance", inst.name,
-                     detail=f"job {job.id}: " + (f"certificates end {end:%Y-%m-%d}, renewed {renew_days:g} days before"
-                                                 if end else "moved onto TLS"))
-        queued.append(job)
     return queued

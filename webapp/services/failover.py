@@ -74,10 +74,11 @@ def _primary_running(st: isvc.ClusterState) -> bool:
 
 
 # -- operations -----------------------------------------------------------------------------------------------
-def switchover(s: Session, inst: Instance, by: str, candidate=None, timeout: float = 1.0) -> Job:
+def switchover(s: Session, inst: Instance, actor: audit.Actor, candidate=None, timeout: float = 1.0) -> Job:
     """Queue a switchover from the running primary to the candidate (default: the synchronous standby, else the
     least lagging one). In synchronous mode Patroni only accepts the synchronous standby: its refusal comes back
-    as the job's error."""
+    as the job's error. Audited."""
+    asked = candidate
     if candidate is not None:
         candidate = _member_name(inst, candidate, "candidate")
     st = _live(s, inst, timeout)
@@ -91,12 +92,15 @@ def switchover(s: Session, inst: Instance, by: str, candidate=None, timeout: flo
                       "take over", field="candidate")
     if not any(r.state in HEALTHY for r in st.replicas):
         raise Conflict(f"instance {inst.name!r} has no running standby to switch over to")
-    return jobsvc.enqueue(s, "instance_switchover", inst.name, by,
-                          params={"action": "switchover", "candidate": candidate, "from": st.primary.name})
+    job = jobsvc.enqueue(s, "instance_switchover", inst.name, actor.username,
+                         params={"action": "switchover", "candidate": candidate, "from": st.primary.name})
+    audit.record(s, actor, "instance.switchover", "instance", inst.name,
+                 detail=f"job {job.id}, candidate {asked or '(the synchronous or least lagging)'}")
+    return job
 
 
-def failover(s: Session, inst: Instance, by: str, candidate=None, timeout: float = 1.0) -> Job:
-    """Queue a failover forced to the candidate, whatever the primary's health (Patroni's /failover)."""
+def failover(s: Session, inst: Instance, actor: audit.Actor, candidate=None, timeout: float = 1.0) -> Job:
+    """Queue a failover forced to the candidate, whatever the primary's health (Patroni's /failover); audited."""
     candidate = _member_name(inst, candidate, "candidate")
     st = _live(s, inst, timeout)
     if st.primary is not None and st.primary.name == candidate:
@@ -104,9 +108,11 @@ def failover(s: Session, inst: Instance, by: str, candidate=None, timeout: float
     if _state_of(st, candidate) not in HEALTHY:
         raise Invalid(f"candidate {candidate!r} is not running (Patroni says {_state_of(st, candidate)}); it cannot "
                       "be promoted", field="candidate")
-    return jobsvc.enqueue(s, "instance_failover", inst.name, by,
-                          params={"action": "failover", "candidate": candidate,
-                                  "from": st.primary.name if st.primary else None})
+    job = jobsvc.enqueue(s, "instance_failover", inst.name, actor.username,
+                         params={"action": "failover", "candidate": candidate,
+                                 "from": st.primary.name if st.primary else None})
+    audit.record(s, actor, "instance.failover", "instance", inst.name, detail=f"job {job.id}, candidate {candidate}")
+    return job
 
 
 def _replacement(provider, inst: Instance, member: Member) -> dict:
@@ -125,9 +131,10 @@ def _replacement(provider, inst: Instance, member: Member) -> dict:
     return {"name": p.name, "host": p.host, "address": p.address, "pg_port": p.pg_port, "api_port": p.api_port}
 
 
-def rebuild(s: Session, provider, inst: Instance, by: str, member=None, timeout: float = 1.0,
-            only_if_lost: bool = False) -> Job:
-    """Queue the rebuild of a standby: its leftovers removed, a fresh copy cloned from the current primary."""
+def rebuild(s: Session, provider, inst: Instance, actor: audit.Actor, member=None, timeout: float = 1.0,
+            only_if_lost: bool = False, why: str = "") -> Job:
+    """Queue the rebuild of a standby: its leftovers removed, a fresh copy cloned from the current primary.
+    Audited; why: the audit detail's reason (the maintenance's automatic rebuild says why it acts)."""
     member = _member_name(inst, member, "member")
     st = _live(s, inst, timeout)
     if st.primary is not None and st.primary.name == member:
@@ -138,9 +145,12 @@ def rebuild(s: Session, provider, inst: Instance, by: str, member=None, timeout:
     if only_if_lost and _state_of(st, member) in HEALTHY + IN_PROGRESS:
         raise Conflict(f"member {member!r} is {_state_of(st, member)} again; no rebuild needed")
     m = next(m for m in inst.members if m.name == member)
-    return jobsvc.enqueue(s, "instance_rebuild", inst.name, by,
-                          params={"member": member, "old_host": m.host, "placement": _replacement(provider, inst, m),
-                                  "state": _state_of(st, member), "automatic": only_if_lost})
+    job = jobsvc.enqueue(s, "instance_rebuild", inst.name, actor.username,
+                         params={"member": member, "old_host": m.host, "placement": _replacement(provider, inst, m),
+                                 "state": _state_of(st, member), "automatic": only_if_lost})
+    audit.record(s, actor, "instance.rebuild", "instance", inst.name,
+                 detail=f"job {job.id}: {why}" if why else f"job {job.id}, member {member}")
+    return job
 
 
 # -- history --------------------------------------------------------------------------------------------------
@@ -293,12 +303,10 @@ def auto_rebuild(s: Session, provider, after_seconds: float, timeout: float = 1.
         inst = m.instance
         since = aware(m.lost_since)
         try:
-            job = rebuild(s, provider, inst, audit.MAINTENANCE_ACTOR.username, m.name, timeout, only_if_lost=True)
+            return rebuild(s, provider, inst, audit.MAINTENANCE_ACTOR, m.name, timeout, only_if_lost=True,
+                           why=f"automatic, {m.name} lost since {since:%Y-%m-%d %H:%M:%S} UTC "
+                               f"(more than {after_seconds:.0f} s)")
         except ServiceError as exc:
             log.info("no automatic rebuild of %s: %s", m.name, exc.message)
-            continue
-        audit.record(s, audit.MAINTENANCE_ACTOR, "instance.rebuild", "instance", inst.name,
-                     detail=f"job {job.id}: automatic, {m.name} lost since {since:%Y-%m-%d %H:%M:%S} UTC "
-                            f"(more than {after_seconds:.0f} s)")
-        return job
+    return None
     return None

@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 from webapp.hostregistry import (DEFAULT_CAPACITY, FIELDS, HostSpec, all_hosts, check,  # noqa: F401 (re-exported)
                                  known_hosts_file, spec_of)
 from webapp.providers import known_hosts
-from webapp.schemas import limits as L
-from webapp.services import Conflict, Invalid, NotFound
+from webapp.services import Conflict, Invalid, NotFound, audit
 from webapp.services.crypto import SecretBox
 from webapp.store.models import Host, Instance, Member
 
@@ -50,13 +49,14 @@ def usage(s: Session, config) -> list[dict]:
 
 
 # -- changes --------------------------------------------------------------------------------------------------
-def register(s: Session, box: SecretBox, config, data: dict, by: str) -> HostSpec:
+def register(s: Session, box: SecretBox, config, data: dict, actor: audit.Actor) -> HostSpec:
+    """Register a host (audited; a private key is sealed and never in the audit detail)."""
     d = check(data)
     if any(h.name == d["name"] for h in all_hosts(s, config)):
         raise Conflict(f"host {d['name']!r} already exists")
     h = Host(name=d["name"], address=d["address"], ssh_user=d["ssh_user"], ssh_port=d["ssh_port"],
              key_path=d["key_path"], key_enc=box.seal({"private_key": d["private_key"]}) if d["private_key"] else None,
-             labels=d["labels"], capacity=d["capacity"], created_by=by)
+             labels=d["labels"], capacity=d["capacity"], created_by=actor.username)
     s.add(h)
     s.flush()
     # A host registered anew starts from what it was given: no pin left from an earlier host on that address
@@ -68,10 +68,13 @@ def register(s: Session, box: SecretBox, config, data: dict, by: str) -> HostSpe
         known_hosts.pin(path, d["address"], d["ssh_port"], d["host_keys"])
     elif not shared:
         known_hosts.forget(path, d["address"], d["ssh_port"])
-    return spec_of(h)
+    spec = spec_of(h)
+    audit.record(s, actor, "host.create", "host", spec.name,
+                 detail=f"{spec.ssh_user}@{spec.address}:{spec.ssh_port}, key {spec.key_kind}")
+    return spec
 
 
-def delete(s: Session, config, name) -> None:
+def delete(s: Session, config, name, actor: audit.Actor) -> None:
     h = get(s, config, name)
     if h.source == "config":
         raise Conflict(f"host {name!r} is listed in the configuration (SSH_HOSTS); remove it there")
@@ -84,10 +87,19 @@ def delete(s: Session, config, name) -> None:
     s.delete(s.scalar(select(Host).where(Host.name == name)))
     if not any(o.address == h.address and o.ssh_port == h.ssh_port for o in all_hosts(s, config) if o.name != name):
         known_hosts.forget(known_hosts_file(config), h.address, h.ssh_port)
+    audit.record(s, actor, "host.delete", "host", name)
 
 
-def set_host_key(s: Session, config, name, value) -> HostSpec:
-    """Replace a registered host's pinned keys; None or "" forgets them (the next connection pins)."""
+def set_host_key(s: Session, config, name, value, actor: audit.Actor) -> HostSpec:
+    """Replace a registered host's pinned keys; None or "" forgets them (the next connection pins). Audited with
+    the fingerprints now pinned."""
+    h = _pin(s, config, name, value)
+    fps = ", ".join(f["sha256"] for f in fingerprints(config, h)) or "none (pinned on next contact)"
+    audit.record(s, actor, "host.host_key", "host", h.name, detail=f"pinned {fps}")
+    return h
+
+
+def _pin(s: Session, config, name, value) -> HostSpec:
     h = get(s, config, name)
     if h.source == "config":
         raise Conflict(f"host {name!r} is listed in the configuration (SSH_HOSTS); set its host_key there")

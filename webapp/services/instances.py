@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from webapp.providers import NoCapacity
 from webapp.schemas import limits as L
 from webapp.services import Conflict, Invalid, NotFound, check_db_name, check_int, check_name, check_number
-from webapp.services import certificates, patroni
+from webapp.services import audit, certificates, patroni
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.store.models import Instance, Job, Member, utcnow
@@ -90,9 +90,10 @@ def uris(inst: Instance) -> tuple[str, str]:
 
 
 # -- changes --------------------------------------------------------------------------------------------------
-def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synchronous=False, replicas=None,
+def create(s: Session, provider, box: SecretBox, *, actor: audit.Actor, name, synchronous=False, replicas=None,
            storage_gb=None, cpus=None, memory_mb=None, admin_password=None,
            admin_database=None, cert_days: int = certificates.CERT_DAYS) -> tuple[Instance, Job, str]:
+    """Place the members, seal the generated secrets, queue the deploy; audited as the actor's."""
     check_name(name)
     admin_database = check_db_name(ADMIN_DATABASE if admin_database is None else admin_database, "admin_database")
     if not isinstance(synchronous, bool):
@@ -123,28 +124,32 @@ def create(s: Session, provider, box: SecretBox, *, name, created_by: str, synch
     inst = Instance(name=name, status="creating", provider=provider.name, synchronous=synchronous,
                     replicas=replicas, storage_gb=storage_gb, cpus=cpus, memory_mb=memory_mb,
                     admin_user=ADMIN_USER, admin_database=admin_database, secrets_enc=box.seal(secrets),
-                    meta={"etcd_members": etcd} if etcd else {}, created_by=created_by)
+                    meta={"etcd_members": etcd} if etcd else {}, created_by=actor.username)
     inst.members = [Member(ordinal=i, name=p.name, host=p.host, address=p.address, pg_port=p.pg_port,
                            api_port=p.api_port) for i, p in enumerate(placements)]
     certificates.ensure(inst, box, cert_days)
     s.add(inst)
     s.flush()
-    job = jobsvc.enqueue(s, "instance_create", name, created_by)
+    job = jobsvc.enqueue(s, "instance_create", name, actor.username)
+    audit.record(s, actor, "instance.create", "instance", inst.name, detail=f"job {job.id}")
     return inst, job, admin_password
 
 
-def retry(s: Session, name: str, by: str) -> Job:
+def retry(s: Session, name: str, actor: audit.Actor, record: bool = True) -> Job:
+    """Run the failed create or delete again. record=False: the caller audits it (a job's retry)."""
     inst = get(s, name)
     if inst.status != "failed":
         raise Conflict(f"instance {name!r} is {inst.status}; only a failed instance can be retried")
     failed = inst.meta.get("failed_job_kind")
     kind = failed if failed in ("instance_delete", "instance_adopt") else "instance_create"
-    job = jobsvc.enqueue(s, kind, name, by)
+    job = jobsvc.enqueue(s, kind, name, actor.username)
     inst.status, inst.status_reason = ("deleting" if kind == "instance_delete" else "creating"), ""
+    if record:
+        audit.record(s, actor, "instance.retry", "instance", name, detail=f"job {job.id}")
     return job
 
 
-def delete(s: Session, name: str, by: str, force: bool = False) -> Job:
+def delete(s: Session, name: str, actor: audit.Actor, force: bool = False) -> Job:
     """Deleting an instance that holds tenant databases needs force: no user data goes without saying so."""
     from webapp.store.models import Database
 
@@ -153,8 +158,9 @@ def delete(s: Session, name: str, by: str, force: bool = False) -> Job:
     if count and not force:
         raise Conflict(f"instance {name!r} holds {count} tenant database(s); delete them first, or pass "
                        "force=true to delete them with the instance", databases=count)
-    job = jobsvc.enqueue(s, "instance_delete", name, by, params={"force": bool(force)})
+    job = jobsvc.enqueue(s, "instance_delete", name, actor.username, params={"force": bool(force)})
     inst.status, inst.status_reason = "deleting", ""
+    audit.record(s, actor, "instance.delete", "instance", name, detail=f"job {job.id}, force={bool(force)}")
     return job
 
 

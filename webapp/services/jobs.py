@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from webapp.services import Conflict, NotFound
+from webapp.services import Conflict, NotFound, audit, row_id
 from webapp.store.models import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, RETRYABLE_JOB_STATES, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,9 @@ def enqueue(s: Session, kind: str, instance_name: str | None, created_by: str, p
 
 
 def get(s: Session, job_id) -> Job:
-    try:
-        job_id = int(job_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no job {job_id!r}") from None
-    job = s.get(Job, job_id)
+    if (number := row_id(job_id)) is None:
+        raise NotFound(f"no job {job_id!r}")
+    job = s.get(Job, number)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
@@ -64,20 +62,23 @@ def events_after(s: Session, job_id: int, after_id: int = 0) -> list[JobEvent]:
                           .order_by(JobEvent.id)))
 
 
-def cancel(s: Session, job: Job, by: str, on_queued_cancel=None) -> Job:
-    """A queued job is canceled at once; a running one is flagged and its worker kills the run."""
+def cancel(s: Session, job: Job, actor: audit.Actor, on_queued_cancel=None) -> Job:
+    """A queued job is canceled at once; a running one is flagged and its worker kills the run. Audited."""
+    was = job.status
     if job.status == "queued":
-        job.status, job.finished_at, job.error = "canceled", utcnow(), f"canceled by {by} before it started"
+        job.status, job.finished_at = "canceled", utcnow()
+        job.error = f"canceled by {actor.username} before it started"
         s.add(JobEvent(job_id=job.id, event="pgaas_canceled", status="canceled", message=job.error))
         if on_queued_cancel:
             on_queued_cancel(s, job)
-        return job
-    if job.status == "running":
+    elif job.status == "running":
         job.cancel_requested = True
         s.add(JobEvent(job_id=job.id, event="pgaas_cancel_requested", status="canceling",
-                       message=f"cancel requested by {by}"))
-        return job
-    raise Conflict(f"job {job.id} already ended ({job.status})")
+                       message=f"cancel requested by {actor.username}"))
+    else:
+        raise Conflict(f"job {job.id} already ended ({job.status})")
+    audit.record(s, actor, "job.cancel", "job", str(job.id), detail=f"{job.kind}, was {was}")
+    return job
 
 
 def newest_job(s: Session, instance_name: str) -> Job | None:

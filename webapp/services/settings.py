@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from webapp.schemas import limits as L
-from webapp.services import Conflict, Invalid, certificates, check_int, check_number, patroni
+from webapp.services import Conflict, Invalid, audit, certificates, check_int, check_number, patroni
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox
 from webapp.services.pgconn import connect_primary
@@ -256,9 +256,9 @@ def _sizes(inst: Instance, cpus, memory_mb, storage_gb) -> dict:
     return sizes
 
 
-def change(s, box: SecretBox, inst: Instance, by: str, *, settings=None, cpus=None, memory_mb=None,
+def change(s, box: SecretBox, inst: Instance, actor: audit.Actor, *, settings=None, cpus=None, memory_mb=None,
            storage_gb=None) -> Job:
-    """Validate a settings/size change against the live instance, then queue the job that applies it."""
+    """Validate a settings/size change against the live instance, then queue the job that applies it; audited."""
     if inst.status != "available":
         raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
     if settings is None and cpus is None and memory_mb is None and storage_gb is None:
@@ -273,13 +273,18 @@ def change(s, box: SecretBox, inst: Instance, by: str, *, settings=None, cpus=No
                            "wait for it or cancel it", job_id=busy.id)
         with connect_primary(inst, box) as conn:
             checked = validate(conn, settings, len(inst.members))
-    return jobsvc.enqueue(s, "instance_settings", inst.name, by, params={"settings": checked, "sizes": sizes})
+    job = jobsvc.enqueue(s, "instance_settings", inst.name, actor.username, params={"settings": checked, "sizes": sizes})
+    audit.record(s, actor, "instance.settings", "instance", inst.name,
+                 detail=f"job {job.id}: {', '.join(sorted(settings or {})) or 'sizes'}")
+    return job
 
 
-def restart(s, inst: Instance, by: str) -> Job:
+def restart(s, inst: Instance, actor: audit.Actor) -> Job:
     if inst.status != "available":
         raise Conflict(f"instance {inst.name!r} is {inst.status}, not available")
-    return jobsvc.enqueue(s, "instance_restart", inst.name, by)
+    job = jobsvc.enqueue(s, "instance_restart", inst.name, actor.username)
+    audit.record(s, actor, "instance.restart", "instance", inst.name, detail=f"job {job.id}")
+    return job
 
 
 # -- reads ----------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from webapp.extensions import services
 from webapp.services import Invalid, Unauthorized, accounts, audit
 from webapp.store.models import User
 from webapp.ui import bp, forms
-from webapp.ui.common import actor, form_error
+from webapp.ui.common import actor, form_error, record_failure
 
 
 @dataclass
@@ -111,13 +111,13 @@ def account_password():
         try:
             with services().store.session() as s:
                 user = accounts.authenticate(s, current_user.username, form.current_password.data)
-                revoked = accounts.set_password(s, user, form.new_password.data)
-                audit.record(s, actor(), "user.password", "user", user.username,
-                             detail=accounts.password_change_detail(revoked))
+                revoked = accounts.set_password(s, user, form.new_password.data, actor())
                 session_user = SessionUser.of(user)
-        except Unauthorized:
+        except Unauthorized as exc:
+            record_failure("user.password", "user", current_user.username, exc)
             form.current_password.errors = [*form.current_password.errors, "This is not your current password."]
         except Invalid as exc:
+            record_failure("user.password", "user", current_user.username, exc)
             form_error(form, exc, {"password": "new_password"})
         else:
             login_user(session_user)  # this session goes on; the others ended with the old session version

@@ -10,7 +10,7 @@ from flask import abort, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
 from webapp.extensions import services
-from webapp.services import Conflict, Invalid, NotFound, ServiceError
+from webapp.services import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from webapp.services import audit, certificates
 from webapp.services import databases as dbsvc
 from webapp.services import instances as isvc
@@ -23,15 +23,30 @@ def actor() -> audit.Actor:
                        request.remote_addr or "")
 
 
-def admin_required(fn):
-    @wraps(fn)
-    @login_required
-    def inner(*args, **kwargs):
-        if not current_user.is_admin:
-            abort(403, "This page is for administrators.")
-        return fn(*args, **kwargs)
+def admin_required(fn=None, *, operation: tuple | None = None):
+    """For administrators; anyone else gets 403, audited as denied. operation: (audit action, object type, key)
+    of what the view's form does, so that a refused POST is audited as that action (its object the path argument
+    or the form field named key), as the API names the same refusal; otherwise the endpoint, method and path."""
+    def deco(view):
+        @wraps(view)
+        @login_required
+        def inner(*args, **kwargs):
+            if not current_user.is_admin:
+                record_failure(*_refused(operation), Forbidden("this needs an administrator"))
+                abort(403, "This page is for administrators.")
+            return view(*args, **kwargs)
 
-    return inner
+        return inner
+
+    return deco(fn) if fn is not None else deco
+
+
+def _refused(operation: tuple | None) -> tuple[str, str, str]:
+    if operation is None or request.method != "POST":
+        return request.endpoint.rpartition(".")[2], "endpoint", f"{request.method} {request.path}"
+    action, object_type, key = operation
+    value = (request.view_args or {}).get(key)
+    return action, object_type, str(value if value is not None else request.form.get(key, ""))
 
 
 # -- errors on forms, and their audit -------------------------------------------------------------------------
@@ -112,13 +127,11 @@ def tls_view(inst) -> dict | None:
 
 
 def start_instance_job(name: str, action: str, start) -> tuple:
-    """Start a job on an instance from one of its page's forms: (the redirect to the job's page, None), or
-    (None, the service's error), audited either way."""
+    """Start a job on an instance from one of its page's forms: start(s, instance, actor) queues it (and audits
+    it). Answers (the redirect to the job's page, None), or (None, the service's error), audited as action."""
     try:
         with services().store.session() as s:
-            job = start(s, isvc.get(s, name))
-            audit.record(s, actor(), action, "instance", name, detail=f"job {job.id}")
-            job_id = job.id
+            job_id = start(s, isvc.get(s, name), actor()).id
     except NotFound:
         abort(404, f"There is no instance {name!r}.")
     except (Invalid, Conflict) as exc:

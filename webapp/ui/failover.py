@@ -5,7 +5,6 @@ primary changes, each member's state) is built with the page, in instance_page.p
 from __future__ import annotations
 
 from flask import abort
-from flask_login import current_user
 
 from webapp.extensions import services
 from webapp.services import Invalid
@@ -28,36 +27,36 @@ def _start(name: str, action: str, start, form, field: str | None, **override):
 
 
 @bp.post("/instances/<name>/switchover")
-@admin_required
+@admin_required(operation=("instance.switchover", "instance", "name"))
 def instance_switchover(name):
     form = forms.SwitchoverForm(prefix="sw")
     if not form.validate_on_submit():
         abort(400)
     candidate = form.candidate.data or None
     return _start(name, "instance.switchover",
-                  lambda s, inst: fsvc.switchover(s, inst, current_user.username, candidate, _timeout()),
+                  lambda s, inst, who: fsvc.switchover(s, inst, who, candidate, _timeout()),
                   form, "candidate", switchover_form=form)
 
 
 @bp.post("/instances/<name>/failover")
-@admin_required
+@admin_required(operation=("instance.failover", "instance", "name"))
 def instance_failover(name):
     form = forms.FailoverForm(prefix="fo")
     if not form.validate_on_submit():
         abort(400)
     candidate = form.candidate.data or None
     return _start(name, "instance.failover",
-                  lambda s, inst: fsvc.failover(s, inst, current_user.username, candidate, _timeout()),
+                  lambda s, inst, who: fsvc.failover(s, inst, who, candidate, _timeout()),
                   form, "candidate", failover_form=form)
 
 
 @bp.post("/instances/<name>/members/<member>/rebuild")
-@admin_required
+@admin_required(operation=("instance.rebuild", "instance", "name"))
 def instance_rebuild(name, member):
     form = forms.RebuildForm(prefix=forms.RebuildForm.prefix_for(member))
     if not form.validate_on_submit():
         abort(400)
     provider = services().provider
     return _start(name, "instance.rebuild",
-                  lambda s, inst: fsvc.rebuild(s, provider, inst, current_user.username, member, _timeout()),
+                  lambda s, inst, who: fsvc.rebuild(s, provider, inst, who, member, _timeout()),
                   form, None, rebuild_form=form)

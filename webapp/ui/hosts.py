@@ -7,14 +7,14 @@ from flask import flash, redirect, render_template, url_for
 
 from webapp.extensions import services
 from webapp.schemas import limits as L
-from webapp.services import Conflict, Invalid, NotFound, audit
+from webapp.services import Conflict, Invalid, NotFound
 from webapp.services import hosts as hostsvc
 from webapp.ui import bp, forms
 from webapp.ui.common import actor, admin_required, record_failure, refuse
 
 
 @bp.route("/hosts", methods=["GET", "POST"])
-@admin_required
+@admin_required(operation=("host.create", "host", "name"))
 def hosts():
     svc = services()
     form = forms.HostForm()
@@ -34,9 +34,7 @@ def hosts():
                 data["private_key"] = form.private_key.data.strip() + "\n"
             try:
                 with svc.store.session() as s:
-                    h = hostsvc.register(s, svc.box, svc.config, data, actor().username)
-                    audit.record(s, actor(), "host.create", "host", h.name,
-                                 detail=f"{h.ssh_user}@{h.address}:{h.ssh_port}, key {h.key_kind}")
+                    hostsvc.register(s, svc.box, svc.config, data, actor())
             except (Invalid, Conflict) as exc:
                 refuse(form, "host.create", "host", data["name"], exc)
             else:
@@ -51,7 +49,7 @@ def hosts():
 
 
 @bp.post("/hosts/<name>/delete")
-@admin_required
+@admin_required(operation=("host.delete", "host", "name"))
 def host_delete(name):
     svc = services()
     if not forms.EmptyForm().validate_on_submit():
@@ -59,8 +57,7 @@ def host_delete(name):
         return redirect(url_for("ui.hosts"))
     try:
         with svc.store.session() as s:
-            hostsvc.delete(s, svc.config, name)
-            audit.record(s, actor(), "host.delete", "host", name)
+            hostsvc.delete(s, svc.config, name, actor())
     except (NotFound, Conflict) as exc:
         record_failure("host.delete", "host", name, exc)
         flash(exc.message, "error")

@@ -5,11 +5,11 @@ certificate is for anyone who may see the instance."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound
-from webapp.services import access, audit, certificates
+from webapp.services import access, certificates
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
@@ -46,7 +46,7 @@ def instance_ca(name):
 
 
 @bp.route("/instances/new", methods=["GET", "POST"])
-@admin_required
+@admin_required(operation=("instance.create", "instance", "name"))
 def instance_new():
     svc = services()
     form = forms.InstanceCreateForm()
@@ -59,9 +59,8 @@ def instance_new():
                     replicas=form.replicas.data, cpus=float(form.cpus.data) if form.cpus.data is not None else None,
                     memory_mb=form.memory_mb.data, storage_gb=form.storage_gb.data,
                     admin_password=form.admin_password.data or None,
-                    admin_database=(form.admin_database.data or "").strip() or None, created_by=current_user.username,
+                    admin_database=(form.admin_database.data or "").strip() or None, actor=actor(),
                     cert_days=int(svc.config["TLS_CERT_DAYS"]))
-                audit.record(s, actor(), "instance.create", "instance", inst.name, detail=f"job {job.id}")
                 job_id, admin_user = job.id, inst.admin_user
         except (Invalid, Conflict) as exc:
             refuse(form, "instance.create", "instance", name, exc)
@@ -89,8 +88,8 @@ def _apply_change(name: str, form, invalid_field, **changes):
     """Queue a settings/sizes job: its page, or None with the error beside invalid_field (a setting's name or
     value) or the field it names."""
     svc = services()
-    done, exc = start_instance_job(name, "instance.settings", lambda s, inst: ssvc.change(
-        s, svc.box, inst, current_user.username, **changes))
+    done, exc = start_instance_job(name, "instance.settings", lambda s, inst, who: ssvc.change(
+        s, svc.box, inst, who, **changes))
     if done is None:
         if invalid_field is not None and isinstance(exc, Invalid):
             invalid_field.errors = [*invalid_field.errors, exc.message]
@@ -100,7 +99,7 @@ def _apply_change(name: str, form, invalid_field, **changes):
 
 
 @bp.post("/instances/<name>/settings")
-@admin_required
+@admin_required(operation=("instance.settings", "instance", "name"))
 def instance_settings(name):
     form = forms.InstanceSettingsForm(prefix="set")
     if form.validate_on_submit() and (wanted := form.parsed()) is not None:
@@ -115,7 +114,7 @@ def instance_settings(name):
 
 
 @bp.post("/instances/<name>/sizes")
-@admin_required
+@admin_required(operation=("instance.settings", "instance", "name"))
 def instance_sizes(name):
     form = forms.InstanceSizesForm(prefix="size")
     if form.validate_on_submit():
@@ -133,15 +132,15 @@ def instance_sizes(name):
 
 
 @bp.post("/instances/<name>/access")
-@admin_required
+@admin_required(operation=("instance.access", "instance", "name"))
 def instance_access(name):
     """Open the instance to every user, or restrict it to the named ones."""
     form = forms.InstanceAccessForm(prefix="acc")
     if form.validate_on_submit():
         try:
             with services().store.session() as s:
-                users = access.set_access(s, isvc.get(s, name), None if form.open_to_all.data else form.usernames())
-                audit.record(s, actor(), "instance.access", "instance", name, detail=access.describe(users))
+                users = access.set_access(s, actor(), isvc.get(s, name),
+                                          None if form.open_to_all.data else form.usernames())
         except NotFound:
             abort(404, f"There is no instance {name!r}.")
         except Invalid as exc:
@@ -153,13 +152,12 @@ def instance_access(name):
 
 
 @bp.post("/instances/<name>/restart")
-@admin_required
+@admin_required(operation=("instance.restart", "instance", "name"))
 def instance_restart(name):
     form = forms.EmptyForm(prefix="restart")
     if not form.validate_on_submit():
         abort(400)
-    done, exc = start_instance_job(name, "instance.restart",
-                                   lambda s, inst: ssvc.restart(s, inst, current_user.username))
+    done, exc = start_instance_job(name, "instance.restart", ssvc.restart)
     if done:
         return done
     form.form_errors.append(exc.message)
@@ -167,7 +165,7 @@ def instance_restart(name):
 
 
 @bp.post("/instances/<name>/delete")
-@admin_required
+@admin_required(operation=("instance.delete", "instance", "name"))
 def instance_delete(name):
     form = forms.ConfirmDeleteForm(prefix="del")
     if form.validate_on_submit():
@@ -177,10 +175,7 @@ def instance_delete(name):
             force = bool(form.force.data)
             try:
                 with services().store.session() as s:
-                    job = isvc.delete(s, name, current_user.username, force=force)
-                    audit.record(s, actor(), "instance.delete", "instance", name,
-                                 detail=f"job {job.id}, force={force}")
-                    job_id = job.id
+                    job_id = isvc.delete(s, name, actor(), force=force).id
             except NotFound:
                 abort(404)
             except Conflict as exc:

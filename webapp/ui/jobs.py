@@ -7,7 +7,7 @@ from flask import abort, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from webapp.extensions import services
-from webapp.services import Conflict, NotFound, audit, dumps, replay, retries
+from webapp.services import Conflict, NotFound, dumps, replay, retries, row_id
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.store.models import FINISHED_JOB_STATES
@@ -81,8 +81,7 @@ def job_cancel(job_id):
     try:
         with services().store.session() as s:
             j = _visible_job(s, job_id)
-            jobsvc.cancel(s, j, current_user.username, on_queued_cancel=isvc.on_queued_cancel)
-            audit.record(s, actor(), "job.cancel", "job", str(j.id), detail=f"{j.kind}, was {j.status}")
+            jobsvc.cancel(s, j, actor(), on_queued_cancel=isvc.on_queued_cancel)
     except Conflict as exc:
         record_failure("job.cancel", "job", str(job_id), exc)
         return job(job_id, status=409, action_error=exc.message)
@@ -90,15 +89,13 @@ def job_cancel(job_id):
 
 
 @bp.post("/jobs/<int:job_id>/retry")
-@admin_required
+@admin_required(operation=("job.retry", "job", "job_id"))
 def job_retry(job_id):
     if not forms.EmptyForm(prefix="job").validate_on_submit():
         abort(400)
     try:
         with services().store.session() as s:
-            new = retries.retry_job(s, _visible_job(s, job_id), current_user.username)
-            audit.record(s, actor(), "job.retry", "job", str(job_id), detail=f"job {new.id} ({new.kind})")
-            new_id = new.id
+            new_id = retries.retry_job(s, _visible_job(s, job_id), actor()).id
     except (Conflict, NotFound) as exc:
         record_failure("job.retry", "job", str(job_id), exc)
         return job(job_id, status=409, action_error=exc.message)
@@ -109,8 +106,7 @@ def job_retry(job_id):
 @login_required
 def job_events(job_id):
     """JSON for the job page's poller (session auth): the job's state and the events after ?after=N."""
-    after = request.args.get("after", "0")
-    after = int(after) if after.isdigit() else 0
+    after = row_id(request.args.get("after")) or 0
     with services().store.session() as s:
         j = _visible_job(s, job_id)
         events = jobsvc.events_after(s, j.id, after)

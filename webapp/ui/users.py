@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import psycopg
 from flask import abort, flash, redirect, render_template, url_for
-from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound
-from webapp.services import accounts, audit, capacity
+from webapp.services import accounts, capacity
 from webapp.services import databases as dbsvc
 from webapp.ui import bp, forms
 from webapp.ui.common import actor, admin_required, refuse
 
 
 @bp.route("/users", methods=["GET", "POST"])
-@admin_required
+@admin_required(operation=("user.create", "user", "username"))
 def users():
     form = forms.UserCreateForm()
     created = None
@@ -26,8 +25,7 @@ def users():
         try:
             with services().store.session() as s:
                 user, password = accounts.create_user(s, username, form.password.data or None,
-                                                      is_admin=bool(form.is_admin.data))
-                audit.record(s, actor(), "user.create", "user", user.username, detail=f"is_admin={user.is_admin}")
+                                                      is_admin=bool(form.is_admin.data), actor=actor())
         except (Invalid, Conflict) as exc:
             refuse(form, "user.create", "user", username, exc)
         else:
@@ -46,7 +44,7 @@ def users():
 
 
 @bp.route("/users/<username>", methods=["GET", "POST"])
-@admin_required
+@admin_required(operation=("user.delete", "user", "username"))
 def user(username, allowance_form=None):
     """One user: their databases, tokens and capacity allowance (a form to set it), and deletion behind a typed
     confirmation that says what happens to their databases (transfer to another user, or delete them)."""
@@ -82,14 +80,12 @@ def user(username, allowance_form=None):
             transfer = heir if dbs and choice == "transfer" else None
             try:
                 with svc.store.session() as s:
-                    requester = accounts.get_user(s, current_user.username)
                     dropper = ((lambda db: dbsvc.drop(s, svc.box, actor(), db))
                                if dbs and choice == "delete" else None)
-                    dropped = accounts.delete_user(s, requester, username, transfer_to=transfer,
+                    dropped = accounts.delete_user(s, actor(), username, transfer_to=transfer,
                                                    drop_databases=dropper)
                     detail = (f"databases transferred to {transfer}" if transfer else
                               f"{len(dropped)} database(s) deleted" if dropped else "")
-                    audit.record(s, actor(), "user.delete", "user", username, detail=detail)
             except (Conflict, Invalid, NotFound, psycopg.Error) as exc:
                 refuse(form, "user.delete", "user", username, exc)
             else:
@@ -100,7 +96,7 @@ def user(username, allowance_form=None):
 
 
 @bp.post("/users/<username>/allowance")
-@admin_required
+@admin_required(operation=("user.allowance", "user", "username"))
 def user_allowance(username):
     """Set the user's storage allowance and maximum number of databases (empty: the configured default)."""
     form = forms.AllowanceForm(prefix="allow")
@@ -108,9 +104,8 @@ def user_allowance(username):
         try:
             with services().store.session() as s:
                 u = accounts.get_user(s, username)
-                changed = capacity.set_allowance(u, storage_allowance_mb=form.storage_allowance_mb.data,
-                                                 max_databases=form.max_databases.data)
-                audit.record(s, actor(), "user.allowance", "user", username, detail=", ".join(changed))
+                capacity.set_allowance(s, actor(), u, storage_allowance_mb=form.storage_allowance_mb.data,
+                                       max_databases=form.max_databases.data)
         except NotFound:
             abort(404, f"There is no user {username!r}.")
         except Invalid as exc:
