@@ -165,15 +165,6 @@ def _etcd(name: str, raw, known: dict[str, str | None], local: bool) -> list[dic
     return out
 
 
-def used_ports(s: Session, exclude: str | None = None) -> set[tuple[str, int]]:
-    """(host, port) of every member and etcd member of the other instances."""
-    used = set()
-    for inst in s.scalars(select(Instance).where(Instance.name != (exclude or ""))):
-        used |= {(m.host, p) for m in inst.members for p in (m.pg_port, m.api_port)}
-        used |= {(e["host"], e[k]) for e in isvc.etcd_members(inst) for k in ("client_port", "peer_port")}
-    return used
-
-
 def _check_ports(members: list[dict], etcd: list[dict], taken: set[tuple[str, int]]) -> None:
     mine = [(m["host"], m[k], m["name"]) for m in members for k in ("pg_port", "api_port")]
     mine += [(e["host"], e[k], e["name"]) for e in etcd for k in ("client_port", "peer_port")]
@@ -299,7 +290,7 @@ def adopt(s: Session, provider, box: SecretBox, config, actor: audit.Actor, *, n
         if known.get(h) and given and given != known[h]:
             raise Invalid(f"inventory: host {h!r} is {given}, but the control plane knows it as {known[h]}",
                           field="inventory")
-    _check_ports(members, etcd, used_ports(s))
+    _check_ports(members, etcd, isvc.used_ports(s))
     if v.get("pgaas_image") not in (None, image):
         raise Invalid(f"vars: pgaas_image is {v['pgaas_image']!r}, but the control plane deploys {image!r}; "
                       "converge the pair to that image first", field="vars")

@@ -109,7 +109,7 @@ def create(s: Session, provider, box: SecretBox, *, actor: audit.Actor, name, sy
         raise Conflict(f"instance {name!r} already exists{hint}")
     if jobsvc.active_job(s, name):
         raise Conflict(f"instance {name!r} is still being deleted")
-    used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port)}
+    used = used_ports(s)
     try:
         placements = provider.place(name, 1 + replicas, used)
         etcd = provider.etcd_members(name, placements, used)
@@ -250,6 +250,16 @@ def deploy_vars(inst: Instance, image: str) -> dict:
         "pgaas_storage_gb": inst.storage_gb,
         "pgaas_image": image,
     }
+
+
+def used_ports(s: Session, exclude: str | None = None) -> set[tuple[str, int]]:
+    """(host, port) of every member and etcd member of every instance but `exclude` (two queries)."""
+    others = Instance.name != (exclude or "")
+    used = {(m.host, p) for m in s.scalars(select(Member).join(Member.instance).where(others))
+            for p in (m.pg_port, m.api_port)}
+    for inst in s.scalars(select(Instance).where(others)):
+        used |= {(e["host"], e[k]) for e in etcd_members(inst) for k in ("client_port", "peer_port")}
+    return used
 
 
 def instance_hosts(inst: Instance) -> list[str]:
