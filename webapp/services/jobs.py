@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.services import Conflict, NotFound, audit, row_id
+from webapp.store import wakeup
 from webapp.store.models import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, RETRYABLE_JOB_STATES, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def enqueue(s: Session, kind: str, instance_name: str | None, created_by: str, p
         s.rollback()
         raise Conflict(f"instance {instance_name!r} is busy with another job") from exc
     s.add(JobEvent(job_id=job.id, event="pgaas_queued", status="queued", message=f"{kind} queued by {created_by}"))
+    wakeup.job_queued(s)  # idle workers start it as soon as this transaction commits
     return job
 
 
