@@ -60,7 +60,10 @@ class Defaults:
     DUMP_WORKER_THREADS = 1
     JOB_HEARTBEAT_SECONDS = 2.0
     JOB_STALE_SECONDS = 30.0
-    WORKER_POLL_SECONDS = 0.25
+    # How long an idle worker waits at most before it looks for a queued job unasked. Only the fallback: a queued job
+    # wakes the workers at once (webapp/store/wakeup.py), and an idle worker wakes every JOB_HEARTBEAT_SECONDS for
+    # its stale-job sweep anyway, so a longer wait saves nothing (bench/pickup.py measures the idle CPU).
+    WORKER_POLL_SECONDS = 2.0
     # Days a finished job keeps its events and its artifact directory (JOBS_DIR/<id>); the job's row (kind, status,
     # error, times) is kept for good. 0: keep them all forever.
     JOB_RETENTION_DAYS = 30
