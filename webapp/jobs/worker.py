@@ -77,7 +77,7 @@ def _worker_is_dead(worker_id: str | None) -> bool:
 class Worker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, jobs_dir: str, project_dir: str,
                  inventory, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
-                 stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None,
+                 stale_seconds: float = 30.0, poll_seconds: float = 2.0, worker_id: str | None = None,
                  periodic: list | None = None, background: list | None = None,
                  kinds: tuple[str, ...] | None = None, skip_kinds: tuple[str, ...] = (), wakeup: bool = True):
         self.store = store
