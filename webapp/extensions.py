@@ -77,7 +77,9 @@ class Services:
                 (float(c["TLS_CHECK_SECONDS"]), "certificate renewal",
                  lambda s: certificates.renew_due(s, float(c["TLS_RENEW_DAYS"]))),
                 (float(c["BACKUP_SCHEDULE_SECONDS"]), "backups.schedule",
-                 __import__("webapp.services.backups", fromlist=["schedule"]).schedule)]
+                 __import__("webapp.services.backups", fromlist=["schedule"]).schedule),
+                (float(c["BACKUP_SCHEDULE_SECONDS"]), "backups.archiver",
+                 lambda s: __import__("webapp.services.backup_health", fromlist=["x"]).refresh_archivers(s, self.box))]
 
     def make_worker(self, worker_id: str | None = None, maintenance: bool = True, pool: str = "all"):
         """pool: all (every job), instances (all but the dumps and restores of databases) or dumps (only those)."""

@@ -67,7 +67,9 @@ class Archiver(Shape):
     last_archived_time: Stamp
     failed_count: int | None
     last_failed_time: Stamp
-    checked_at: Stamp = Field(description="when a backup job last read pg_stat_archiver")
+    current_wal: str | None = Field(description="the primary's current WAL file when last read")
+    checked_at: Stamp = Field(description="when pg_stat_archiver was last read (the worker, every "
+                                          "BACKUP_SCHEDULE_SECONDS, and each backup job)")
 
 
 class StanzaBackups(Shape):

@@ -258,7 +258,7 @@ def describe(s: Session, st: BackupStanza) -> dict:
             "backups": [backup_row(b) for b in rows], "window": window(st, rows), "policy": policy(st),
             "archiver": {"last_archived_wal": st.last_archived_wal, "last_archived_time": iso(st.last_archived_time),
                          "failed_count": st.archive_failed_count, "last_failed_time": iso(st.last_failed_time),
-                         "checked_at": iso(st.archiver_checked_at)},
+                         "current_wal": st.current_wal, "checked_at": iso(st.archiver_checked_at)},
             "next": due(st, rows)}
 
 

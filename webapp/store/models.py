@@ -364,6 +364,7 @@ class BackupStanza(Base):
     last_archived_time: Mapped[datetime | None] = mapped_column(nullable=True)
     archive_failed_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_failed_time: Mapped[datetime | None] = mapped_column(nullable=True)
+    current_wal: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the primary's, when checked
     archiver_checked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

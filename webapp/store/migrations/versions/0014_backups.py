@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column('last_archived_time', sa.DateTime(timezone=True), nullable=True),
         sa.Column('archive_failed_count', sa.BigInteger(), nullable=True),
         sa.Column('last_failed_time', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('current_wal', sa.String(length=64), nullable=True),
         sa.Column('archiver_checked_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
