@@ -261,8 +261,8 @@ class AuditFilterForm(FlaskForm):
 
 class BackupStartForm(FlaskForm):
     """Back up now (the instance page's Backups section)."""
-    type = SelectField("Type", choices=[("full", "full"), ("diff", "differential"), ("incr", "incremental")],
-                       default="full")
+    type = SelectField("Type", choices=[SelectChoice("full", "full"), SelectChoice("diff", "differential"),
+                                        SelectChoice("incr", "incremental")], default="full")
 
 
 class BackupPolicyForm(FlaskForm):
@@ -270,5 +270,6 @@ class BackupPolicyForm(FlaskForm):
     full_every_days = IntegerField("A full backup every (days)", validators=[InputRequired()])
     diff_every_days = IntegerField("A differential backup every (days)", validators=[InputRequired()],
                                    description="0: none; less than the full's")
-    retention_type = SelectField("Keep", choices=[("count", "a number of full backups"), ("time", "a number of days")])
+    retention_type = SelectField("Keep", choices=[SelectChoice("count", "a number of full backups"),
+                                                  SelectChoice("time", "a number of days")])
     retention_full = IntegerField("How many (fulls or days)", validators=[InputRequired()])
