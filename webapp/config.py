@@ -144,6 +144,7 @@ class Defaults:
     BACKUP_REPO_DIR = ""
     BACKUP_REPO_PORT = 8432
     BACKUP_REPO_HOST = ""
+    BACKUP_REPO_NAME = ""  # the repository container's name; empty: pgaas-backup-repo (tests run their own)
     BACKUP_SCHEDULE_SECONDS = 60.0
     BACKUP_ARCHIVE_TIMEOUT = 60
 

@@ -44,13 +44,14 @@ class BackupSettings:
     repo_host: str = "host.containers.internal"
     image: str = ""
     archive_timeout: int = 60
+    repo_name: str = ""  # the container's; empty: the play's default (pgaas-backup-repo)
 
     @classmethod
     def from_config(cls, c) -> "BackupSettings":
         host = c.get("BACKUP_REPO_HOST") or c.get("SSH_CONTROL_PLANE_ADDRESS") or "host.containers.internal"
         return cls(bool(c.get("BACKUPS_ENABLED")), str(c.get("BACKUP_REPO_DIR") or ""),
                    int(c.get("BACKUP_REPO_PORT") or 8432), host, str(c.get("IMAGE") or ""),
-                   int(c.get("BACKUP_ARCHIVE_TIMEOUT") or 60))
+                   int(c.get("BACKUP_ARCHIVE_TIMEOUT") or 60), str(c.get("BACKUP_REPO_NAME") or ""))
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -107,7 +108,8 @@ def repo_run(s: Session, box: SecretBox, settings: BackupSettings, job: Job):
     job.params = {**(job.params or {}), "repo_clients": wanted}
     return RunSpec("playbooks/backup_repo.yml",
                    {"pgaas_backup_repo": {"dir": settings.repo_dir, "port": settings.repo_port,
-                                          "image": settings.image},
+                                          "image": settings.image,
+                                          **({"name": settings.repo_name} if settings.repo_name else {})},
                     "pgaas_backup_clients": wanted},
                    secrets={"pgaas_backup_repo_secrets": {k: sec[k] for k in ("cipher_pass", "ca_cert", "cert",
                                                                               "key")}},
