@@ -72,7 +72,8 @@ def repo_secrets(s: Session, box: SecretBox, settings: BackupSettings) -> dict:
         changed = True
     names = [REPO_CN, settings.repo_host, "localhost", "127.0.0.1"]
     if sec.get("names") != names:
-        sec["cert"], sec["key"] = certificates.issue(sec["ca_cert"], sec["ca_key"], REPO_CN, names, CERT_DAYS)
+        sec["cert"], sec["key"] = certificates.issue(sec["ca_cert"], sec["ca_key"], REPO_CN, names, CERT_DAYS,
+                                                     ip_as_dns=True)
         sec["names"], changed = names, True
     if changed:
         if row is None:
@@ -156,7 +157,7 @@ def setup_instance(s: Session, box: SecretBox, inst: Instance, provider, setting
             m.backup_port = provider.free_ports(m.host, 1, used)[0]
         used.add((m.host, m.backup_port))
         cert, key = certificates.issue(sec["ca_cert"], sec["ca_key"], m.name,
-                                       [m.name, m.address, "localhost", "127.0.0.1"], CERT_DAYS)
+                                       [m.name, m.address, "localhost", "127.0.0.1"], CERT_DAYS, ip_as_dns=True)
         members[m.name] = {"cert": cert, "key": key}
     secrets = box.open(inst.secrets_enc)
     secrets["pgaas_backup_tls"] = {"ca_cert": sec["ca_cert"], "members": members}

@@ -12,12 +12,15 @@ from webapp.store.models import BackupStanza, Instance, Job
 REPO_PLAYBOOK = "playbooks/backup_repo.yml"
 
 
-def backup_run(inst: Instance, st: BackupStanza, backup_type: str) -> RunSpec:
+def backup_run(inst: Instance, st: BackupStanza, backup_type: str, repo_name: str = "") -> RunSpec:
+    """The backup's run (playbooks/instance_backup.yml): the members (pgBackRest's pg1..pgN), the stanza, the type,
+    the retention; repo_container when the repository container has a name of its own (BACKUP_REPO_NAME)."""
     vars_ = {
         "pgaas_instance_name": inst.name,
         "pgaas_members": [{"name": m.name, "host": m.host, "address": m.address, "pg_port": m.pg_port,
                            "api_port": m.api_port, "backup_port": m.backup_port} for m in inst.members],
-        "pgaas_backup": {"enabled": True, **(inst.meta or {}).get("backup", {}), "stanza": st.stanza},
+        "pgaas_backup": {"enabled": True, **(inst.meta or {}).get("backup", {}), "stanza": st.stanza,
+                         **({"repo_container": repo_name} if repo_name else {})},
         "pgaas_backup_type": backup_type,
         "pgaas_backup_retention": {"type": st.retention_type, "full": st.retention_full},
     }
@@ -46,14 +49,14 @@ class BackupHandler(RunningInstanceHandler):
             raise NotRunnable(f"instance {inst.name!r} is {inst.status}, not available")
         if not backups.repo_current(s):
             return backups.repo_run(s, self.box, self.settings, job)
-        return backup_run(inst, st, (job.params or {}).get("type", "full"))
+        return backup_run(inst, st, (job.params or {}).get("type", "full"), self.settings.repo_name)
 
     def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         if (job.runs or [{}])[-1].get("playbook") != REPO_PLAYBOOK:
             return None
         backups.repo_applied(s, job)
         inst, st = self._target(s, job)
-        return backup_run(inst, st, (job.params or {}).get("type", "full"))
+        return backup_run(inst, st, (job.params or {}).get("type", "full"), self.settings.repo_name)
 
     def succeeded(self, inst: Instance, job: Job, meta: dict) -> None:
         meta["last_backup"] = {"job": job.id, "type": (job.params or {}).get("type")}
@@ -64,11 +67,11 @@ class BackupHandler(RunningInstanceHandler):
         st = s.get(BackupStanza, (job.params or {}).get("stanza", ""))
         if st is not None and result:
             backups.record_result(s, st, result)  # a failed run may still report the archiver
-        if job.result:  # the whole info stays in the cache, not in the job
-            job.result.pop("info", None)
-            if job.status == "succeeded" and st is not None and st.backups:
-                newest = max(st.backups, key=lambda b: b.stopped_at)
-                job.result["backup"] = backups.backup_row(newest)
+        # the whole info stays in the cache, not in the job (a new dict: the column sees only an assignment)
+        out = {k: v for k, v in (job.result or {}).items() if k != "info"}
+        if job.status == "succeeded" and st is not None and st.backups:
+            out["backup"] = backups.backup_row(max(st.backups, key=lambda b: b.stopped_at))
+        job.result = out
 
 
 class RepoHandler(JobHandler):
