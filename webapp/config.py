@@ -66,6 +66,9 @@ class Defaults:
     JOB_RETENTION_DAYS = 30
     # Seconds a probe of Patroni's REST API may take when an instance is shown.
     PROBE_TIMEOUT = 1.0
+    # How often the worker looks for instance states to refresh (services/livestate.py: at most 3 s old while
+    # someone looks at an instance, 15 s otherwise); the views read those states instead of asking Patroni.
+    LIVE_STATE_SECONDS = 1.0
     # Release a primary's leader key as soon as its container has exited, instead of waiting for Patroni's TTL
     # (services/leader_guard.py, docs/operations.md). Never acts on a paused or hung container.
     FAST_FAILOVER = True

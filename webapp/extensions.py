@@ -57,12 +57,14 @@ class Services:
         """Periodic work a worker does between jobs: (interval seconds, name, function of a session). Each runs
         once per interval for all the workers on this store, however many: the name is the key of its claim
         (periodic_claims, see webapp/jobs/worker.py)."""
-        from webapp.services import certificates, databases, dumps, failover, jobs, metrics
+        from webapp.services import certificates, databases, dumps, failover, jobs, livestate, metrics
         from webapp.store import ratelimit
 
         c = self.config
         retention = metrics.Retention(float(c["METRICS_RAW_SECONDS"]), float(c["METRICS_ROLLUP_SECONDS"]))
         return [(float(c["QUOTA_CHECK_SECONDS"]), "quota check", lambda s: databases.enforce_quotas(s, self.box)),
+                (float(c["LIVE_STATE_SECONDS"]), "instance states",
+                 lambda s: livestate.refresh(s, float(c["PROBE_TIMEOUT"]))),
                 (float(c["SAMPLE_SECONDS"]), "metrics sampling",
                  lambda s: metrics.sample_all(s, self.box, self.provider)),
                 (float(c["SAMPLE_SECONDS"]), "alerts",

@@ -17,6 +17,9 @@ PAGE_QUERY = [{"name": "limit", "in": "query", "description": "how many items at
                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}]
 PERIOD = [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
           {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}]
+LIVE_QUERY = [{"name": "live", "in": "query", "schema": {"type": "boolean", "default": False},
+               "description": "admins: ask Patroni now instead of reading the state the worker keeps (at most 3 s "
+                              "old while someone views the instance, 15 s otherwise)"}]
 REPORT_QUERY = [*PERIOD, {"name": "format", "in": "query", "schema": {"enum": ["json", "csv", "html", "pdf"],
                                                                        "default": "json"}}]
 
@@ -90,13 +93,14 @@ PATHS = {
         "delete": op("Revoke a token (yours; admins: any)", {"204": ("Revoked", None)}, (401, 404))},
     "/instances": {
         "get": listing("List instances (admins: all; others: those open to them, as InstanceSummary)", "instances",
-                       ANY_INSTANCE),
+                       ANY_INSTANCE, params=LIVE_QUERY),
         "post": op("Create an instance (admins): a job deploys etcd and a Patroni primary/standby pair",
                    {"202": ("Accepted", rs.InstanceCreated)}, (400, 401, 403, 409, 422), rq.InstanceCreate)},
     "/instances/{name}": {
         "parameters": NAME,
-        "get": op("Show an instance with its live Patroni state (others than admins: its name, status and version, "
-                  "and 404 for an instance not open to them)", {"200": ("The instance", ANY_INSTANCE)}, (401, 404)),
+        "get": op("Show an instance with Patroni's view of it, and how old that view is (others than admins: its "
+                  "name, status and version, and 404 for an instance not open to them)",
+                  {"200": ("The instance", ANY_INSTANCE)}, (401, 404), parameters=LIVE_QUERY),
         "patch": op("Change settings and sizes (admins): a job applies settings through Patroni's dynamic "
                     "configuration on every member (reloadable ones at once, others pending a restart) and container "
                     "limits one member at a time. Names and values are checked first (422)",

@@ -284,6 +284,17 @@ class InstanceSample(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+class InstanceState(Base):
+    """The newest live state of an instance as Patroni told it, which the views read (services/livestate.py): the
+    worker keeps it fresh, a view marks it watched."""
+
+    __tablename__ = "instance_states"
+    instance_name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[dict] = mapped_column(JSON, default=dict)
+    sampled_at: Mapped[datetime] = mapped_column()
+    watched_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class PrimaryChange(Base):
     """A change of primary: when, from which member to which, why (switchover, failover, automatic), the new
     timeline and the WAL position of the switch (Patroni's /history), and how far behind the new primary was."""

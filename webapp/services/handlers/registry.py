@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from webapp.services.backups import BackupSettings
 from webapp.services.certificates import CERT_DAYS
+from webapp.services import livestate
 from webapp.services.crypto import SecretBox
 from webapp.services.databases import DumpSettings
 from webapp.services.handlers.backups import BackupHandler, RepoHandler
@@ -14,6 +15,22 @@ from webapp.services.handlers.lifecycle import AdoptHandler, CreateHandler, Dele
 from webapp.services.handlers.settings import RestartHandler, SettingsHandler
 
 
+class ForgetsState:
+    """A handler whose jobs, when they end, drop the instance's recorded live state (services/livestate.py), so the
+    first view after a switchover, a rebuild or a restart asks Patroni instead of showing the state from before."""
+
+    def __init__(self, inner: JobHandler):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def finish(self, s, job, outcome) -> None:
+        self.inner.finish(s, job, outcome)
+        if job.instance_name:
+            livestate.forget(s, job.instance_name)
+
+
 def registry(box: SecretBox, image: str, provider, dump_settings: DumpSettings,
              cert_days: int = CERT_DAYS, backup: BackupSettings | None = None) -> dict[str, JobHandler]:
     """Every job kind the worker runs, with its handler. box: the control plane's SecretBox; image: the PostgreSQL
@@ -22,7 +39,7 @@ def registry(box: SecretBox, image: str, provider, dump_settings: DumpSettings,
     (BACKUPS_ENABLED, BACKUP_REPO_*; None: backups off)."""
     backup = backup or BackupSettings()
     switch, dump = SwitchHandler(box, image), DumpHandler(box, dump_settings)
-    return {
+    handlers = {
         "instance_create": CreateHandler(box, image, provider, backup),
         "instance_delete": DeleteHandler(box, image, provider),
         "instance_adopt": AdoptHandler(box, image, provider),
@@ -39,3 +56,4 @@ def registry(box: SecretBox, image: str, provider, dump_settings: DumpSettings,
         "instance_backup": BackupHandler(box, backup),
         "backup_repo": RepoHandler(box, backup),
     }
+    return {kind: ForgetsState(h) for kind, h in handlers.items()}

@@ -1,16 +1,16 @@
 """backups (issue 15): the members' pgBackRest port, each instance's stanza with its policy and archiver state, the
 cached list of backups, and the control plane's sealed repository secrets
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-01 22:10:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0014'
-down_revision = '0013'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
