@@ -77,11 +77,18 @@ class Services:
                  lambda s: failover.auto_rebuild(s, self.provider, float(c["REBUILD_AFTER_SECONDS"]),
                                                  float(c["PROBE_TIMEOUT"]))),
                 (float(c["TLS_CHECK_SECONDS"]), "certificate renewal",
-                 lambda s: certificates.renew_due(s, float(c["TLS_RENEW_DAYS"]))),
-                (float(c["BACKUP_SCHEDULE_SECONDS"]), "backups.schedule",
-                 __import__("webapp.services.backups", fromlist=["schedule"]).schedule),
-                (float(c["BACKUP_SCHEDULE_SECONDS"]), "backups.archiver",
-                 lambda s: __import__("webapp.services.backup_health", fromlist=["x"]).refresh_archivers(s, self.box))]
+                 lambda s: certificates.renew_due(s, float(c["TLS_RENEW_DAYS"])))] + self.backup_tasks()
+
+    def backup_tasks(self) -> list:
+        """While backups are on (BACKUPS_ENABLED): the schedule (a backup job for each instance due, the repository's
+        job when its clients changed) and the archiver's state read from each primary (for the alerts)."""
+        if not self.config.get("BACKUPS_ENABLED"):
+            return []
+        from webapp.services import backup_health, backups
+
+        every = float(self.config["BACKUP_SCHEDULE_SECONDS"])
+        return [(every, "backups.schedule", backups.schedule),
+                (every, "backups.archiver", lambda s: backup_health.refresh_archivers(s, self.box))]
 
     def make_worker(self, worker_id: str | None = None, maintenance: bool = True, pool: str = "all"):
         """pool: all (every job), instances (all but the dumps and restores of databases) or dumps (only those)."""
