@@ -276,5 +276,8 @@ def test_the_website_section_and_its_forms_need_the_csrf_token(srv):
     assert r.status_code == 302 and "/jobs/" in r.headers["Location"]
     r = post("backups", {"bk-type": "full"})  # busy now
     assert r.status_code == 409 and "busy" in r.text
+    repo_job = next(j for j in srv.admin.get("/api/v1/jobs").json()["jobs"] if j["kind"] == "backup_repo")
+    page = web.get(srv.base + f"/jobs/{repo_job['id']}", timeout=30)  # the repository's job names no instance
+    assert page.status_code == 200 and "/instances/_backup_repo" not in page.text
     alice = web_session(srv.base, "alice", "alice-password-1")
     assert alice.get(srv.base + "/instances/bkctl-ui", timeout=30).status_code in (403, 404)
