@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.services import Conflict, Invalid, NotFound, audit, certificates, check_int
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services.crypto import SecretBox
-from webapp.store.models import Backup, BackupRepo, BackupStanza, Instance, Job, aware, utcnow
+from webapp.store.models import Backup, BackupRepo, BackupStanza, Instance, Job, JobEvent, aware, utcnow
 
 REPO_CN = "pgaas-backup-repo"
 REPO_JOB_NAME = "_backup_repo"  # the backup_repo job's instance_name: not a valid instance name, so one at a time
@@ -124,13 +125,20 @@ def repo_applied(s: Session, job: Job) -> None:
 
 
 def request_repo(s: Session, created_by: str) -> Job | None:
-    """Queue a backup_repo job unless one is queued or running (a queued one reads the store when it runs)."""
+    """Queue a backup_repo job unless one is queued or running (a queued one reads the store when it runs). In a
+    savepoint: losing the race for the one active job to another worker leaves the caller's changes alone."""
     if jobsvc.active_job(s, REPO_JOB_NAME):
         return None
+    job = Job(kind="backup_repo", instance_name=REPO_JOB_NAME, created_by=created_by, params={})
     try:
-        return jobsvc.enqueue(s, "backup_repo", REPO_JOB_NAME, created_by)
-    except Conflict:
+        with s.begin_nested():
+            s.add(job)
+            s.flush()
+    except IntegrityError:  # uq_jobs_one_active_per_instance: another one was queued a moment ago
         return None
+    s.add(JobEvent(job_id=job.id, event="pgaas_queued", status="queued",
+                   message=f"backup_repo queued by {created_by}"))
+    return job
 
 
 # -- an instance's stanza ------------------------------------------------------------------------------------
