@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import time
 
 import _common as common
 from _common import BenchFailed, podman
-from provision import AS_POSTGRES, PGDATA, free_port, logs_tail, parallel, pg_settings, wait_streaming
+from provision import logs_tail, start_bare_pair, wait_streaming
 
 PREFIX = "bench-tp-"
 TARGET = 0.9
@@ -96,40 +95,17 @@ def make_instance(cp: common.ControlPlane, mode: str) -> dict:
 # -- the hand-started pair (bench/provision.py's baseline b, kept running, TLS on) --------------------------
 def make_pair(mode: str) -> dict:
     name = f"{PREFIX}pair-{mode}"
-    net = f"pgaas-{name}"
-    primary, standby = f"{net}-0", f"{net}-1"
-    password = secrets.token_urlsafe(18)
-    port = free_port()
-    opts, initdb_opts = pg_settings()
-    opts += ["-c", "ssl=on", "-c", "ssl_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem",
-             "-c", "ssl_key_file=/etc/ssl/private/ssl-cert-snakeoil.key"]
-    if mode == "sync":
-        opts += ["-c", "synchronous_standby_names=*"]
-    postgres_cmd = " ".join(["exec", AS_POSTGRES, "postgres", "-D", PGDATA, *[f"'{o}'" for o in opts]])
-    prep = ("set -e; install -d -o postgres -g postgres -m 2775 /run/postgresql; "
-            "chown postgres:postgres /var/lib/postgresql/data; chmod 0700 /var/lib/postgresql/data; ")
-    primary_sh = (prep + "umask 077; printf '%s' \"$PGAAS_PW\" > /run/pw; chown postgres /run/pw; "
-                  f"{AS_POSTGRES} initdb -D {PGDATA} -U postgres --pwfile=/run/pw --auth-local=peer "
-                  f"--auth-host=scram-sha-256 {' '.join(initdb_opts)} >/dev/null; rm -f /run/pw; "
-                  f"printf 'host replication postgres 0.0.0.0/0 scram-sha-256\\n"
-                  f"hostssl all all 0.0.0.0/0 scram-sha-256\\n' >> {PGDATA}/pg_hba.conf; " + postgres_cmd)
-    standby_sh = (prep + "export PGPASSWORD=\"$PGAAS_PW\"; "
-                  f"until {AS_POSTGRES} pg_basebackup -h {primary} -U postgres -D {PGDATA} -R -X stream -c fast -w "
-                  f"2>/dev/null; do rm -rf {PGDATA}; sleep 0.05; done; " + postgres_cmd)
-    label = ["--label", f"pgaas.instance={name}"]
-    parallel([["network", "create", *label, net],
-              *[["volume", "create", *label, f"{c}-data"] for c in (primary, standby)]])
-    parallel([["run", "-d", "--name", c, "--hostname", c, "--network", net,
-               *(["-p", f"127.0.0.1:{port}:5432"] if c == primary else []),
-               "-v", f"{c}-data:/var/lib/postgresql/data", "-e", f"PGAAS_PW={password}", *label,
-               "--entrypoint", "bash", common.IMAGE, "-c", sh]
-              for c, sh in ((primary, primary_sh), (standby, standby_sh))])
+    opts = ("-c", "ssl=on", "-c", "ssl_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem",
+            "-c", "ssl_key_file=/etc/ssl/private/ssl-cert-snakeoil.key",
+            *(("-c", "synchronous_standby_names=*") if mode == "sync" else ()))
+    pair = start_bare_pair(name, opts, hostssl=True)
+    port = pair["ports"][pair["primary"]]
     try:
-        wait_streaming(port, password, time.monotonic() + 120)
+        wait_streaming(port, pair["password"], time.monotonic() + 120)
     except BenchFailed as exc:
-        raise BenchFailed(f"{exc}\n{logs_tail([primary, standby])}") from None
-    target = {"host": "127.0.0.1", "port": port, "user": "postgres", "password": password, "db": "postgres"}
-    return {"pair": target, "pair-ip": {**target, "host": container_ip(primary), "port": 5432}}
+        raise BenchFailed(f"{exc}\n{logs_tail([pair['primary'], pair['standby']])}") from None
+    target = {"host": "127.0.0.1", "port": port, "user": "postgres", "password": pair["password"], "db": "postgres"}
+    return {"pair": target, "pair-ip": {**target, "host": container_ip(pair["primary"]), "port": 5432}}
 
 
 def ratio(a: float | None, b: float | None) -> str:

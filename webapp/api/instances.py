@@ -36,11 +36,11 @@ def list_instances():
         insts = access.visible_instances(s, actor(), pg.fetch, pg.offset)
         states = livestate.read(s, insts[:pg.limit], float(svc.config["PROBE_TIMEOUT"]),
                                 live=flag("live", False) and g.is_admin)
+        jobs = jobsvc.active_jobs(s, [i.name for i in insts[:pg.limit]]) if g.is_admin else {}
 
         def one(i):
             st, age = states.get(i.name, (None, None))
-            return ser.instance(i, st, admin=g.is_admin, state_age=age,
-                                active_job=jobsvc.active_job(s, i.name) if g.is_admin else None)
+            return ser.instance(i, st, admin=g.is_admin, state_age=age, active_job=jobs.get(i.name))
 
         return paged("instances", insts, pg, one)
 

@@ -21,6 +21,14 @@ def active_job(s: Session, instance_name: str) -> Job | None:
     return s.scalar(select(Job).where(Job.instance_name == instance_name, Job.status.in_(ACTIVE_JOB_STATES)))
 
 
+def active_jobs(s: Session, instance_names: list[str]) -> dict[str, Job]:
+    """instance name -> its active job, for a list of instances in one query."""
+    if not instance_names:
+        return {}
+    return {j.instance_name: j for j in s.scalars(select(Job).where(Job.instance_name.in_(instance_names),
+                                                                    Job.status.in_(ACTIVE_JOB_STATES)))}
+
+
 def enqueue(s: Session, kind: str, instance_name: str | None, created_by: str, params: dict | None = None) -> Job:
     """Queue a job. Two jobs never act on one instance at once: the second is refused (Conflict)."""
     if instance_name and (busy := active_job(s, instance_name)):

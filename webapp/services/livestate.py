@@ -30,7 +30,7 @@ WATCHED_AGE = 3.0     # seconds: at most this old while someone is looking
 IDLE_AGE = 15.0       # seconds: at most this old otherwise
 WATCH_WINDOW = 30.0   # seconds: "someone is looking" = a view read the row this recently
 STALE_AGE = 20.0      # seconds: older than this (no worker keeps it), a view asks Patroni itself
-WATCH_MARK_EVERY = 2.0  # seconds: a view writes watched_at at most this often per instance
+WATCH_MARK_EVERY = 10.0  # seconds: a view writes watched_at at most this often per instance (< WATCH_WINDOW)
 
 
 def to_json(st: ClusterState) -> dict:
