@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
+from webapp.schemas import backups as bk
 from webapp.schemas import requests as rq
 from webapp.schemas import responses as rs
 
@@ -325,3 +326,24 @@ PATHS = {
     "/openapi.json": {
         "get": op("This document", {"200": ("This document (OpenAPI 3.1)", {"type": "object"})}, security=[])},
 }
+
+# Backups (issue 15; webapp/api/backups.py)
+PATHS.update({
+    "/instances/{name}/backups": {
+        "parameters": NAME,
+        "get": op("The instance's backups in the repository (admins; as the last backup job found them), the "
+                  "recoverable window {from, to}, the schedule and retention, the archiver's state, and earlier "
+                  "instances of this name deleted with their backups kept", {"200": ("The backups", bk.BackupList)},
+                  (401, 403, 404, 409)),
+        "post": op("Back up now (admins): a job takes a full (default), diff or incr backup with pgBackRest from the "
+                   "standby; 409 while another job acts on the instance or when it has no backups",
+                   ACCEPTED, (400, 401, 403, 404, 409, 422), bk.BackupStart, body_required=False)},
+    "/instances/{name}/backup_policy": {
+        "parameters": NAME,
+        "get": op("The instance's backup schedule and retention (admins)",
+                  {"200": ("The policy", bk.BackupPolicyOf)}, (401, 403, 404, 409)),
+        "put": op("Change the schedule (a full every N days, a differential every M days, M < N or 0) and the "
+                  "retention (count of fulls, or days) (admins); fields not given stay",
+                  {"200": ("The policy", bk.BackupPolicyOf)}, (400, 401, 403, 404, 409, 422),
+                  bk.BackupPolicyChange)},
+})

@@ -329,7 +329,7 @@ class AuditEvent(Shape):
 
 class Alert(Shape):
     id: str
-    kind: Literal["quota", "replication_lag", "degraded", "volume"]
+    kind: Literal["quota", "replication_lag", "degraded", "volume", "backup_age", "archiving"]
     severity: Literal["warning", "critical"]
     instance: str
     message: str
