@@ -36,7 +36,8 @@ IMAGE = "localhost/pgaas-postgres:15"
 CONFIG_ROOT = Path("/var/lib/pgaas/instances")
 # First of 100 host ports per bench (PostgreSQL and Patroni REST of its members): apart from each other and from
 # the ranges test runs use (the control plane's default 20000-21999, and 25000-25999).
-PORT_RANGES = {"provision": 23000, "databases": 23100, "failover": 23200, "sampler": 23300, "ui_pages": 23400}
+PORT_RANGES = {"provision": 23000, "databases": 23100, "failover": 23200, "sampler": 23300, "ui_pages": 23400,
+               "throughput": 23500, "scale": 23600}
 FINAL = ("succeeded", "failed", "canceled", "error")
 SMOKE_HELP = ("the smallest real run that still takes every code path of the full one (one iteration, smallest "
               "sizes; bench/smoke.sh, CI): figures are printed as usual and not judged; exit status 1 if anything "
@@ -165,8 +166,10 @@ class ControlPlane:
     first; on the way out (also after Ctrl-C, SIGTERM or an error) running jobs are canceled, the control plane
     is closed, everything of the prefix is removed from podman and the work dir goes."""
 
-    def __init__(self, bench: str, prefix: str, workers: int = 1, **config):
+    def __init__(self, bench: str, prefix: str, workers: int = 1, database_url: str | None = None, **config):
+        """database_url: the metadata store (default: SQLite in the work dir)."""
         self.prefix = prefix
+        self.database_url = database_url
         self.workdir = Path(tempfile.mkdtemp(prefix=f"pgaas-{prefix}"))
         os.chmod(self.workdir, 0o700)
         start = PORT_RANGES[bench]
@@ -182,7 +185,8 @@ class ControlPlane:
         from tests.conftest import Live, make_app
 
         try:
-            self.live = Live(make_app(f"sqlite:///{self.workdir / 'pgaas.sqlite'}", self.workdir / "instance",
+            self.live = Live(make_app(self.database_url or f"sqlite:///{self.workdir / 'pgaas.sqlite'}",
+                                      self.workdir / "instance",
                                       **self.config), workers=self.workers)
         except BaseException:
             self.__exit__(None, None, None)
@@ -256,11 +260,12 @@ class ControlPlane:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def in_control_plane(bench: str, prefix: str, body, workers: int = 1, **config) -> int:
+def in_control_plane(bench: str, prefix: str, body, workers: int = 1, database_url: str | None = None,
+                     **config) -> int:
     """body(cp) inside a ControlPlane; the exit status: 0, 1 when it raised BenchFailed, 130 when interrupted (the
     cleanup has run by then)."""
     try:
-        with ControlPlane(bench, prefix, workers, **config) as cp:
+        with ControlPlane(bench, prefix, workers, database_url, **config) as cp:
             body(cp)
     except KeyboardInterrupt:
         print("\ninterrupted: cleaned up", flush=True)

@@ -287,8 +287,12 @@ def run_a(n: int, workdir: Path) -> dict:
 
 
 # -- baseline b: initdb + pg_basebackup, bare podman, no Patroni ---------------------------------------------
-def run_b(n: int) -> dict:
-    name = f"{PREFIX}b-{n:02d}"
+def start_bare_pair(name: str, extra_opts: tuple[str, ...] = (), hostssl: bool = False) -> dict:
+    """A primary (initdb + postgres) and a standby (pg_basebackup -R, then postgres) in bare podman, no Patroni,
+    with the role's PostgreSQL parameters and initdb options (plus extra_opts, postgres -c pairs), both published on
+    127.0.0.1; returns once the containers are started: {primary, standby, ports, password, started} (seconds).
+    hostssl: the clients' line of pg_hba.conf is hostssl (the caller turns ssl on in extra_opts). Also
+    bench/throughput.py's pair; the caller removes it (common.remove_leftovers(name))."""
     net = f"pgaas-{name}"
     primary, standby = f"{net}-0", f"{net}-1"
     volumes = [f"{primary}-data", f"{standby}-data"]
@@ -296,6 +300,7 @@ def run_b(n: int) -> dict:
     password = secrets.token_urlsafe(18)
     ports = {primary: free_port(), standby: free_port()}
     opts, initdb_opts = pg_settings()
+    opts += list(extra_opts)
     postgres_cmd = " ".join(["exec", AS_POSTGRES, "postgres", "-D", PGDATA, *[f"'{o}'" for o in opts]])
     prep = ("set -e; install -d -o postgres -g postgres -m 2775 /run/postgresql; "
             "chown postgres:postgres /var/lib/postgresql/data; chmod 0700 /var/lib/postgresql/data; ")
@@ -303,24 +308,33 @@ def run_b(n: int) -> dict:
                   f"{AS_POSTGRES} initdb -D {PGDATA} -U postgres --pwfile=/run/pw --auth-local=peer "
                   f"--auth-host=scram-sha-256 {' '.join(initdb_opts)} >/dev/null; rm -f /run/pw; "
                   f"printf 'host replication postgres 0.0.0.0/0 scram-sha-256\\n"
-                  f"host all all 0.0.0.0/0 scram-sha-256\\n' >> {PGDATA}/pg_hba.conf; " + postgres_cmd)
+                  f"{'hostssl' if hostssl else 'host'} all all 0.0.0.0/0 scram-sha-256\\n' >> {PGDATA}/pg_hba.conf; "
+                  + postgres_cmd)
     standby_sh = (prep + "export PGPASSWORD=\"$PGAAS_PW\"; "
                   f"until {AS_POSTGRES} pg_basebackup -h {primary} -U postgres -D {PGDATA} -R -X stream -c fast -w "
                   f"2>/dev/null; do rm -rf {PGDATA}; sleep 0.05; done; " + postgres_cmd)
     label = ["--label", f"pgaas.instance={name}"]
+    t0 = time.monotonic()
+    parallel([["network", "create", *label, net],
+              *[["volume", "create", *label, v] for v in volumes]])
+    parallel([["run", "-d", "--name", c, "--hostname", c, "--network", net, "-p", f"127.0.0.1:{ports[c]}:5432",
+               "-v", f"{c}-data:/var/lib/postgresql/data", "-e", f"PGAAS_PW={password}", *label,
+               "--entrypoint", "bash", IMAGE, "-c", sh]
+              for c, sh in ((primary, primary_sh), (standby, standby_sh))])
+    return {"primary": primary, "standby": standby, "ports": ports, "password": password,
+            "started": time.monotonic() - t0}
+
+
+def run_b(n: int) -> dict:
+    name = f"{PREFIX}b-{n:02d}"
+    pair = None
     try:
         t0 = time.monotonic()
-        parallel([["network", "create", *label, net],
-                  *[["volume", "create", *label, v] for v in volumes]])
-        parallel([["run", "-d", "--name", c, "--hostname", c, "--network", net, "-p", f"127.0.0.1:{ports[c]}:5432",
-                   "-v", f"{c}-data:/var/lib/postgresql/data", "-e", f"PGAAS_PW={password}", *label,
-                   "--entrypoint", "bash", IMAGE, "-c", sh]
-                  for c, sh in ((primary, primary_sh), (standby, standby_sh))])
-        started = time.monotonic() - t0
-        wait_streaming(ports[primary], password, t0 + BASELINE_TIMEOUT)
-        return {"seconds": time.monotonic() - t0, "containers_started": started}
+        pair = start_bare_pair(name)
+        wait_streaming(pair["ports"][pair["primary"]], pair["password"], t0 + BASELINE_TIMEOUT)
+        return {"seconds": time.monotonic() - t0, "containers_started": pair["started"]}
     except RunFailed as exc:
-        raise RunFailed(f"{exc}\n{logs_tail([primary, standby])}") from None
+        raise RunFailed(f"{exc}\n{logs_tail([f'pgaas-{name}-0', f'pgaas-{name}-1'])}") from None
     finally:
         common.remove_leftovers(name)
 

@@ -92,8 +92,10 @@ def sqlite_copy(src: Path, dst: Path) -> None:
     b.close()
 
 
-def add_aliases(store, real_names: tuple[str, ...], count: int) -> list[str]:
-    """count alias instances (status 'parked') pointing at the real pairs' members, secrets and databases."""
+def add_aliases(store, real_names: tuple[str, ...], count: int, prefix: str = PREFIX,
+                status: str = "parked") -> list[str]:
+    """count alias instances (status `status`) pointing at the real pairs' members, secrets and databases (also
+    bench/scale.py's)."""
     from sqlalchemy import select
 
     from webapp.store.models import Database, Instance, Member
@@ -105,8 +107,8 @@ def add_aliases(store, real_names: tuple[str, ...], count: int) -> list[str]:
                for r in real}
         for k in range(count):
             src = real[k % len(real)]
-            name = f"{PREFIX}alias-{k + 3:02d}"
-            inst = Instance(name=name, status="parked", status_reason="bench alias of " + src.name,
+            name = f"{prefix}alias-{k + 3:02d}"
+            inst = Instance(name=name, status=status, status_reason="bench alias of " + src.name,
                             provider=src.provider, synchronous=src.synchronous, replicas=src.replicas,
                             storage_gb=src.storage_gb, cpus=src.cpus, memory_mb=src.memory_mb,
                             admin_user=src.admin_user, secrets_enc=src.secrets_enc, meta=dict(src.meta or {}),

@@ -343,3 +343,45 @@ def instance_adopt(name, inventory_file, vars_file, secrets_file, wait):
     click.echo(f"instance {name}: adoption job {job_id} queued")
     if wait and _follow(app, job_id) != "succeeded":
         sys.exit(1)
+
+
+# -- backups (issue 15) ----------------------------------------------------------------------------------------
+@main.group()
+def backup():
+    """An instance's pgBackRest backups (jobs are run by `pgaas run` or `pgaas worker`)."""
+
+
+@backup.command("list")
+@click.argument("name")
+def backup_list(name):
+    """The backups, the recoverable window and the policy, as JSON (GET /api/v1/instances/NAME/backups)."""
+    from webapp.services import ServiceError
+    from webapp.services import backups as bsvc
+
+    app = _app()
+    try:
+        with _svc(app).store.session() as s:
+            click.echo(json.dumps(bsvc.list_backups(s, name), indent=2))
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@backup.command("start")
+@click.argument("name")
+@click.option("--type", "type_", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
+@click.option("--wait", is_flag=True, help="follow the job's progress until it ends")
+def backup_start(name, type_, wait):
+    from webapp.services import ServiceError, audit
+    from webapp.services import backups as bsvc
+
+    app = _app()
+    store, who = _svc(app).store, _actor()
+    try:
+        with store.session() as s:
+            job_id = bsvc.start_backup(s, who, name, type_).id
+    except ServiceError as exc:
+        audit.record_failure(store, who, "instance.backup", "instance", name, exc)
+        raise click.ClickException(exc.message) from None
+    click.echo(f"instance {name}: {type_} backup job {job_id} queued")
+    if wait and _follow(app, job_id) != "succeeded":
+        sys.exit(1)

@@ -60,12 +60,18 @@ class Defaults:
     DUMP_WORKER_THREADS = 1
     JOB_HEARTBEAT_SECONDS = 2.0
     JOB_STALE_SECONDS = 30.0
-    WORKER_POLL_SECONDS = 0.25
+    # How long an idle worker waits at most before it looks for a queued job unasked. Only the fallback: a queued job
+    # wakes the workers at once (webapp/store/wakeup.py), and an idle worker wakes every JOB_HEARTBEAT_SECONDS for
+    # its stale-job sweep anyway, so a longer wait saves nothing (bench/pickup.py measures the idle CPU).
+    WORKER_POLL_SECONDS = 2.0
     # Days a finished job keeps its events and its artifact directory (JOBS_DIR/<id>); the job's row (kind, status,
     # error, times) is kept for good. 0: keep them all forever.
     JOB_RETENTION_DAYS = 30
     # Seconds a probe of Patroni's REST API may take when an instance is shown.
     PROBE_TIMEOUT = 1.0
+    # How often the worker looks for instance states to refresh (services/livestate.py: at most 3 s old while
+    # someone looks at an instance, 15 s otherwise); the views read those states instead of asking Patroni.
+    LIVE_STATE_SECONDS = 1.0
     # Release a primary's leader key as soon as its container has exited, instead of waiting for Patroni's TTL
     # (services/leader_guard.py, docs/operations.md). Never acts on a paused or hung container.
     FAST_FAILOVER = True
@@ -134,6 +140,19 @@ class Defaults:
     # A directory where the control plane also writes each instance's CA certificate as pgaas-NAME-ca.crt, the
     # sslrootcert its URIs name (e.g. a directory its clients run in); empty: none.
     TLS_CA_EXPORT_DIR = ""
+    # Backups with pgBackRest (issue 15, services/backups.py): off until the image has pgBackRest and the backup
+    # plays are in. When on, each new instance gets a stanza in one repository per control plane: a pgBackRest TLS
+    # server container on this host, with its data in BACKUP_REPO_DIR (empty: <instance>/backup-repo), listening on
+    # BACKUP_REPO_PORT, which members reach at BACKUP_REPO_HOST (empty: SSH_CONTROL_PLANE_ADDRESS if set, else
+    # host.containers.internal, this host as podman's containers see it). How often the schedule is checked, and
+    # the archive_timeout the members run with (the archiving alert allows it plus 60 s).
+    BACKUPS_ENABLED = False
+    BACKUP_REPO_DIR = ""
+    BACKUP_REPO_PORT = 8432
+    BACKUP_REPO_HOST = ""
+    BACKUP_REPO_NAME = ""  # the repository container's name; empty: pgaas-backup-repo (tests run their own)
+    BACKUP_SCHEDULE_SECONDS = 60.0
+    BACKUP_ARCHIVE_TIMEOUT = 60
 
 
 def load(app, test_config: dict | None = None) -> None:
@@ -152,6 +171,8 @@ def load(app, test_config: dict | None = None) -> None:
         app.config["JOBS_DIR"] = str(inst / "jobs")
     if not app.config["SSH_KNOWN_HOSTS"]:
         app.config["SSH_KNOWN_HOSTS"] = str(inst / "ssh_known_hosts")
+    if not app.config["BACKUP_REPO_DIR"]:
+        app.config["BACKUP_REPO_DIR"] = str(inst / "backup-repo")
     if not app.config["DUMPS_DIR"]:
         app.config["DUMPS_DIR"] = str(inst / "dumps")
     if not app.config["ENCRYPTION_KEY"]:

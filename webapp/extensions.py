@@ -48,16 +48,23 @@ class Services:
         return DumpSettings(c["DUMPS_DIR"], float(c["DUMP_GRACE_SECONDS"]), c["PG_CLIENT_BIN"],
                             float(c["DUMP_RETENTION_SECONDS"]))
 
+    def backup_settings(self):
+        from webapp.services.backups import BackupSettings
+
+        return BackupSettings.from_config(self.config)
+
     def maintenance(self) -> list:
         """Periodic work a worker does between jobs: (interval seconds, name, function of a session). Each runs
         once per interval for all the workers on this store, however many: the name is the key of its claim
         (periodic_claims, see webapp/jobs/worker.py)."""
-        from webapp.services import certificates, databases, dumps, failover, jobs, metrics
+        from webapp.services import certificates, databases, dumps, failover, jobs, livestate, metrics
         from webapp.store import ratelimit
 
         c = self.config
         retention = metrics.Retention(float(c["METRICS_RAW_SECONDS"]), float(c["METRICS_ROLLUP_SECONDS"]))
         return [(float(c["QUOTA_CHECK_SECONDS"]), "quota check", lambda s: databases.enforce_quotas(s, self.box)),
+                (float(c["LIVE_STATE_SECONDS"]), "instance states",
+                 lambda s: livestate.refresh(s, float(c["PROBE_TIMEOUT"]))),
                 (float(c["SAMPLE_SECONDS"]), "metrics sampling",
                  lambda s: metrics.sample_all(s, self.box, self.provider)),
                 (float(c["SAMPLE_SECONDS"]), "alerts",
@@ -70,7 +77,18 @@ class Services:
                  lambda s: failover.auto_rebuild(s, self.provider, float(c["REBUILD_AFTER_SECONDS"]),
                                                  float(c["PROBE_TIMEOUT"]))),
                 (float(c["TLS_CHECK_SECONDS"]), "certificate renewal",
-                 lambda s: certificates.renew_due(s, float(c["TLS_RENEW_DAYS"])))]
+                 lambda s: certificates.renew_due(s, float(c["TLS_RENEW_DAYS"])))] + self.backup_tasks()
+
+    def backup_tasks(self) -> list:
+        """While backups are on (BACKUPS_ENABLED): the schedule (a backup job for each instance due, the repository's
+        job when its clients changed) and the archiver's state read from each primary (for the alerts)."""
+        if not self.config.get("BACKUPS_ENABLED"):
+            return []
+        from webapp.services import backup_health, backups
+
+        every = float(self.config["BACKUP_SCHEDULE_SECONDS"])
+        return [(every, "backups.schedule", backups.schedule),
+                (every, "backups.archiver", lambda s: backup_health.refresh_archivers(s, self.box))]
 
     def make_worker(self, worker_id: str | None = None, maintenance: bool = True, pool: str = "all"):
         """pool: all (every job), instances (all but the dumps and restores of databases) or dumps (only those)."""
@@ -79,7 +97,7 @@ class Services:
         from webapp.services.handlers.registry import registry
 
         handlers = registry(self.box, self.config["IMAGE"], self.provider, self.dump_settings(),
-                            int(self.config["TLS_CERT_DAYS"]))
+                            int(self.config["TLS_CERT_DAYS"]), self.backup_settings())
         kinds = {"all": {}, "instances": {"skip_kinds": dumps.KINDS}, "dumps": {"kinds": dumps.KINDS}}[pool]
         return Worker(self.store, handlers, **kinds,
                       worker_id=worker_id, periodic=self.maintenance() if maintenance else [],

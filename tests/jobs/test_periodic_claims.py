@@ -224,10 +224,12 @@ def test_two_worker_processes_sample_once_per_interval(metadata_pg, tmp_path):
         by_task.setdefault(name, []).append(claimed_at.timestamp())
     # the real maintenance list, each task claimed once per interval in all (roll-up and the prunings once)
     assert set(by_task) == {"quota check", "metrics sampling", "alerts", "metrics roll-up", "dump pruning",
-                            "rate limit pruning", "job pruning", "standby rebuild", "certificate renewal"}
+                            "rate limit pruning", "job pruning", "standby rebuild", "certificate renewal",
+                            "instance states"}
     for name in ("metrics roll-up", "dump pruning", "rate limit pruning", "job pruning"):
         assert len(by_task[name]) == 1, (name, by_task[name])
-    for name in ("quota check", "metrics sampling", "alerts", "standby rebuild"):  # every 1 s, for about 10 s
+    for name in ("quota check", "metrics sampling", "alerts", "standby rebuild",
+                 "instance states"):  # every 1 s, for about 10 s
         times = sorted(by_task[name])
         assert min(gaps(times)) >= 0.99 and 6 <= len(times) <= 12, (name, gaps(times))
     survivor = next(p for p in procs if p.pid != pid)

@@ -130,3 +130,4 @@ def auth_required(admin: bool = False, operation: tuple | None = None):
 from webapp.api import databases, failover, instances, jobs, metrics, openapi, reports, tokens, users  # noqa: E402,F401
 from webapp.api import hosts  # noqa: E402,F401
 from webapp.api import adoption  # noqa: E402,F401
+from webapp.api import backups  # noqa: E402,F401

@@ -2,18 +2,13 @@ from flask import request, url_for
 
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
-from webapp.api.pagination import page, paged
+from webapp.api.pagination import flag, page, paged
 from webapp.extensions import services
 from webapp.schemas import requests as rq
 from webapp.services import access
 from webapp.services import databases as dbsvc
 from webapp.services import dumps
 from webapp.uploads import has_body, save_body
-
-
-def _flag(name: str, default: bool) -> bool:
-    value = request.args.get(name)
-    return default if value is None else value.lower() not in ("0", "false", "no", "off", "")
 
 
 def _started(job, **body):
@@ -97,7 +92,7 @@ def delete_database(instance, name):
     audited("database.delete", "database", f"{instance}/{name}")
     svc = services()
     with svc.store.session() as s:
-        if _flag("final_dump", True):
+        if flag("final_dump", True):
             return _started(dumps.start_delete(s, actor(), instance, name))
         db = dbsvc.get(s, actor(), instance, name)
         dbsvc.drop(s, svc.box, actor(), db)
@@ -126,7 +121,7 @@ def restore_database(instance, name):
             db, password, job = dumps.start_final_restore(s, svc.box, actor(), instance, name,
                                                           limits=svc.capacity_defaults())
             return _started(job, database={**ser.database(db), "password": password})
-    clean = _flag("clean", False)
+    clean = flag("clean", False)
     with svc.store.session() as s:
         dumps.check_restore_target(s, actor(), instance, name)  # before a byte of someone else's target is stored
     upload = dumps.new_upload(svc.dump_settings())

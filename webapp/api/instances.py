@@ -3,10 +3,10 @@ from flask import g, request, url_for
 from webapp.api import actor, audited, auth_required, bp, json_body
 from webapp.api import serializers as ser
 from webapp.api.errors import BadRequest
-from webapp.api.pagination import page, paged
+from webapp.api.pagination import flag, page, paged
 from webapp.extensions import services
 from webapp.schemas import requests as rq
-from webapp.services import Conflict, NotFound, access, certificates
+from webapp.services import Conflict, NotFound, access, certificates, livestate
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
@@ -34,9 +34,15 @@ def list_instances():
     svc = services()
     with svc.store.session() as s:
         insts = access.visible_instances(s, actor(), pg.fetch, pg.offset)
-        states = isvc.live_states(insts[:pg.limit], float(svc.config["PROBE_TIMEOUT"]))
-        return paged("instances", insts, pg, lambda i: ser.instance(
-            i, states.get(i.name), admin=g.is_admin, active_job=jobsvc.active_job(s, i.name) if g.is_admin else None))
+        states = livestate.read(s, insts[:pg.limit], float(svc.config["PROBE_TIMEOUT"]),
+                                live=flag("live", False) and g.is_admin)
+        jobs = jobsvc.active_jobs(s, [i.name for i in insts[:pg.limit]]) if g.is_admin else {}
+
+        def one(i):
+            st, age = states.get(i.name, (None, None))
+            return ser.instance(i, st, admin=g.is_admin, state_age=age, active_job=jobs.get(i.name))
+
+        return paged("instances", insts, pg, one)
 
 
 @bp.get("/instances/<name>")
@@ -45,8 +51,9 @@ def get_instance(name):
     svc = services()
     with svc.store.session() as s:
         inst = access.get_visible(s, actor(), name)
-        st = isvc.live_state(inst, float(svc.config["PROBE_TIMEOUT"])) if inst.status == "available" else None
-        return ser.instance(inst, st, admin=g.is_admin, active_job=jobsvc.active_job(s, name))
+        st, age = livestate.read(s, [inst], float(svc.config["PROBE_TIMEOUT"]),
+                                 live=flag("live", False) and g.is_admin).get(name, (None, None))
+        return ser.instance(inst, st, admin=g.is_admin, active_job=jobsvc.active_job(s, name), state_age=age)
 
 
 @bp.get("/instances/<name>/ca.crt")

@@ -10,16 +10,19 @@ from pydantic.json_schema import models_json_schema
 from webapp.api import bp
 from webapp.api.openapi_paths import PATHS, REF, ref
 from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from webapp.schemas import backups as bk
 from webapp.schemas import requests as rq
 from webapp.schemas import responses as rs
 
 REQUESTS = [rq.InstanceCreate, rq.InstanceChange, rq.InstanceAccessChange, rq.CertificateRenewal, rq.Switchover,
             rq.Failover, rq.Rebuild, rq.TokenCreate, rq.UserCreate, rq.AllowanceChange, rq.PasswordChange,
-            rq.DatabaseCreate, rq.DatabaseChange, rq.DatabasePassword, rq.HostCreate, rq.HostKey, rq.InstanceAdopt]
+            rq.DatabaseCreate, rq.DatabaseChange, rq.DatabasePassword, rq.HostCreate, rq.HostKey, rq.InstanceAdopt,
+            *bk.REQUESTS]
 RESPONSES = [rs.Error, rs.JobAccepted, rs.Job, rs.Instance, rs.InstanceSummary, rs.InstanceCreated,
              rs.InstanceAccessOf, rs.InstanceSettings, rs.PrimaryChange, rs.UserOf, rs.Token, rs.TokenCreated,
              rs.Database, rs.DatabaseOf, rs.DatabaseRestore, rs.DatabasePasswordSet, rs.AuditEvent, rs.Alert,
-             rs.Host, rs.Metrics, rs.Report, rs.Usage, rs.InstanceAdopted, rs.InstanceInventory]
+             rs.Host, rs.Metrics, rs.Report, rs.Usage, rs.InstanceAdopted, rs.InstanceInventory,
+             *bk.RESPONSES]
 
 
 def components() -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
+from webapp.schemas import backups as bk
 from webapp.schemas import requests as rq
 from webapp.schemas import responses as rs
 
@@ -16,6 +17,9 @@ PAGE_QUERY = [{"name": "limit", "in": "query", "description": "how many items at
                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}]
 PERIOD = [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
           {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}]
+LIVE_QUERY = [{"name": "live", "in": "query", "schema": {"type": "boolean", "default": False},
+               "description": "admins: ask Patroni now instead of reading the state the worker keeps (at most 3 s "
+                              "old while someone views the instance, 15 s otherwise)"}]
 REPORT_QUERY = [*PERIOD, {"name": "format", "in": "query", "schema": {"enum": ["json", "csv", "html", "pdf"],
                                                                        "default": "json"}}]
 
@@ -89,13 +93,14 @@ PATHS = {
         "delete": op("Revoke a token (yours; admins: any)", {"204": ("Revoked", None)}, (401, 404))},
     "/instances": {
         "get": listing("List instances (admins: all; others: those open to them, as InstanceSummary)", "instances",
-                       ANY_INSTANCE),
+                       ANY_INSTANCE, params=LIVE_QUERY),
         "post": op("Create an instance (admins): a job deploys etcd and a Patroni primary/standby pair",
                    {"202": ("Accepted", rs.InstanceCreated)}, (400, 401, 403, 409, 422), rq.InstanceCreate)},
     "/instances/{name}": {
         "parameters": NAME,
-        "get": op("Show an instance with its live Patroni state (others than admins: its name, status and version, "
-                  "and 404 for an instance not open to them)", {"200": ("The instance", ANY_INSTANCE)}, (401, 404)),
+        "get": op("Show an instance with Patroni's view of it, and how old that view is (others than admins: its "
+                  "name, status and version, and 404 for an instance not open to them)",
+                  {"200": ("The instance", ANY_INSTANCE)}, (401, 404), parameters=LIVE_QUERY),
         "patch": op("Change settings and sizes (admins): a job applies settings through Patroni's dynamic "
                     "configuration on every member (reloadable ones at once, others pending a restart) and container "
                     "limits one member at a time. Names and values are checked first (422)",
@@ -321,3 +326,24 @@ PATHS = {
     "/openapi.json": {
         "get": op("This document", {"200": ("This document (OpenAPI 3.1)", {"type": "object"})}, security=[])},
 }
+
+# Backups (issue 15; webapp/api/backups.py)
+PATHS.update({
+    "/instances/{name}/backups": {
+        "parameters": NAME,
+        "get": op("The instance's backups in the repository (admins; as the last backup job found them), the "
+                  "recoverable window {from, to}, the schedule and retention, the archiver's state, and earlier "
+                  "instances of this name deleted with their backups kept", {"200": ("The backups", bk.BackupList)},
+                  (401, 403, 404, 409)),
+        "post": op("Back up now (admins): a job takes a full (default), diff or incr backup with pgBackRest from the "
+                   "standby; 409 while another job acts on the instance or when it has no backups",
+                   ACCEPTED, (400, 401, 403, 404, 409, 422), bk.BackupStart, body_required=False)},
+    "/instances/{name}/backup_policy": {
+        "parameters": NAME,
+        "get": op("The instance's backup schedule and retention (admins)",
+                  {"200": ("The policy", bk.BackupPolicyOf)}, (401, 403, 404, 409)),
+        "put": op("Change the schedule (a full every N days, a differential every M days, M < N or 0) and the "
+                  "retention (count of fulls, or days) (admins); fields not given stay",
+                  {"200": ("The policy", bk.BackupPolicyOf)}, (400, 401, 403, 404, 409, 422),
+                  bk.BackupPolicyChange)},
+})

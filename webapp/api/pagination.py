@@ -1,5 +1,6 @@
-"""Pagination of every list: ?limit= (default DEFAULT_LIMIT, at most MAX_LIMIT) and ?offset=; the answer says which
-slice it is and links the next one ({..., "limit", "offset", "next"}; next is null on the last page)."""
+"""Query arguments. Pagination of every list: ?limit= (default DEFAULT_LIMIT, at most MAX_LIMIT) and ?offset=; the
+answer says which slice it is and links the next one ({..., "limit", "offset", "next"}; next is null on the last
+page). Yes/no flags: flag()."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ def whole_number(name: str, default: int, lo: int, hi: int) -> int:
     if not (text.isascii() and text.isdigit()) or not lo <= int(text) <= hi:
         raise BadRequest(f"{name} must be a whole number from {lo} to {hi}")
     return int(text)
+
+
+def flag(name: str, default: bool) -> bool:
+    """A yes/no query argument: absent gives default; 0, false, no, off or empty is no; anything else yes."""
+    value = request.args.get(name)
+    return default if value is None else value.lower() not in ("0", "false", "no", "off", "")
 
 
 def page(default: int = DEFAULT_LIMIT) -> Page:

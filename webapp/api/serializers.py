@@ -64,7 +64,9 @@ def _server_version(inst: Instance) -> str | None:
     return ((inst.meta or {}).get("deploy") or {}).get("server_version")
 
 
-def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) -> dict:
+def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None,
+             state_age: float | None = None) -> dict:
+    """st: Patroni's view (services/livestate.py) and state_age how old it is in seconds (None: not asked)."""
     if not admin:
         return instance_summary(inst, st)
     uri, ro_uri = isvc.uris(inst)
@@ -89,6 +91,7 @@ def instance(inst: Instance, st, *, admin: bool, active_job: Job | None = None) 
         "memory_mb": inst.memory_mb,
         "primary": primary,
         "replicas": replicas,
+        "state_age_seconds": round(state_age, 1) if st is not None and state_age is not None else None,
         "same_host": isvc.same_host(inst),
         "placement_note": ("primary and standby share one host: a host failure loses both"
                            if isvc.same_host(inst) else "members on different hosts"),

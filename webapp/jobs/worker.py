@@ -15,6 +15,10 @@ its interval keeps its claim by beating (next_due_at at least stale_seconds ahea
 once, when it ends, so runs of one task never overlap while their worker lives. Times are the workers' clocks, as
 for job heartbeats: keep them synchronized (NTP).
 
+An idle worker does not wait for its next poll to start a job: the store wakes it when one is queued, in this
+process or another (webapp/store/wakeup.py: an in-process event after the commit; PostgreSQL's LISTEN/NOTIFY; on
+SQLite a cheap probe of the highest job id). poll_seconds is the fallback when no wake-up comes.
+
 Domain handlers and periodic tasks are passed in; this module knows nothing of Flask or HTTP.
 """
 from __future__ import annotations
@@ -73,9 +77,9 @@ def _worker_is_dead(worker_id: str | None) -> bool:
 class Worker:
     def __init__(self, store: Store, handlers: dict[str, Handler], *, jobs_dir: str, project_dir: str,
                  inventory, envvars: dict | None = None, heartbeat_seconds: float = 2.0,
-                 stale_seconds: float = 30.0, poll_seconds: float = 0.25, worker_id: str | None = None,
+                 stale_seconds: float = 30.0, poll_seconds: float = 2.0, worker_id: str | None = None,
                  periodic: list | None = None, background: list | None = None,
-                 kinds: tuple[str, ...] | None = None, skip_kinds: tuple[str, ...] = ()):
+                 kinds: tuple[str, ...] | None = None, skip_kinds: tuple[str, ...] = (), wakeup: bool = True):
         self.store = store
         self.handlers = handlers
         self.jobs_dir = Path(jobs_dir)
@@ -84,7 +88,10 @@ class Worker:
         self.envvars = envvars or {}
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
+        # how long an idle worker waits at most before it looks for a queued job unasked: the fallback, since the
+        # store wakes it when a job is queued (wakeup=False: it only polls, as before; bench/pickup.py's baseline)
         self.poll_seconds = poll_seconds
+        self.wakeup = wakeup
         # (interval, name, fn(session)): maintenance run between jobs, each once per interval for all the workers
         # sharing the store (the name is its claim's key); the fourth item is when (time.monotonic()) this worker
         # next asks the store whether the task is due
@@ -331,19 +338,35 @@ class Worker:
                     log.exception("%s: giving the claim back failed", name)
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Claim and run jobs until stop is set. An idle worker waits for the store's wake-up (store/wakeup.py: a
+        job was queued, here or in another process), for its periodic work or its stale-job sweep to fall due, or
+        for poll_seconds at most (the fallback), whichever comes first."""
         for fn in self.background:
             threading.Thread(target=fn, args=(stop,), name=f"{self.worker_id}-bg", daemon=True).start()
-        self.recover_stale()
-        sweeps = 0
-        while not stop.is_set():
-            try:
-                if self.run_one() is not None:
-                    continue
-                sweeps += 1
-                if sweeps * self.poll_seconds >= self.heartbeat_seconds:
-                    sweeps = 0
-                    self.recover_stale()
-                self.run_periodic()
-            except Exception:
-                log.exception("worker loop error; continuing")
-            stop.wait(self.poll_seconds)
+        wake = self.store.wakeup.subscribe() if self.wakeup else threading.Event()
+        # a stop ends the wait at once too (the thread ends with it)
+        threading.Thread(target=lambda: (stop.wait(), wake.set()), name=f"{self.worker_id}-stop", daemon=True).start()
+        try:
+            self.recover_stale()
+            next_sweep = time.monotonic() + self.heartbeat_seconds
+            while not stop.is_set():
+                wake.clear()  # before the claim: a job queued from now on sets it again
+                try:
+                    if self.run_one() is not None:
+                        continue
+                    if time.monotonic() >= next_sweep:
+                        next_sweep = time.monotonic() + self.heartbeat_seconds
+                        self.recover_stale()
+                    self.run_periodic()
+                except Exception:
+                    log.exception("worker loop error; continuing")
+                wake.wait(self._idle_seconds(next_sweep))
+        finally:
+            if self.wakeup:
+                self.store.wakeup.unsubscribe(wake)
+
+    def _idle_seconds(self, next_sweep: float) -> float:
+        """How long an idle worker may wait: until its next sweep or periodic ask, poll_seconds at most."""
+        now = time.monotonic()
+        due = min([next_sweep, *(task[3] for task in self.periodic)]) - now
+        return min(self.poll_seconds, max(due, 0.01))

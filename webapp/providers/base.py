@@ -64,6 +64,11 @@ class Provider(abc.ABC):
         own name and ports."""
         return None
 
+    def free_ports(self, host: str, count: int, used_ports: set[tuple[str, int]]) -> list[int]:
+        """count more ports on a host for a member's extra services (its pgBackRest server), not in used_ports.
+        Default: refused (NoCapacity)."""
+        raise NoCapacity(f"the {self.name} provider does not allocate extra ports")
+
     def etcd_members(self, instance: str, placements: list[Placement],
                      used_ports: set[tuple[str, int]]) -> list[dict]:
         """The instance's own etcd cluster, {name, host, address, client_port, peer_port} per member. Default: []

@@ -72,6 +72,9 @@ class LocalProvider(Provider):
             for i in range(count)
         ]
 
+    def free_ports(self, host: str, count: int, used_ports: set[tuple[str, int]]) -> list[int]:
+        return self._free_ports(count, {p for h, p in used_ports if h == host})
+
     def _free_ports(self, n: int, taken: set[int]) -> list[int]:
         found = []
         for port in range(self.port_start, self.port_end + 1):

@@ -19,6 +19,7 @@ from webapp.providers import known_hosts
 from webapp.providers.base import Placement, Provider
 
 PG_PORT, API_PORT = 5432, 8008
+BACKUP_PORT = 8432  # a member's pgBackRest TLS server
 
 
 class OpenStackProvider(Provider):
@@ -50,6 +51,10 @@ class OpenStackProvider(Provider):
         """One server per member, named like the member; its address is known once the server exists."""
         return [Placement(f"pgaas-{instance}-{i}", f"pgaas-{instance}-{i}", "", PG_PORT, API_PORT)
                 for i in range(count)]
+
+    def free_ports(self, host: str, count: int, used_ports) -> list[int]:
+        """A server per member: its own fixed ports."""
+        return list(range(BACKUP_PORT, BACKUP_PORT + count))
 
     def etcd_members(self, instance: str, placements: list[Placement], used_ports) -> list[dict]:
         """etcd on the servers themselves, published on their addresses: one member per server when there are

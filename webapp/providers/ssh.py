@@ -58,7 +58,8 @@ class SSHProvider(Provider):
         from webapp.store.models import Instance, Member
 
         with self.store.session() as s:
-            used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port)}
+            used = {(m.host, p) for m in s.scalars(select(Member)) for p in (m.pg_port, m.api_port, m.backup_port)
+                    if p is not None}
             for inst in s.scalars(select(Instance)):
                 for e in (inst.meta or {}).get("etcd_members", []):
                     used |= {(e["host"], e["client_port"]), (e["host"], e["peer_port"])}
@@ -137,6 +138,9 @@ class SSHProvider(Provider):
             out.append({"name": f"pgaas-{instance}-etcd-{i}", "host": host, "address": address,
                         "client_port": client, "peer_port": peer})
         return out
+
+    def free_ports(self, host: str, count: int, used_ports: set[tuple[str, int]]) -> list[int]:
+        return self._ports(host, count, set(used_ports) | self._used_ports())
 
     def _ports(self, host: str, n: int, used: set[tuple[str, int]]) -> list[int]:
         found = []

@@ -139,6 +139,9 @@ class Instance(Shape):
         "back after a host or control plane restart"))
     primary: Member | None
     replicas: list[Replica]
+    state_age_seconds: float | None = doc("how old the view of Patroni above is, in seconds (null: not asked, e.g. "
+                                          "the instance is not available): the worker keeps it at most 3 s old while "
+                                          "someone views the instance, 15 s otherwise; ?live=true asks Patroni now")
     same_host: bool
     uri: str = Field(description="libpq multi-host URI, target_session_attrs=read-write; no password; "
                                  "sslmode=verify-full and sslrootcert=pgaas-<name>-ca.crt (save GET .../ca.crt under "
@@ -326,7 +329,7 @@ class AuditEvent(Shape):
 
 class Alert(Shape):
     id: str
-    kind: Literal["quota", "replication_lag", "degraded", "volume"]
+    kind: Literal["quota", "replication_lag", "degraded", "volume", "backup_age", "archiving"]
     severity: Literal["warning", "critical"]
     instance: str
     message: str

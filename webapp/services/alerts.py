@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from webapp.services import metrics
+from webapp.services import backup_health, metrics
 from webapp.services.audit import Actor
 from webapp.store import dialect_insert
 from webapp.store.models import AlertState, Database, Instance, aware, utcnow
@@ -29,10 +29,12 @@ class Thresholds:
     lag_bytes: int = 16 * MIB
     lag_seconds: float = 30.0
     volume_ratio: float = 0.85
+    archive_timeout: float = 60.0  # the members' (BACKUP_ARCHIVE_TIMEOUT): archiving alerts allow it + 60 s
 
     @classmethod
     def from_config(cls, c) -> "Thresholds":
-        return cls(lag_bytes=int(c["ALERT_LAG_BYTES"]), lag_seconds=float(c["ALERT_LAG_SECONDS"]))
+        return cls(lag_bytes=int(c["ALERT_LAG_BYTES"]), lag_seconds=float(c["ALERT_LAG_SECONDS"]),
+                   archive_timeout=float(c.get("BACKUP_ARCHIVE_TIMEOUT", 60)))
 
 
 def _alert(kind: str, severity: str, instance: str, message: str, at, subject: str | None = None,
@@ -96,6 +98,7 @@ def evaluate(s: Session, th: Thresholds, provider=None, databases_only: bool = F
                                   f"volume of {member} is {100 * ratio:.1f}% full ({basis})", r.at, member,
                                   member=member, percent=round(100 * ratio, 2), volume_bytes=used,
                                   capacity_bytes=capacity, basis=basis))
+    out += backup_health.alerts(s, th.archive_timeout)  # last good backup too old, archiving failing or behind
     return out
 
 

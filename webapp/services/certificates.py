@@ -79,7 +79,7 @@ def new_ca(instance: str, days: int = CA_DAYS) -> tuple[str, str]:
     return _cert_pem(cert), _key_pem(key)
 
 
-def _san(names) -> x509.SubjectAlternativeName:
+def _san(names, ip_as_dns: bool = False) -> x509.SubjectAlternativeName:
     out, seen = [], set()
     for n in names:
         if not n or n in seen:
@@ -89,13 +89,17 @@ def _san(names) -> x509.SubjectAlternativeName:
             out.append(x509.IPAddress(ipaddress.ip_address(n)))
         except ValueError:
             out.append(x509.DNSName(n))
+        else:
+            if ip_as_dns:
+                out.append(x509.DNSName(n))
     return x509.SubjectAlternativeName(out)
 
 
 def issue(ca_cert_pem: str, ca_key_pem: str, cn: str, names: list[str], days: int = CERT_DAYS,
-          server: bool = True) -> tuple[str, str]:
+          server: bool = True, ip_as_dns: bool = False) -> tuple[str, str]:
     """A certificate signed by the CA: (certificate PEM, key PEM). server: serverAuth + clientAuth with the
-    names as subject alternative names; else clientAuth only."""
+    names as subject alternative names; else clientAuth only. ip_as_dns: an IP address is named as a DNS name too
+    (pgBackRest 2.45 matches a host against the CN and the DNS names only)."""
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     key = _key()
@@ -116,7 +120,7 @@ def issue(ca_cert_pem: str, ca_key_pem: str, cn: str, names: list[str], days: in
          .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
          .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
     if server:
-        b = b.add_extension(_san(names), critical=False)
+        b = b.add_extension(_san(names, ip_as_dns), critical=False)
     return _cert_pem(b.sign(ca_key, hashes.SHA256())), _key_pem(key)
 
 

@@ -237,26 +237,32 @@ def etcd_members(inst: Instance) -> list[dict]:
 def deploy_vars(inst: Instance, image: str) -> dict:
     """The extravars contract of the plays that deploy (docs/architecture.md, "Layering rules"), which is also
     the operator's vars file (services/adoption.py)."""
-    return {
+    backup = (inst.meta or {}).get("backup")  # services/backups.py: absent for an instance without backups
+    out = {
         "pgaas_instance_name": inst.name,
         "pgaas_synchronous": inst.synchronous,
         "pgaas_admin_user": inst.admin_user,
         "pgaas_admin_database": inst.admin_database,
         "pgaas_members": [{"name": m.name, "host": m.host, "address": m.address, "pg_port": m.pg_port,
-                           "api_port": m.api_port} for m in inst.members],
+                           "api_port": m.api_port, **({"backup_port": m.backup_port} if backup else {})}
+                          for m in inst.members],
         "pgaas_etcd_members": etcd_members(inst),
         "pgaas_cpus": inst.cpus,
         "pgaas_memory_mb": inst.memory_mb,
         "pgaas_storage_gb": inst.storage_gb,
         "pgaas_image": image,
     }
+    if backup:
+        out["pgaas_backup"] = {"enabled": True, "stanza": backup["stanza"], "repo_host": backup["repo_host"],
+                               "repo_port": backup["repo_port"]}
+    return out
 
 
 def used_ports(s: Session, exclude: str | None = None) -> set[tuple[str, int]]:
     """(host, port) of every member and etcd member of every instance but `exclude` (two queries)."""
     others = Instance.name != (exclude or "")
     used = {(m.host, p) for m in s.scalars(select(Member).join(Member.instance).where(others))
-            for p in (m.pg_port, m.api_port)}
+            for p in (m.pg_port, m.api_port, m.backup_port) if p is not None}
     for inst in s.scalars(select(Instance).where(others)):
         used |= {(e["host"], e[k]) for e in etcd_members(inst) for k in ("client_port", "peer_port")}
     return used

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.services import Conflict, NotFound, audit, row_id
+from webapp.store import wakeup
 from webapp.store.models import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, RETRYABLE_JOB_STATES, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,14 @@ log = logging.getLogger(__name__)
 
 def active_job(s: Session, instance_name: str) -> Job | None:
     return s.scalar(select(Job).where(Job.instance_name == instance_name, Job.status.in_(ACTIVE_JOB_STATES)))
+
+
+def active_jobs(s: Session, instance_names: list[str]) -> dict[str, Job]:
+    """instance name -> its active job, for a list of instances in one query."""
+    if not instance_names:
+        return {}
+    return {j.instance_name: j for j in s.scalars(select(Job).where(Job.instance_name.in_(instance_names),
+                                                                    Job.status.in_(ACTIVE_JOB_STATES)))}
 
 
 def enqueue(s: Session, kind: str, instance_name: str | None, created_by: str, params: dict | None = None) -> Job:
@@ -34,6 +43,7 @@ def enqueue(s: Session, kind: str, instance_name: str | None, created_by: str, p
         s.rollback()
         raise Conflict(f"instance {instance_name!r} is busy with another job") from exc
     s.add(JobEvent(job_id=job.id, event="pgaas_queued", status="queued", message=f"{kind} queued by {created_by}"))
+    wakeup.job_queued(s)  # idle workers start it as soon as this transaction commits
     return job
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from webapp.services import Invalid
-from webapp.services import failover
+from webapp.services import failover, livestate
 from webapp.services import instances as isvc
 from webapp.services.crypto import SecretBox, generate_password
 from webapp.services.pgconn import conninfo, connect_primary, scram_verifier
@@ -171,6 +171,7 @@ def sample_all(s: Session, box: SecretBox, provider) -> dict:
         except Exception:  # no container numbers this cycle; the databases' still count
             containers = {}
         measured = {k: f.result() for k, f in measuring.items()}
+    livestate.record(s, {inst.name: measured[inst.id]["state"] for inst in insts}, now)  # what the views read
     return {inst.name: _store(s, inst, dbs[inst.id], measured[inst.id], containers, now) for inst in insts}
 
 

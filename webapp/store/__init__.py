@@ -10,6 +10,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from webapp.store.wakeup import JobWakeup
+
 HERE = Path(__file__).resolve().parent
 # The PostgreSQL advisory lock key that serializes migrations (advisory locks are per database): "pgaasmig".
 MIGRATION_LOCK_KEY = int.from_bytes(b"pgaasmig", "big")
@@ -37,6 +39,9 @@ class Store:
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # idle job workers of this process, and what wakes them when a job is queued (store/wakeup.py)
+        self.wakeup = JobWakeup(self.engine)
+        self.wakeup.wake_after_commit(self.sessionmaker)
 
     @contextmanager
     def session(self):
@@ -82,6 +87,7 @@ class Store:
             os.close(fd)  # closing releases the lock; the file stays (removing it would race with the next taker)
 
     def dispose(self) -> None:
+        self.wakeup.close()
         self.engine.dispose()
 
 

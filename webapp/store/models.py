@@ -106,6 +106,8 @@ class Member(Base):
     address: Mapped[str] = mapped_column(String(255))
     pg_port: Mapped[int] = mapped_column(Integer)
     api_port: Mapped[int] = mapped_column(Integer)
+    # The member's pgBackRest TLS server (backups, services/backups.py); null: the instance has no backups.
+    backup_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Since when the worker has seen this standby lost (not running or streaming); null while it is healthy.
     lost_since: Mapped[datetime | None] = mapped_column(nullable=True)
     instance: Mapped[Instance] = relationship(back_populates="members")
@@ -282,6 +284,17 @@ class InstanceSample(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+class InstanceState(Base):
+    """The newest live state of an instance as Patroni told it, which the views read (services/livestate.py): the
+    worker keeps it fresh, a view marks it watched."""
+
+    __tablename__ = "instance_states"
+    instance_name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[dict] = mapped_column(JSON, default=dict)
+    sampled_at: Mapped[datetime] = mapped_column()
+    watched_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class PrimaryChange(Base):
     """A change of primary: when, from which member to which, why (switchover, failover, automatic), the new
     timeline and the WAL position of the switch (Patroni's /history), and how far behind the new primary was."""
@@ -343,3 +356,60 @@ class RateLimit(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[float] = mapped_column(Float, index=True)  # seconds since the epoch
+
+
+class BackupStanza(Base):
+    """An instance's pgBackRest stanza (<name>-<id>) in the control plane's repository: its policy, the archiver's
+    last state, and whether the instance is gone (deleted, restorable: the stanza and its backups stay)."""
+
+    __tablename__ = "backup_stanzas"
+    stanza: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id", ondelete="SET NULL"), nullable=True,
+                                                    index=True)
+    instance_name: Mapped[str] = mapped_column(String(40), index=True)
+    full_every_days: Mapped[int] = mapped_column(Integer, default=7)
+    diff_every_days: Mapped[int] = mapped_column(Integer, default=1)
+    retention_type: Mapped[str] = mapped_column(String(8), default="count")  # count | time
+    retention_full: Mapped[int] = mapped_column(Integer, default=2)           # fulls kept, or days (time)
+    last_archived_wal: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_archived_time: Mapped[datetime | None] = mapped_column(nullable=True)
+    archive_failed_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_failed_time: Mapped[datetime | None] = mapped_column(nullable=True)
+    current_wal: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the primary's, when checked
+    archiver_checked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    backups: Mapped[list[Backup]] = relationship(back_populates="stanza_row", cascade="all, delete-orphan",
+                                                 order_by="Backup.started_at")
+
+
+class Backup(Base):
+    """A backup in the repository, as the last `pgbackrest info` after a backup job reported it (a cache)."""
+
+    __tablename__ = "backups"
+    __table_args__ = (UniqueConstraint("stanza", "label", name="uq_backups_stanza_label"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stanza: Mapped[str] = mapped_column(ForeignKey("backup_stanzas.stanza", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(8))  # full | diff | incr
+    started_at: Mapped[datetime] = mapped_column()
+    stopped_at: Mapped[datetime] = mapped_column()
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    repo_size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    wal_start: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    wal_stop: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[bool] = mapped_column(Boolean, default=False)
+    stanza_row: Mapped[BackupStanza] = relationship(back_populates="backups")
+
+
+class BackupRepo(Base):
+    """The control plane's backup repository (one row, id 1): its secrets sealed with the control plane's key
+    (repository cipher pass, backup CA and key, the repository host's certificate), and the clients
+    (certificate CN -> stanzas) its last successful configuration run allowed."""
+
+    __tablename__ = "backup_repo"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secrets_enc: Mapped[str] = mapped_column(Text)
+    applied_clients: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    applied_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -257,3 +257,19 @@ class AuditFilterForm(FlaskForm):
 
     actor = StringField("Actor", validators=[Optional()])
     object = StringField("Object", validators=[Optional()])
+
+
+class BackupStartForm(FlaskForm):
+    """Back up now (the instance page's Backups section)."""
+    type = SelectField("Type", choices=[SelectChoice("full", "full"), SelectChoice("diff", "differential"),
+                                        SelectChoice("incr", "incremental")], default="full")
+
+
+class BackupPolicyForm(FlaskForm):
+    """The schedule and retention of an instance's backups; the service checks the ranges."""
+    full_every_days = IntegerField("A full backup every (days)", validators=[InputRequired()])
+    diff_every_days = IntegerField("A differential backup every (days)", validators=[InputRequired()],
+                                   description="0: none; less than the full's")
+    retention_type = SelectField("Keep", choices=[SelectChoice("count", "a number of full backups"),
+                                                  SelectChoice("time", "a number of days")])
+    retention_full = IntegerField("How many (fulls or days)", validators=[InputRequired()])

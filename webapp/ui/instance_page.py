@@ -4,11 +4,12 @@ restart, switchover, failover, rebuild, delete). The routes of instances.py and 
 the form they were posted in its place when the service refuses."""
 from __future__ import annotations
 
-from flask import render_template
+from flask import render_template, request
 from wtforms.fields.choices import SelectChoice
 
 from webapp.extensions import services
-from webapp.services import access
+from webapp.services import access, livestate
+from webapp.services import backups as bsvc
 from webapp.services import databases as dbsvc
 from webapp.services import failover as fsvc
 from webapp.services import instances as isvc
@@ -20,8 +21,9 @@ from webapp.ui.common import actor, instance_or_404, tls_view
 AUTOMATIC = ""  # the switchover candidate when none is named: Patroni's choice
 
 
-def instance_view(inst, st, active_job) -> dict:
-    """What the pages show of an instance: the live view of Patroni when it answers, the placement otherwise."""
+def instance_view(inst, st, active_job, state_age: float | None = None) -> dict:
+    """What the pages show of an instance: Patroni's view when it answers (state_age: how old, in seconds;
+    services/livestate.py), the placement otherwise."""
     if st is not None and st.reachable:
         members = ([st.primary] if st.primary else []) + list(st.replicas)
     else:
@@ -35,6 +37,7 @@ def instance_view(inst, st, active_job) -> dict:
             "members": members, "primary": next((m for m in members if m.role == "primary"), None),
             "replicas": [m for m in members if m.role != "primary"], "same_host": isvc.same_host(inst),
             "live": st is not None and st.reachable, "active_job": active_job, "uri": uri, "ro_uri": ro_uri,
+            "state_age": state_age if st is not None else None,
             "tls": tls_view(inst)}
 
 
@@ -78,14 +81,26 @@ def _failover_view(s, inst, v: dict, switchover_form=None, failover_form=None, r
             "rebuild_after": float(services().config["REBUILD_AFTER_SECONDS"])}
 
 
+def _backups_view(s, inst, start_form=None, policy_form=None) -> dict | None:
+    """The Backups section: the list, the recoverable window, the archiver, Back up now and the policy form; None
+    for an instance without backups."""
+    st = bsvc.stanza_of(s, inst)
+    if st is None:
+        return None
+    view = bsvc.describe(s, st)
+    return {**view, "start_form": start_form or forms.BackupStartForm(prefix="bk", formdata=None),
+            "policy_form": policy_form or forms.BackupPolicyForm(prefix="bp", formdata=None, **view["policy"])}
+
+
 def render(name: str, status: int = 200, delete_form=None, switchover_form=None, failover_form=None,
            rebuild_form=None, **form_overrides):
     """The page and its status; a form given (e.g. settings_form=) takes the place of the empty one."""
     svc = services()
     with svc.store.session() as s:
         inst = instance_or_404(s, name)
-        st = isvc.live_state(inst, float(svc.config["PROBE_TIMEOUT"])) if inst.status == "available" else None
-        view = instance_view(inst, st, jobsvc.active_job(s, name))
+        st, age = livestate.read(s, [inst], float(svc.config["PROBE_TIMEOUT"]),
+                                 live=request.args.get("live") == "1").get(name, (None, None))
+        view = instance_view(inst, st, jobsvc.active_job(s, name), age)
         dbs = dbsvc.visible(s, actor(), name)
         db_rows = [{"name": d.name, "owner": d.owner.username, "quota_mb": d.quota_mb, "status": d.status}
                    for d in dbs]
@@ -101,7 +116,9 @@ def render(name: str, status: int = 200, delete_form=None, switchover_form=None,
                 users=", ".join(access.allowed_usernames(inst) or [])),
             **form_overrides}
         failover = _failover_view(s, inst, view, switchover_form, failover_form, rebuild_form)
+        backups = _backups_view(s, inst, edit.pop("backup_form", None), edit.pop("backup_policy_form", None))
         page = render_template("ui/instance.html", v=view, meta=inst.meta or {}, databases=db_rows, jobs=jobs,
                                delete_form=delete_form or forms.ConfirmDeleteForm(prefix="del", formdata=None),
-                               settings=_settings_view(inst, svc), failover=failover, **edit)
+                               settings=_settings_view(inst, svc), failover=failover, backups=backups,
+                               **edit)
     return page, status

@@ -4,12 +4,12 @@ page again with the service's refusal beside the form. The page itself is instan
 certificate is for anyone who may see the instance."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from webapp.extensions import services
 from webapp.services import Conflict, Invalid, NotFound
-from webapp.services import access, certificates
+from webapp.services import access, certificates, livestate
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
 from webapp.services import settings as ssvc
@@ -24,9 +24,12 @@ def instances():
     svc = services()
     with svc.store.session() as s:
         insts = isvc.list_all(s)
-        states = isvc.live_states(insts, float(svc.config["PROBE_TIMEOUT"]))
-        rows = [instance_page.instance_view(i, states.get(i.name), jobsvc.active_job(s, i.name)) for i in insts]
-    return render_template("ui/instances.html", rows=rows)
+        states = livestate.read(s, insts, float(svc.config["PROBE_TIMEOUT"]), live=request.args.get("live") == "1")
+        jobs = jobsvc.active_jobs(s, [i.name for i in insts])
+        rows = [instance_page.instance_view(i, states.get(i.name, (None, None))[0], jobs.get(i.name),
+                                            states.get(i.name, (None, None))[1]) for i in insts]
+        oldest = max((age for _st, age in states.values()), default=None)
+    return render_template("ui/instances.html", rows=rows, oldest=oldest)
 
 
 @bp.get("/instances/<name>/ca.crt")

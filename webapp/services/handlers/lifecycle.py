@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from webapp.jobs.types import NotRunnable, Outcome, RunSpec
-from webapp.services import certificates
+from webapp.services import backups, certificates
 from webapp.services import instances as isvc
 from webapp.services.crypto import SecretBox
 from webapp.services.handlers.base import JobHandler, PairHandler, deploy_vars, instance_of, last_job
@@ -30,11 +30,14 @@ def facts_summary(facts: dict) -> dict:
 
 
 class CreateHandler(JobHandler):
-    def __init__(self, box: SecretBox, image: str, provider=None):
+    def __init__(self, box: SecretBox, image: str, provider=None, backup: backups.BackupSettings | None = None):
         self.box, self.image, self.provider = box, image, provider
+        self.backup = backup or backups.BackupSettings()
 
     def prepare(self, s, job: Job) -> RunSpec:
         inst = isvc.get(s, job.instance_name)
+        if job.kind == "instance_create" and backups.setup_instance(s, self.box, inst, self.provider, self.backup):
+            backups.request_repo(s, job.created_by)  # the repository lets its members in (also before a backup)
         provision = self.provider.provision_playbook() if self.provider is not None else None
         if provision is not None:  # cloud providers make the hosts first (then: deploy)
             return RunSpec(provision,
@@ -147,6 +150,7 @@ class DeleteHandler(CreateHandler):
             for db in s.scalars(select(Database).where(Database.instance_id == inst.id)):
                 s.delete(db)
             s.flush()
+            backups.instance_deleted(s, inst, job.created_by)  # its stanza and backups stay: deleted, restorable
             s.delete(inst)
             job.result = {"instance": job.instance_name, "deleted": True}
         else:

@@ -1,0 +1,80 @@
+"""A backup end to end through the control plane: a pair created through the API with backups on (its own
+repository container and ports), a full backup through POST .../backups run by a real worker with the real
+playbooks (backup_repo.yml first, as the instance is not in the repository yet, then instance_backup.yml), the list
+and the recoverable window from what pgBackRest reported, then the delete, after which the stanza and its backups
+stay ("deleted, restorable") and the repository stops letting the old members in.
+
+Runs only when the project has playbooks/instance_backup.yml (the Ansible side, merged from helper bkcore's
+branch); PGAAS_BACKUP_TEST_PROJECT_DIR points it at another tree holding it. The image must have pgBackRest
+(PGAAS_BACKUP_TEST_IMAGE, default the test image localhost/pgaas-postgres:15-backup-wip)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import REPO, Live, make_app
+
+PROJECT = Path(os.environ.get("PGAAS_BACKUP_TEST_PROJECT_DIR") or REPO)
+IMAGE = os.environ.get("PGAAS_BACKUP_TEST_IMAGE", "localhost/pgaas-postgres:15-backup-wip")
+REPO_NAME, REPO_PORT = "pgaas-backup-repo-bkctl", 36192
+pytestmark = pytest.mark.skipif(not (PROJECT / "playbooks" / "instance_backup.yml").exists(),
+                                reason="playbooks/instance_backup.yml is not in this tree yet (the Ansible side)")
+
+
+@pytest.fixture
+def cp(metadata_pg, tmp_path):
+    repo_dir = Path(tempfile.mkdtemp(prefix="pgaas-bkctl-e2e-repo-"))
+    live = Live(make_app(metadata_pg.new_database(), tmp_path / "instance", PROJECT_DIR=str(PROJECT), IMAGE=IMAGE,
+                         PORT_RANGE_START=36100, PORT_RANGE_END=36189, BACKUPS_ENABLED=True,
+                         BACKUP_REPO_NAME=REPO_NAME, BACKUP_REPO_PORT=REPO_PORT, BACKUP_REPO_DIR=str(repo_dir),
+                         SAMPLE_SECONDS=2, BACKUP_SCHEDULE_SECONDS=3600), workers=2)
+    yield live
+    r = live.admin.delete("/api/v1/instances/bkctl-e2e?force=true")
+    if r.status_code == 202:
+        live.admin.wait_job(r.json()["job"]["id"], timeout=180)
+    live.close()
+    subprocess.run(["podman", "rm", "-f", "-t", "0", REPO_NAME], capture_output=True, timeout=120,
+                   env={**os.environ, "CONTAINERS_CONF": str(REPO / "etc" / "containers.conf")})
+    shutil.rmtree(f"/var/lib/pgaas/{REPO_NAME}", ignore_errors=True)
+    shutil.rmtree(repo_dir, ignore_errors=True)
+
+
+def test_a_backup_through_the_api_and_the_stanza_after_the_delete(cp):
+    from webapp.services import backups
+    from webapp.store.models import BackupStanza
+
+    t0 = time.monotonic()
+    r = cp.admin.post("/api/v1/instances", json={"name": "bkctl-e2e"})
+    assert r.status_code == 202, r.text
+    cp.admin.wait_ok(r.json()["job"]["id"], timeout=300)
+    t1 = time.monotonic()
+    r = cp.admin.post("/api/v1/instances/bkctl-e2e/backups", json={"type": "full"})
+    assert r.status_code == 202, r.text
+    assert r.json()["job"]["kind"] == "instance_backup"
+    assert cp.admin.post("/api/v1/instances/bkctl-e2e/backups", json={}).status_code == 409  # busy
+    job = cp.admin.wait_ok(r.json()["job"]["id"], timeout=300)
+    t2 = time.monotonic()
+    print(f"create {t1 - t0:.1f} s, first backup (repository + stanza + full) {t2 - t1:.1f} s")
+    assert job["result"]["backup"]["type"] == "full" and "info" not in job["result"]
+
+    body = cp.admin.get("/api/v1/instances/bkctl-e2e/backups").json()
+    assert [b["type"] for b in body["backups"]] == ["full"], body
+    full = body["backups"][0]
+    assert full["size_bytes"] > 0 and full["repo_size_bytes"] > 0 and full["wal"]["start"], full
+    assert body["window"]["from"] == full["stopped_at"] and body["window"]["to"] >= body["window"]["from"]
+    assert body["next"] is None  # a full just now: nothing due
+
+    r = cp.admin.delete("/api/v1/instances/bkctl-e2e?force=true")
+    cp.admin.wait_ok(r.json()["job"]["id"], timeout=180)
+    svc = cp.app.extensions["pgaas"]
+    with svc.store.session() as s:
+        st = s.scalar(select(BackupStanza).where(BackupStanza.instance_name == "bkctl-e2e"))
+        assert st.deleted_at is not None and [b.label for b in st.backups] == [full["label"]]
+        assert backups.clients(s) == []  # the repository's next run lets nobody in for it

@@ -1,0 +1,99 @@
+"""The bodies of the backup routes (issue 15): what they accept and what they answer (one model per shape)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from webapp.schemas.requests import Body
+from webapp.schemas.responses import Shape, Stamp
+
+BACKUP_TYPES = ("full", "diff", "incr")
+RETENTION_TYPES = ("count", "time")
+
+
+# -- requests ------------------------------------------------------------------------------------------------
+class BackupStart(Body):
+    MESSAGES = {"type": f"type must be one of {', '.join(BACKUP_TYPES)}"}
+    type: Literal[BACKUP_TYPES] = Field("full", description="full (default), diff or incr")  # type: ignore
+
+
+class BackupPolicyChange(Body):
+    """Fields not given stay as they are (the service checks the ranges: 422 naming the field)."""
+    MESSAGES = {"retention_type": "retention_type must be count (full backups kept) or time (days kept)",
+                "full_every_days": "full_every_days must be a whole number of days",
+                "diff_every_days": "diff_every_days must be a whole number of days (0: none)",
+                "retention_full": "retention_full must be a whole number"}
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+    full_every_days: int | None = Field(None, description="a full backup every this many days (1-365)")
+    diff_every_days: int | None = Field(None, description="a differential backup every this many days, less than "
+                                                          "full_every_days (0: none)")
+    retention_type: Literal[RETENTION_TYPES] | None = Field(None, description="count: retention_full is how many "  # type: ignore
+                                                                              "full backups are kept; time: days")
+    retention_full: int | None = Field(None, description="full backups kept (count, 1-100) or days (time, 1-3650)")
+
+
+# -- responses -----------------------------------------------------------------------------------------------
+class BackupPolicy(Shape):
+    full_every_days: int
+    diff_every_days: int
+    retention_type: Literal[RETENTION_TYPES]  # type: ignore[valid-type]
+    retention_full: int
+
+
+class WalRange(Shape):
+    start: str | None
+    stop: str | None
+
+
+class BackupItem(Shape):
+    label: str
+    type: str = Field(description="full, diff or incr")
+    started_at: Stamp
+    stopped_at: Stamp
+    size_bytes: int | None = Field(description="the database's size at the backup")
+    repo_size_bytes: int | None = Field(description="what the backup takes in the repository (compressed)")
+    wal: WalRange
+    error: bool = Field(description="pgBackRest found a checksum error in a page")
+
+
+class Window(Shape):
+    from_: str = Field(alias="from", description="the end of the oldest backup")
+    to: str = Field(description="the last archived WAL (or the end of the newest backup, if later)")
+
+
+class Archiver(Shape):
+    last_archived_wal: str | None
+    last_archived_time: Stamp
+    failed_count: int | None
+    last_failed_time: Stamp
+    current_wal: str | None = Field(description="the primary's current WAL file when last read")
+    checked_at: Stamp = Field(description="when pg_stat_archiver was last read (the worker, every "
+                                          "BACKUP_SCHEDULE_SECONDS, and each backup job)")
+
+
+class StanzaBackups(Shape):
+    stanza: str
+    deleted: bool = Field(description="the instance was deleted; its backups are kept (restorable)")
+    deleted_at: Stamp
+    backups: list[BackupItem] = Field(description="oldest first")
+    window: Window | None = Field(description="the recoverable window; null: no backup yet")
+    policy: BackupPolicy
+    archiver: Archiver
+    next: Literal["full", "diff"] | None = Field(description="the backup the schedule takes next (null: none is "
+                                                             "due)")
+
+
+class BackupList(StanzaBackups):
+    instance: str
+    previous: list[StanzaBackups] = Field(description="earlier instances of this name, deleted with their backups "
+                                                      "kept")
+
+
+class BackupPolicyOf(Shape):
+    instance: str
+    policy: BackupPolicy
+
+
+REQUESTS = [BackupStart, BackupPolicyChange]
+RESPONSES = [BackupList, BackupPolicyOf]

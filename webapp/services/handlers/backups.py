@@ -1,0 +1,90 @@
+"""Handlers of instance_backup (a pgBackRest backup of one instance, run on the repository host) and backup_repo
+(the repository's container and configuration). The requests that queue them, and the cache they fill:
+services/backups.py."""
+from __future__ import annotations
+
+from webapp.jobs.types import NotRunnable, Outcome, RunSpec
+from webapp.services import backups
+from webapp.services.crypto import SecretBox
+from webapp.services.handlers.base import JobHandler, RunningInstanceHandler, instance_of
+from webapp.store.models import BackupStanza, Instance, Job
+
+REPO_PLAYBOOK = "playbooks/backup_repo.yml"
+
+
+def backup_run(inst: Instance, st: BackupStanza, backup_type: str, repo_name: str = "") -> RunSpec:
+    """The backup's run (playbooks/instance_backup.yml): the members (pgBackRest's pg1..pgN), the stanza, the type,
+    the retention; repo_container when the repository container has a name of its own (BACKUP_REPO_NAME)."""
+    vars_ = {
+        "pgaas_instance_name": inst.name,
+        "pgaas_members": [{"name": m.name, "host": m.host, "address": m.address, "pg_port": m.pg_port,
+                           "api_port": m.api_port, "backup_port": m.backup_port} for m in inst.members],
+        "pgaas_backup": {"enabled": True, **(inst.meta or {}).get("backup", {}), "stanza": st.stanza,
+                         **({"repo_container": repo_name} if repo_name else {})},
+        "pgaas_backup_type": backup_type,
+        "pgaas_backup_retention": {"type": st.retention_type, "full": st.retention_full},
+    }
+    return RunSpec("playbooks/instance_backup.yml", vars_, label=f"Take a {backup_type} backup with pgBackRest")
+
+
+class BackupHandler(RunningInstanceHandler):
+    """instance_backup: the repository is configured first when it does not let this instance in yet (a new
+    instance's first backup), then the backup; its result (pgbackrest info, the archiver) fills the cache. A failed
+    backup keeps pgBackRest's message as the job's error; the instance keeps serving."""
+
+    def __init__(self, box: SecretBox, settings: backups.BackupSettings):
+        super().__init__(box)
+        self.settings = settings
+
+    def _target(self, s, job: Job) -> tuple[Instance, BackupStanza]:
+        inst = instance_of(s, job)
+        st = s.get(BackupStanza, (job.params or {}).get("stanza", ""))
+        if inst is None or st is None or st.deleted_at is not None or st.instance_id != inst.id:
+            raise NotRunnable(f"instance {job.instance_name!r} no longer exists or has no backups")
+        return inst, st
+
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst, st = self._target(s, job)
+        if inst.status != "available":
+            raise NotRunnable(f"instance {inst.name!r} is {inst.status}, not available")
+        if not backups.repo_current(s):
+            return backups.repo_run(s, self.box, self.settings, job)
+        return backup_run(inst, st, (job.params or {}).get("type", "full"), self.settings.repo_name)
+
+    def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        if (job.runs or [{}])[-1].get("playbook") != REPO_PLAYBOOK:
+            return None
+        backups.repo_applied(s, job)
+        inst, st = self._target(s, job)
+        return backup_run(inst, st, (job.params or {}).get("type", "full"), self.settings.repo_name)
+
+    def succeeded(self, inst: Instance, job: Job, meta: dict) -> None:
+        meta["last_backup"] = {"job": job.id, "type": (job.params or {}).get("type")}
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        super().finish(s, job, outcome)
+        result = outcome.artifact_data.get("pgaas_result") or {}
+        st = s.get(BackupStanza, (job.params or {}).get("stanza", ""))
+        if st is not None and result:
+            backups.record_result(s, st, result)  # a failed run may still report the archiver
+        # the whole info stays in the cache, not in the job (a new dict: the column sees only an assignment)
+        out = {k: v for k, v in (job.result or {}).items() if k != "info"}
+        if job.status == "succeeded" and st is not None and st.backups:
+            out["backup"] = backups.backup_row(max(st.backups, key=lambda b: b.stopped_at))
+        job.result = out
+
+
+class RepoHandler(JobHandler):
+    """backup_repo: the repository host's container and configuration (clients: every member of every instance
+    with backups, from the store as it is when the job runs)."""
+
+    def __init__(self, box: SecretBox, settings: backups.BackupSettings):
+        self.box, self.settings = box, settings
+
+    def prepare(self, s, job: Job) -> RunSpec:
+        return backups.repo_run(s, self.box, self.settings, job)
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        if job.status == "succeeded":
+            backups.repo_applied(s, job)
+            job.result = {"clients": len((job.params or {}).get("repo_clients") or [])}
