@@ -55,7 +55,8 @@ def play(tmp: Path, playbook: str, extravars: dict, check: bool = True, json_out
                          cwd=REPO, capture_output=True, text=True, env=env)
     print(f"{playbook} took {time.monotonic() - started:.1f} s")
     if check:
-        assert out.returncode == 0, "\n".join(l for l in out.stdout.splitlines() if "fatal" in l or "FAILED" in l)[-5000:] + out.stdout[-3000:] + out.stderr[-2000:]
+        failed = "\n".join(line for line in out.stdout.splitlines() if "fatal:" in line or "failed:" in line)
+        assert out.returncode == 0, failed[-5000:] + out.stdout[-3000:] + out.stderr[-2000:]
     return out
 
 
@@ -69,39 +70,23 @@ def result(out) -> dict:
 
 
 def issue(ca: str, ca_key: str, cn: str, names: list[str]) -> dict:
-    """A backup certificate: the project's helper (webapp/services/certificates.py issue), then the same
-    certificate re-signed with every name also as a DNS entry, IP addresses included: pgBackRest 2.45 compares the
-    host it dials only with the DNS names of the certificate ("unable to find hostname '127.0.0.1' in certificate
-    common name or subject alternative names" with an IP entry alone)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
+    """A backup certificate (the control plane's helper): IP addresses named as DNS names too, since pgBackRest
+    2.45 compares the host it dials only with the CN and the DNS names."""
     from webapp.services import certificates
 
-    cert_pem, key_pem = certificates.issue(ca, ca_key, cn, names)
-    cert = x509.load_pem_x509_certificate(cert_pem.encode())
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    dns = x509.SubjectAlternativeName([*san, *(x509.DNSName(n) for n in names if n not in san.get_values_for_type(
-        x509.DNSName))])
-    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
-               .public_key(cert.public_key()).serial_number(cert.serial_number)
-               .not_valid_before(cert.not_valid_before_utc).not_valid_after(cert.not_valid_after_utc))
-    for ext in cert.extensions:
-        builder = builder.add_extension(dns if isinstance(ext.value, x509.SubjectAlternativeName) else ext.value,
-                                        ext.critical)
-    signer = serialization.load_pem_private_key(ca_key.encode(), password=None)
-    return {"cert": builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode(),
-            "key": key_pem}
+    cert, key = certificates.issue(ca, ca_key, cn, names, ip_as_dns=True)
+    return {"cert": cert, "key": key}
 
 
-def backup_tls(tmp: Path) -> dict:
+def backup_tls() -> dict:
     """The backup CA (the control plane's own helper), the repository host's certificate and one per member; a
     member of another instance too."""
     from webapp.services import certificates
 
     ca, ca_key = certificates.new_ca("backup")
     local = ["localhost", "127.0.0.1"]
-    return {"ca": ca, "repo": issue(ca, ca_key, "pgaas-backup-repo", ["pgaas-backup-repo", BACKUP["repo_host"], *local]),
+    repo_names = ["pgaas-backup-repo", BACKUP["repo_host"], *local]
+    return {"ca": ca, "repo": issue(ca, ca_key, "pgaas-backup-repo", repo_names),
             "members": {m["name"]: issue(ca, ca_key, m["name"], [m["name"], m["address"], *local]) for m in MEMBERS},
             "other": issue(ca, ca_key, "pgaas-bkcore-other-0", ["pgaas-bkcore-other-0", *local])}
 
@@ -121,7 +106,7 @@ def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bkcore")
     shutil.copy(REPO / "inventory" / "example" / "hosts.yml", tmp / "hosts.yml")
     cleanup()
-    tls = backup_tls(tmp)
+    tls = backup_tls()
     repo_secrets = tmp / "repo.secrets.yml"
     repo_secrets.write_text(yaml.safe_dump({"pgaas_backup_repo_secrets": {
         "cipher_pass": base64.b64encode(secrets.token_bytes(48)).decode(), "ca_cert": tls["ca"],
@@ -140,10 +125,11 @@ def lab(tmp_path_factory):
     try:
         first_repo = play(tmp, "backup_repo.yml", repo_vars)
         started = time.monotonic()
-        play(tmp, "instance_deploy.yml", {"pgaas_instance_name": NAME, "pgaas_members": MEMBERS, "pgaas_image": IMAGE,
-                                          "pgaas_backup": BACKUP})
+        deploy = play(tmp, "instance_deploy.yml", {"pgaas_instance_name": NAME, "pgaas_members": MEMBERS,
+                                                   "pgaas_image": IMAGE, "pgaas_backup": BACKUP})
         print(f"deploy with backups took {time.monotonic() - started:.1f} s")
-        yield {"tmp": tmp, "tls": tls, "repo_vars": repo_vars, "first_repo": first_repo,
+        yield {"tmp": tmp, "tls": tls, "repo_vars": repo_vars, "first_repo": first_repo, "deploy": deploy,
+               "cipher_pass": yaml.safe_load(repo_secrets.read_text())["pgaas_backup_repo_secrets"]["cipher_pass"],
                "secrets": yaml.safe_load(pair_secrets.read_text())}
     finally:
         if not os.environ.get("PGAAS_BKCORE_KEEP"):
@@ -171,6 +157,13 @@ def test_repository_host_converges_then_changes_nothing(lab):
     assert conf.stat().st_mode & 0o777 == 0o700 and (conf / "tls").stat().st_mode & 0o777 == 0o700
     assert {p.stat().st_mode & 0o777 for p in [conf / "pgbackrest.conf", *(conf / "tls").iterdir()]} == {0o600}
     assert podman("inspect", "-f", "{{.HostConfig.NetworkMode}}", REPO_NAME).strip() == "host"
+
+
+def test_no_backup_secret_in_the_plays_output(lab):
+    keys = [lab["tls"]["repo"]["key"], *(m["key"] for m in lab["tls"]["members"].values())]
+    secret_lines = {line for k in keys for line in k.splitlines() if "-----" not in line} | {lab["cipher_pass"]}
+    text = lab["first_repo"].stdout + lab["first_repo"].stderr + lab["deploy"].stdout + lab["deploy"].stderr
+    assert [v[:6] for v in secret_lines if v in text] == []
 
 
 def test_full_backup_from_the_standby_and_wal_archiving(lab):
