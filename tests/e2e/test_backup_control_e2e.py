@@ -2,11 +2,7 @@
 repository container and ports), a full backup through POST .../backups run by a real worker with the real
 playbooks (backup_repo.yml first, as the instance is not in the repository yet, then instance_backup.yml), the list
 and the recoverable window from what pgBackRest reported, then the delete, after which the stanza and its backups
-stay ("deleted, restorable") and the repository stops letting the old members in.
-
-Runs only when the project has playbooks/instance_backup.yml (the Ansible side, merged from helper bkcore's
-branch); PGAAS_BACKUP_TEST_PROJECT_DIR points it at another tree holding it. The image must have pgBackRest
-(PGAAS_BACKUP_TEST_IMAGE, default the test image localhost/pgaas-postgres:15-backup-wip)."""
+stay ("deleted, restorable") and the repository stops letting the old members in."""
 from __future__ import annotations
 
 import os
@@ -21,11 +17,9 @@ from sqlalchemy import select
 
 from tests.conftest import REPO, Live, make_app
 
-PROJECT = Path(os.environ.get("PGAAS_BACKUP_TEST_PROJECT_DIR") or REPO)
-IMAGE = os.environ.get("PGAAS_BACKUP_TEST_IMAGE", "localhost/pgaas-postgres:15-backup-wip")
+PROJECT = REPO
+IMAGE = os.environ.get("PGAAS_IMAGE", "localhost/pgaas-postgres:15")  # the image setup.sh builds, with pgBackRest
 REPO_NAME, REPO_PORT = "pgaas-backup-repo-bkctl", 36192
-pytestmark = pytest.mark.skipif(not (PROJECT / "playbooks" / "instance_backup.yml").exists(),
-                                reason="playbooks/instance_backup.yml is not in this tree yet (the Ansible side)")
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 what the control plane built (the clients from the store, the sealed repository secrets), in a repository container
 of this test's own (BACKUP_REPO_NAME). Then the repository host answers over mutual TLS on its port: a member's
 certificate issued by the control plane's backup CA is accepted and the server's certificate verifies against that
-CA under the address the members are given; a certificate from another CA is refused.
-
-Runs only when the project has playbooks/backup_repo.yml (the Ansible side, merged from helper bkcore's branch);
-PGAAS_BACKUP_TEST_PROJECT_DIR points it at another tree holding it (to try a branch before the merge)."""
+CA under the address the members are given; a certificate from another CA is refused."""
 from __future__ import annotations
 
 import os
@@ -22,11 +19,9 @@ from sqlalchemy import select
 
 from tests.conftest import REPO, Live, make_app
 
-PROJECT = Path(os.environ.get("PGAAS_BACKUP_TEST_PROJECT_DIR") or REPO)
-IMAGE = os.environ.get("PGAAS_BACKUP_TEST_IMAGE", "localhost/pgaas-postgres:15-backup-wip")
+PROJECT = REPO
+IMAGE = os.environ.get("PGAAS_IMAGE", "localhost/pgaas-postgres:15")  # the image setup.sh builds, with pgBackRest
 NAME, PORT = "pgaas-backup-repo-bkctl", 36191
-pytestmark = pytest.mark.skipif(not (PROJECT / "playbooks" / "backup_repo.yml").exists(),
-                                reason="playbooks/backup_repo.yml is not in this tree yet (the Ansible side)")
 
 
 def podman(*args) -> subprocess.CompletedProcess:
