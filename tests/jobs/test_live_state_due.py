@@ -77,11 +77,14 @@ def test_a_view_reads_the_kept_state_marks_it_watched_and_asks_patroni_only_when
         rows = {r.instance_name: r for r in s.query(InstanceState)}
         assert all(aware(rows[n].watched_at) == now for n in ("idle", "fresh", "new"))
         assert aware(rows["fresh"].sampled_at) == now and rows["fresh"].state["reachable"] is False
-        livestate.forget(s, "idle")
+        livestate.forget(s, "idle", now)  # a job ended on it
+        livestate.record(s, {"idle": led_by("pgaas-idle-0")}, now)  # the worker records a state at once
     with store.session() as s:
         inst = s.query(Instance).filter_by(name="idle").one()
-        st, age = livestate.read(s, [inst], timeout=0.3, now=now)["idle"]
-        assert age == 0.0 and st.reachable is False  # forgotten: asked again, not the kept state
+        st, age = livestate.read(s, [inst], timeout=0.3, now=now + timedelta(seconds=1))["idle"]
+        assert age == 0.0 and st.reachable is False  # settling after a job: asked again, not the kept state
+        st, age = livestate.read(s, [inst], timeout=0.3, now=now + timedelta(seconds=11))["idle"]
+        assert age == pytest.approx(10, abs=0.01)  # settled: the kept state again (the one read above)
         st, age = livestate.read(s, [inst], timeout=0.3, live=True, now=now + timedelta(seconds=1))["idle"]
         assert age == 0.0  # live: asked even though the kept state is a second old
 

@@ -9,8 +9,9 @@ store, kept fresh by the worker, not asked of Patroni on every view (issue 17, i
   its own probe saw as well (metrics.sample_all).
 - read() gives the views each instance's state and its age. A row older than STALE_AGE (no worker runs) or a
   `live` read (`?live=true`, the pages' refresh link) asks Patroni at once and records the answer.
-- A job that ends on an instance forgets its row (forget()), so the first view after a switchover, a rebuild or
-  a settings change asks Patroni, never shows the state from before the job.
+- A job that ends on an instance marks its row (forget()): for LIVE_AFTER_JOB seconds its views ask Patroni, so a
+  view after a switchover, a rebuild or a settings change never shows a state from before the job or from the
+  moment Patroni was still settling.
 
 Knows nothing of HTTP; the API and the pages print the age beside the state.
 """
@@ -30,6 +31,7 @@ WATCHED_AGE = 3.0     # seconds: at most this old while someone is looking
 IDLE_AGE = 15.0       # seconds: at most this old otherwise
 WATCH_WINDOW = 30.0   # seconds: "someone is looking" = a view read the row this recently
 STALE_AGE = 20.0      # seconds: older than this (no worker keeps it), a view asks Patroni itself
+LIVE_AFTER_JOB = 10.0  # seconds after a job's end during which views ask Patroni
 WATCH_MARK_EVERY = 10.0  # seconds: a view writes watched_at at most this often per instance (< WATCH_WINDOW)
 
 
@@ -66,9 +68,15 @@ def record(s: Session, states: dict[str, ClusterState], now: datetime | None = N
                                          set_={"state": body, "sampled_at": now}))
 
 
-def forget(s: Session, name: str) -> None:
-    """The next view of `name` asks Patroni (a job changed the instance)."""
-    s.execute(delete(InstanceState).where(InstanceState.instance_name == name))
+def forget(s: Session, name: str, now: datetime | None = None) -> None:
+    """A job changed the instance: for the next LIVE_AFTER_JOB seconds its views ask Patroni (which settles in
+    those seconds: a new leader, a pending restart), whatever the worker records meanwhile."""
+    now = now or utcnow()
+    until = now + timedelta(seconds=LIVE_AFTER_JOB)
+    long_ago = now - timedelta(days=1)  # a new row: stale, so the worker asks at once
+    s.execute(dialect_insert(s)(InstanceState).values(instance_name=name, state={}, sampled_at=long_ago,
+                                                      live_until=until)
+              .on_conflict_do_update(index_elements=[InstanceState.instance_name], set_={"live_until": until}))
 
 
 def read(s: Session, insts: list[Instance], timeout: float, live: bool = False,
@@ -88,7 +96,8 @@ def read(s: Session, insts: list[Instance], timeout: float, live: bool = False,
     for inst in targets:
         row = rows.get(inst.name)
         age = (now - aware(row.sampled_at)).total_seconds() if row is not None else None
-        if live or age is None or age > STALE_AGE:
+        settling = row is not None and row.live_until is not None and aware(row.live_until) > now
+        if live or age is None or age > STALE_AGE or settling:
             ask.append(inst)
         else:
             out[inst.name] = (from_json(row.state), max(0.0, age))

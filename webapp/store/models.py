@@ -293,6 +293,8 @@ class InstanceState(Base):
     state: Mapped[dict] = mapped_column(JSON, default=dict)
     sampled_at: Mapped[datetime] = mapped_column()
     watched_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # a job ended on the instance: until then, views ask Patroni (it settles in the seconds after a job)
+    live_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class PrimaryChange(Base):

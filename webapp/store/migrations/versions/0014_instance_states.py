@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column('state', sa.JSON(), nullable=False),
         sa.Column('sampled_at', sa.DateTime(), nullable=False),
         sa.Column('watched_at', sa.DateTime(), nullable=True),
+        sa.Column('live_until', sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint('instance_name'),
     )
 
