@@ -264,9 +264,17 @@ def in_control_plane(bench: str, prefix: str, body, workers: int = 1, database_u
                      **config) -> int:
     """body(cp) inside a ControlPlane; the exit status: 0, 1 when it raised BenchFailed, 130 when interrupted (the
     cleanup has run by then)."""
-    try:
+    def run() -> None:
         with ControlPlane(bench, prefix, workers, database_url, **config) as cp:
             body(cp)
+
+    return exit_status(run)
+
+
+def exit_status(run) -> int:
+    """run(); the exit status: 0, 1 when it raised BenchFailed, 130 when interrupted (its cleanup has run)."""
+    try:
+        run()
     except KeyboardInterrupt:
         print("\ninterrupted: cleaned up", flush=True)
         return 130

@@ -259,25 +259,25 @@ def main() -> int:
     common.trap_signals()
     common.smoke_note(args.smoke)
     print(common.load_line("at the start"), flush=True)
-    rng, results, server = random.Random(17), {}, None
+    rng, results, server = random.Random(17), {}, []
     poll = float(Defaults.WORKER_POLL_SECONDS)
-    try:
-        with tempfile.TemporaryDirectory(prefix="pgaas-bench-pickup-") as tmp:
-            results["sqlite"] = measure_store(f"sqlite:///{tmp}/pgaas.sqlite", args.posts, args.idle,
-                                              poll, rng, args.smoke)
-        server = MetadataPostgres()
-        results["postgresql"] = measure_store(server.new_database(), args.posts, args.idle, poll, rng,
-                                               args.smoke)
-    except KeyboardInterrupt:
-        print("\ninterrupted: cleaned up", flush=True)
-        return 130
-    except BenchFailed as exc:
-        print(f"\nFAILED: {exc}", flush=True)
-        return 1
-    finally:
-        if server is not None:
-            with common.shielded():
-                server.stop()
+
+    def run() -> None:
+        try:
+            with tempfile.TemporaryDirectory(prefix="pgaas-bench-pickup-") as tmp:
+                results["sqlite"] = measure_store(f"sqlite:///{tmp}/pgaas.sqlite", args.posts, args.idle,
+                                                  poll, rng, args.smoke)
+            server.append(MetadataPostgres())
+            results["postgresql"] = measure_store(server[0].new_database(), args.posts, args.idle, poll, rng,
+                                                   args.smoke)
+        finally:
+            if server:
+                with common.shielded():
+                    server[0].stop()
+
+    status = common.exit_status(run)
+    if status:
+        return status
     report(results, args.posts, args.idle)
     print(common.load_line("at the end"))
     return 0

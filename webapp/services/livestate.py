@@ -17,6 +17,7 @@ Knows nothing of HTTP; the API and the pages print the age beside the state.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
@@ -36,13 +37,7 @@ WATCH_MARK_EVERY = 10.0  # seconds: a view writes watched_at at most this often 
 
 
 def to_json(st: ClusterState) -> dict:
-    def member(m: MemberState) -> dict:
-        return {"name": m.name, "host": m.host, "address": m.address, "port": m.port, "container": m.container,
-                "role": m.role, "state": m.state, "lag_bytes": m.lag_bytes, "sync_state": m.sync_state,
-                "timeline": m.timeline, "pending_restart": m.pending_restart}
-
-    return {"reachable": st.reachable, "healthy": st.healthy, "problem": st.problem,
-            "primary": member(st.primary) if st.primary else None, "replicas": [member(r) for r in st.replicas]}
+    return asdict(st)
 
 
 def from_json(d: dict) -> ClusterState:

@@ -21,7 +21,7 @@ from webapp.ui.common import actor, instance_or_404, tls_view
 AUTOMATIC = ""  # the switchover candidate when none is named: Patroni's choice
 
 
-def instance_view(inst, st, active_job, state_age: float | None = None) -> dict:
+def instance_view(inst, st, state_age: float | None = None, active_job=None) -> dict:
     """What the pages show of an instance: Patroni's view when it answers (state_age: how old, in seconds;
     services/livestate.py), the placement otherwise."""
     if st is not None and st.reachable:
@@ -100,7 +100,7 @@ def render(name: str, status: int = 200, delete_form=None, switchover_form=None,
         inst = instance_or_404(s, name)
         st, age = livestate.read(s, [inst], float(svc.config["PROBE_TIMEOUT"]),
                                  live=request.args.get("live") == "1").get(name, (None, None))
-        view = instance_view(inst, st, jobsvc.active_job(s, name), age)
+        view = instance_view(inst, st, age, jobsvc.active_job(s, name))
         dbs = dbsvc.visible(s, actor(), name)
         db_rows = [{"name": d.name, "owner": d.owner.username, "quota_mb": d.quota_mb, "status": d.status}
                    for d in dbs]

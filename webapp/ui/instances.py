@@ -26,8 +26,8 @@ def instances():
         insts = isvc.list_all(s)
         states = livestate.read(s, insts, float(svc.config["PROBE_TIMEOUT"]), live=request.args.get("live") == "1")
         jobs = jobsvc.active_jobs(s, [i.name for i in insts])
-        rows = [instance_page.instance_view(i, states.get(i.name, (None, None))[0], jobs.get(i.name),
-                                            states.get(i.name, (None, None))[1]) for i in insts]
+        rows = [instance_page.instance_view(i, *states.get(i.name, (None, None)), active_job=jobs.get(i.name))
+                for i in insts]
         oldest = max((age for _st, age in states.values()), default=None)
     return render_template("ui/instances.html", rows=rows, oldest=oldest)
 
