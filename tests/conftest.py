@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,15 +134,16 @@ class Api:
 
 
 class Live:
-    def __init__(self, app, workers: int, before_workers=None):
+    def __init__(self, app, workers: int, before_workers=None, tokens: dict[str, str] | None = None):
         """before_workers(app): what a control plane does at start before its workers run (a second control
-        plane on the same metadata: its users exist already and are kept)."""
+        plane on the same metadata: its users exist already and are kept). tokens: root's and alice's API tokens
+        when the metadata is a copy of a seeded store (no users to make, no logins to pay)."""
         from werkzeug.serving import make_server
 
         self.app = app
         self.port = free_port()
         self.server = make_server("127.0.0.1", self.port, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)  # quick shutdown
         self.thread.start()
         self.stop = threading.Event()
         self.workers = []
@@ -159,14 +161,21 @@ class Live:
 
         from webapp.store.models import User
 
+        self.anon = Api(self.base)
+        if tokens:
+            self.admin, self.alice = Api(self.base, tokens["root"]), Api(self.base, tokens["alice"])
+            return
         with app.extensions["pgaas"].store.session() as s:
             known = set(s.scalars(select(User.username)))
             for name, admin in (("root", True), ("alice", False)):
                 if name not in known:
                     accounts.create_user(s, name, f"{name}-password-1", is_admin=admin)
-        self.anon = Api(self.base)
         self.admin = self.anon.as_user("root", "root-password-1")
         self.alice = self.anon.as_user("alice", "alice-password-1")
+
+    def tokens(self) -> dict[str, str]:
+        return {"root": self.admin.session.headers["Authorization"].removeprefix("Bearer "),
+                "alice": self.alice.session.headers["Authorization"].removeprefix("Bearer ")}
 
     def close(self):
         self.stop.set()
@@ -177,26 +186,129 @@ class Live:
         self.app.extensions["pgaas"].store.dispose()
 
 
+class Seeds:
+    """A store as Live leaves it at start (migrated; root and alice made, each logged in once through the API),
+    made once per backend and copied for each test: the four scrypt hashes and the migrations cost a second and a
+    half per test, in every one of some 300 tests."""
+
+    def __init__(self, tmp_path_factory, metadata_pg_of):
+        self._factory, self._pg_of = tmp_path_factory, metadata_pg_of
+        self._made: dict[str, tuple[str, Path, dict[str, str]]] = {}  # backend -> (template, instance dir, tokens)
+
+    def _seed(self, backend: str):
+        if backend not in self._made:
+            where = self._factory.mktemp(f"seed-{backend}")
+            if backend == "sqlite":
+                url = f"sqlite:///{where / 'pgaas.sqlite'}"
+                template = str(where / "pgaas.sqlite")
+            else:
+                url = self._pg_of().new_database()
+                template = url.rsplit("/", 1)[1]
+            srv = Live(make_app(url, where / "instance"), workers=0)
+            tokens = srv.tokens()
+            srv.close()
+            self._made[backend] = (template, where / "instance", tokens)
+        return self._made[backend]
+
+    def copy(self, database_url: str, instance_path: Path) -> dict[str, str]:
+        """Fill the (new, empty) store at database_url and instance_path with the seed; returns the tokens."""
+        import psycopg
+
+        backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+        template, instance, tokens = self._seed(backend)
+        shutil.copytree(instance, instance_path)
+        if backend == "sqlite":
+            shutil.copyfile(template, database_url.removeprefix("sqlite:///"))
+        else:
+            base, name = database_url.rsplit("/", 1)
+            with psycopg.connect(base.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
+                c.execute(f'DROP DATABASE "{name}"')
+                c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return tokens
+
+
+@pytest.fixture(scope="session")
+def seeds(tmp_path_factory, request):
+    return Seeds(tmp_path_factory, lambda: request.getfixturevalue("metadata_pg"))
+
+
 @pytest.fixture
-def live(database_url, tmp_path):
+def live(database_url, tmp_path, seeds):
     """The app on both metadata backends, no workers (API behaviour that needs no job to run)."""
-    srv = Live(make_app(database_url, tmp_path / "instance"), workers=0)
+    tokens = seeds.copy(database_url, tmp_path / "instance")
+    srv = Live(make_app(database_url, tmp_path / "instance"), workers=0, tokens=tokens)
     yield srv
     srv.close()
+
+
+# -- session resources released when the last test that uses them is done ------------------------------------
+# A session fixture otherwise lives to the end of the run: the control plane with its pair and 1 s sampler, or a
+# lab's hosts, kept running through every later directory cost those tests a third of their speed (measured: a
+# molecule scenario took 75 s beside the idle session pair against 55 s alone).
+_RELEASE: dict[str, Callable[[], None]] = {}  # fixture name -> its closer, in the order they were set up
+_LAST_USER: dict[str, str] = {}  # fixture name -> node id of the last collected test that uses it
+# tests/ui shares tests/e2e's control plane and pair: it runs right after tests/e2e, so both are released early
+_DIR_ORDER = ["tests/api", "tests/collection", "tests/e2e", "tests/ui"]
+
+
+def release_after_last_use(name: str, closer: Callable[[], None]) -> Callable[[], None]:
+    """Register the closer of session fixture `name`, to run once, after the last test that uses it; returns the
+    once-only closer for the fixture's own teardown (which then does nothing if the resource is gone already)."""
+    done = threading.Event()
+
+    def once():
+        if not done.is_set():
+            done.set()
+            _RELEASE.pop(name, None)
+            closer()
+
+    _RELEASE[name] = once
+    return once
+
+
+def _dir_of(item) -> str:
+    parts = item.nodeid.split("::")[0].split("/")
+    return "/".join(parts[:2])
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(items):
+    rank = {d: i for i, d in enumerate(_DIR_ORDER)}
+    position = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (rank.get(_dir_of(it), len(rank)), position[id(it)]))
+    _LAST_USER.clear()
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            _LAST_USER[name] = item.nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if nextitem is None:
+        return  # the session's own teardown follows
+    for name in reversed(list(_RELEASE)):  # dependants (set up later) first
+        if _LAST_USER.get(name) == item.nodeid:
+            _RELEASE[name]()
 
 
 # -- one control plane with workers and one instance pair per session (tests/e2e and tests/ui) ----------------
 @pytest.fixture(scope="session")
 def cp(tmp_path_factory, metadata_pg):
-    """The control plane with PostgreSQL metadata and two worker threads."""
+    """The control plane with PostgreSQL metadata and two worker threads; released after its last test."""
     srv = Live(make_app(metadata_pg.new_database(), tmp_path_factory.mktemp("cp") / "instance",
                         QUOTA_CHECK_SECONDS=1, SAMPLE_SECONDS=1), workers=2)
+
+    def close():
+        for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
+            r = srv.admin.delete(f"/api/v1/instances/{inst['name']}?force=true")
+            if r.status_code == 202:
+                srv.admin.wait_job(r.json()["job"]["id"], timeout=120)
+        srv.close()
+
+    close = release_after_last_use("cp", close)
     yield srv
-    for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
-        r = srv.admin.delete(f"/api/v1/instances/{inst['name']}?force=true")
-        if r.status_code == 202:
-            srv.admin.wait_job(r.json()["job"]["id"], timeout=120)
-    srv.close()
+    close()
 
 
 @pytest.fixture(scope="session")

@@ -164,13 +164,17 @@ def test_max_connections_pending_then_rolling_restart(cp, inst):
 
     writer = Writer(before["uri"], ADMIN_PASSWORD)
     writer.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 15  # the first connection (TLS, SCRAM) can take seconds on a loaded machine
+    while writer.ok == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert writer.ok > 0, f"no write before the restart: {writer.last_error}"
     r = cp.admin.post(f"/api/v1/instances/{NAME}/restart")
     assert r.status_code == 202, r.text
     job = cp.admin.wait_job(r.json()["job"]["id"], timeout=240)
     writes_at_end = writer.ok
-    time.sleep(0.5)
+    deadline = time.monotonic() + 15
+    while writer.ok == writes_at_end and time.monotonic() < deadline:
+        time.sleep(0.1)
     writer.stop.set()
     writer.join(timeout=10)
     assert job["status"] == "succeeded", (job["error"], [e for e in job["events"] if e["status"] == "failed"])

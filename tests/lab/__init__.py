@@ -226,12 +226,15 @@ def lab_fixture(prefix: str, n: int, shared_images: bool = True):
     import pytest
 
     @pytest.fixture(scope="session")
-    def _fixture():
+    def _fixture(request):
+        from tests.conftest import release_after_last_use
+
         lab = Lab(prefix, shared_images=shared_images)
+        close = release_after_last_use(request.fixturename, lab.destroy)  # not kept up for later directories
         try:
             hosts = lab.create(n)
             yield lab, hosts
         finally:
-            lab.destroy()
+            close()
 
     return _fixture

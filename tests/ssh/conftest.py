@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import Live, make_app
+from tests.conftest import Live, make_app, release_after_last_use
 from tests.lab import Lab
 
 PREFIX = "lab-ssh"
@@ -15,9 +15,10 @@ INSTANCE = os.environ.get("PGAAS_E2E_INSTANCE", "ms-ssh")
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     lab = Lab(PREFIX, state_dir=tmp_path_factory.mktemp("lab-ssh"))
+    close = release_after_last_use("lab", lab.destroy)
     lab.create(3)
     yield lab
-    lab.destroy()
+    close()
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +38,17 @@ def ssh_cp(lab, tmp_path_factory, metadata_pg):
         r = srv.admin.post("/api/v1/hosts", json={"name": h.name, "address": h.address, "ssh_user": h.user,
                                                   "capacity": 2, "labels": {"lab": PREFIX}, **key})
         assert r.status_code == 201, r.text
+
+    def close():
+        for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
+            for h in lab.hosts:
+                if not lab.running(h):
+                    lab.start(h)
+            r = srv.admin.delete(f"/api/v1/instances/{inst['name']}?force=true")
+            if r.status_code == 202:
+                srv.admin.wait_job(r.json()["job"]["id"], timeout=120)
+        srv.close()
+
+    close = release_after_last_use("ssh_cp", close)
     yield srv
-    for inst in srv.admin.get("/api/v1/instances").json()["instances"]:
-        for h in lab.hosts:
-            if not lab.running(h):
-                lab.start(h)
-        r = srv.admin.delete(f"/api/v1/instances/{inst['name']}?force=true")
-        if r.status_code == 202:
-            srv.admin.wait_job(r.json()["job"]["id"], timeout=120)
-    srv.close()
+    close()
