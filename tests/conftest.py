@@ -321,18 +321,40 @@ def pair(cp):
 
 
 # -- time per test directory (CI prints it after the run) ----------------------------------------------------
+# With the machine's busy CPU over the same time: a directory near 2 cores is CPU-bound (only less work makes it
+# faster), one far below waits (on timeouts, Patroni's loop, the network) and could share the machine.
 _DIR_SECONDS: dict[str, float] = {}
+_DIR_BUSY: dict[str, float] = {}  # busy CPU seconds of the whole machine while the directory's tests ran
+
+
+def _top(nodeid: str) -> str:
+    path = nodeid.split("::")[0].split("/")
+    return "/".join(path[:2]) if len(path) > 2 else "/".join(path)  # tests/e2e, or tests/test_cli.py
+
+
+def _busy_seconds() -> float:
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    before = _busy_seconds()
+    yield
+    top = _top(item.nodeid)
+    _DIR_BUSY[top] = _DIR_BUSY.get(top, 0.0) + _busy_seconds() - before
 
 
 def pytest_runtest_logreport(report):
-    path = report.nodeid.split("::")[0].split("/")
-    top = "/".join(path[:2]) if len(path) > 2 else "/".join(path)  # tests/e2e, or tests/test_cli.py
+    top = _top(report.nodeid)
     _DIR_SECONDS[top] = _DIR_SECONDS.get(top, 0.0) + report.duration
 
 
 def pytest_terminal_summary(terminalreporter):
     if not _DIR_SECONDS:
         return
-    terminalreporter.section("time per test directory (set-up, call and teardown of its tests)")
+    terminalreporter.section("time per test directory (set-up, call and teardown of its tests; busy CPU meanwhile)")
     for d, secs in sorted(_DIR_SECONDS.items(), key=lambda kv: -kv[1]):
-        terminalreporter.write_line(f"{secs:8.1f} s  {d}")
+        busy = _DIR_BUSY.get(d, 0.0) / secs if secs else 0.0
+        terminalreporter.write_line(f"{secs:8.1f} s  {busy:4.2f} of {os.cpu_count()} cores  {d}")
