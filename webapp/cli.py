@@ -1,4 +1,5 @@
-"""`pgaas`: run (web + API + worker threads), serve, worker, user create, instance create|list|show|delete."""
+"""`pgaas`: run (web + API + worker threads), serve, worker, user create, instance create|list|show|delete, backup,
+statements."""
 from __future__ import annotations
 
 import json
@@ -385,3 +386,33 @@ def backup_start(name, type_, wait):
     click.echo(f"instance {name}: {type_} backup job {job_id} queued")
     if wait and _follow(app, job_id) != "succeeded":
         sys.exit(1)
+
+
+# -- query insights (issue 16) ---------------------------------------------------------------------------------
+@main.command("statements")
+@click.argument("name")
+@click.argument("database", required=False)
+@click.option("--order", type=click.Choice(["total_time", "calls", "mean_time", "rows"]), default="total_time",
+              show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--reset", is_flag=True, help="forget DATABASE's statement statistics on every member")
+def statements_cmd(name, database, order, limit, reset):
+    """Top statements of instance NAME (or of its DATABASE) from pg_stat_statements, as JSON."""
+    from webapp.services import ServiceError, audit, statements
+    from webapp.services import databases as dbsvc
+    from webapp.services import instances as isvc
+
+    app = _app()
+    svc, who = _svc(app), _actor()
+    if reset and not database:
+        raise click.UsageError("--reset needs a DATABASE")
+    try:
+        with svc.store.session() as s:
+            inst = dbsvc.get(s, who, name, database).instance if database else isvc.get(s, name)
+            out = (statements.reset(s, svc.box, who, inst, database) if reset
+                   else statements.top(s, svc.box, inst, database, limit, order))
+    except ServiceError as exc:
+        if reset:
+            audit.record_failure(svc.store, who, "database.statements_reset", "database", f"{name}/{database}", exc)
+        raise click.ClickException(exc.message) from None
+    click.echo(json.dumps({"instance": name, "database": database, **out}, indent=2))

@@ -67,3 +67,13 @@ def create(live, name, **body) -> tuple[dict, dict]:
     created = r.json()
     job = live.admin.wait_job(created["job"]["id"], timeout=240)
     return created, job
+
+
+def tenant_with_database(live, username: str, database: str, instance: str = INST):
+    """A user (made unless it exists) and a new database of theirs on the instance: (their Api, the database)."""
+    r = live.admin.post("/api/v1/users", json={"username": username, "password": f"{username}-password-1"})
+    assert r.status_code in (201, 409), r.text
+    api = live.anon.as_user(username, f"{username}-password-1")
+    r = api.post(f"/api/v1/instances/{instance}/databases", json={"name": database})
+    assert r.status_code == 201, r.text
+    return api, r.json()["database"]

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from tests.e2e.helpers import INST, PODMAN_ENV, connect, secrets_of
+from tests.e2e.helpers import INST, PODMAN_ENV, connect, secrets_of, tenant_with_database
 
 pytestmark = pytest.mark.slow
 IMAGE = "localhost/pgaas-postgres:15"
@@ -77,15 +77,7 @@ def _uri(uri: str, ca: str, dbname: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def two_tenants(cp, pair):
-    dbs = []
-    for name in ("sara", "sam"):
-        r = cp.admin.post("/api/v1/users", json={"username": name, "password": f"{name}-password-1"})
-        assert r.status_code in (201, 409), r.text
-        api = cp.anon.as_user(name, f"{name}-password-1")
-        r = api.post(f"/api/v1/instances/{INST}/databases", json={"name": f"{name}_db"})
-        assert r.status_code == 201, r.text
-        dbs.append((api, r.json()["database"]))
-    return dbs
+    return [tenant_with_database(cp, name, f"{name}_db") for name in ("sara", "sam")]
 
 
 def test_tenant_reaches_only_its_own_database_and_metrics_still_sampled(cp, pair, two_tenants, ca):

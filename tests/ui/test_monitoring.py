@@ -120,6 +120,31 @@ def test_database_and_instance_pages_chart_pgbench_load(page, cp, tenant):
     shot(page, "instance-charts")
 
 
+def test_top_statements_page_shows_the_load_and_resets(page, cp, tenant):
+    login(page, cp.base, USER, PASSWORD)
+    page.goto(f"{cp.base}/instances/{INST}/databases/mon_load")
+    page.get_by_role("link", name="Top statements").click()
+    page.wait_for_url(re.compile(r".*/databases/mon_load/statements$"))
+    table = page.locator("table.statements")
+    assert "UPDATE pgbench_accounts SET abalance" in table.inner_text()  # pgbench's own statement, normalized
+    page.get_by_role("link", name="calls").click()
+    page.wait_for_url(re.compile(r".*order=calls$"))
+    assert page.get_by_role("link", name="calls").get_attribute("aria-current") == "page"
+    shot(page, "database-statements", phone=True)
+    page.get_by_role("button", name="Reset the statement statistics of mon_load").click()
+    page.wait_for_url(re.compile(r".*/databases/mon_load/statements$"))
+    assert "Statement statistics reset." in page.inner_text("body")
+    assert "pgbench_accounts" not in page.inner_text("body")
+    # the admin's view of the instance (not offered to the tenant: 403)
+    assert page.request.get(f"{cp.base}/instances/{INST}/statements").status == 403
+    page.context.clear_cookies()
+    login(page, cp.base, "root", "root-password-1")
+    page.goto(f"{cp.base}/instances/{INST}")
+    page.get_by_role("link", name="Top statements").click()
+    page.wait_for_url(re.compile(rf".*/instances/{INST}/statements$"))
+    assert page.locator("table.statements th", has_text="Database").count() == 1
+
+
 def test_alerts_page_shows_the_quota_alert(page, cp, tenant):
     login(page, cp.base, USER, PASSWORD)
     alert_id = f"quota/{INST}/mon_full"

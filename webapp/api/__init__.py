@@ -131,3 +131,4 @@ from webapp.api import databases, failover, instances, jobs, metrics, openapi, r
 from webapp.api import hosts  # noqa: E402,F401
 from webapp.api import adoption  # noqa: E402,F401
 from webapp.api import backups  # noqa: E402,F401
+from webapp.api import statements  # noqa: E402,F401

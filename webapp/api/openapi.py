@@ -13,6 +13,7 @@ from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from webapp.schemas import backups as bk
 from webapp.schemas import requests as rq
 from webapp.schemas import responses as rs
+from webapp.schemas import statements as st
 
 REQUESTS = [rq.InstanceCreate, rq.InstanceChange, rq.InstanceAccessChange, rq.CertificateRenewal, rq.Switchover,
             rq.Failover, rq.Rebuild, rq.TokenCreate, rq.UserCreate, rq.AllowanceChange, rq.PasswordChange,
@@ -22,7 +23,7 @@ RESPONSES = [rs.Error, rs.JobAccepted, rs.Job, rs.Instance, rs.InstanceSummary, 
              rs.InstanceAccessOf, rs.InstanceSettings, rs.PrimaryChange, rs.UserOf, rs.Token, rs.TokenCreated,
              rs.Database, rs.DatabaseOf, rs.DatabaseRestore, rs.DatabasePasswordSet, rs.AuditEvent, rs.Alert,
              rs.Host, rs.Metrics, rs.Report, rs.Usage, rs.InstanceAdopted, rs.InstanceInventory,
-             *bk.RESPONSES]
+             *bk.RESPONSES, *st.RESPONSES]
 
 
 def components() -> dict:

@@ -8,6 +8,7 @@ from webapp.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from webapp.schemas import backups as bk
 from webapp.schemas import requests as rq
 from webapp.schemas import responses as rs
+from webapp.schemas import statements as st
 
 REF = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/responses/Error"}
@@ -346,4 +347,24 @@ PATHS.update({
                   "retention (count of fulls, or days) (admins); fields not given stay",
                   {"200": ("The policy", bk.BackupPolicyOf)}, (400, 401, 403, 404, 409, 422),
                   bk.BackupPolicyChange)},
+})
+
+# Query insights (issue 16; webapp/api/statements.py)
+STATEMENT_QUERY = [query("limit", "integer", minimum=1, maximum=100, default=20),
+                   query("order", enum=list(st.ORDERS), default="total_time")]
+PATHS.update({
+    "/instances/{instance}/databases/{name}/statements": {
+        "parameters": [*DB, *STATEMENT_QUERY],
+        "get": op("The database's top statements from pg_stat_statements (its owner and admins): calls, total and "
+                  "mean time, rows, normalized text; merged over the members, so the read-only URI's count too. "
+                  "Only this database's statements, never another's",
+                  {"200": ("The statements", st.Statements)}, (401, 404, 409, 422))},
+    "/instances/{instance}/databases/{name}/statements/reset": {
+        "parameters": DB,
+        "post": op("Forget the database's statement statistics on every member (its owner and admins)",
+                   {"200": ("Reset", st.StatementsReset)}, (400, 401, 404, 409))},
+    "/instances/{name}/statements": {
+        "parameters": [*NAME, *STATEMENT_QUERY],
+        "get": op("The instance's top statements over all its databases (admins)",
+                  {"200": ("The statements", st.Statements)}, (401, 403, 404, 409, 422))},
 })

@@ -8,7 +8,7 @@ from webapp.extensions import services
 from webapp.services import alerts as alertsvc
 from webapp.services import databases as dbsvc
 from webapp.services import instances as isvc
-from webapp.services import metrics, reports
+from webapp.services import metrics, reports, statements
 
 
 def _args():
@@ -28,9 +28,12 @@ def _send(report, fmt):
 @auth_required()
 def database_report(instance, name):
     fmt, start, end = _args()
-    with services().store.session() as s:
-        dbsvc.get(s, actor(), instance, name)  # 404 for someone else's
-        return _send(reports.database_report(s, instance, name, start, end), fmt)
+    svc = services()
+    with svc.store.session() as s:
+        db = dbsvc.get(s, actor(), instance, name)  # 404 for someone else's
+        report = reports.database_report(s, instance, name, start, end)
+        report.statements = statements.for_report(s, svc.box, db.instance, db.name)
+        return _send(report, fmt)
 
 
 @bp.get("/instances/<name>/report")

@@ -374,6 +374,8 @@ class Report(Shape):
     from_: str = Field(alias="from")
     to: str
     summary: dict[str, Any]
+    top_statements: list[dict[str, Any]] | None = doc("a database's report: its top statements when it was made "
+                                                      "(null: the instance did not answer)")
     points: list[dict[str, Any]]
 
 

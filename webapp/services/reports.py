@@ -48,6 +48,7 @@ class Report:
     columns: tuple[str, ...]
     charts: list[Chart] = field(default_factory=list)
     rows: list[tuple[str, str]] = field(default_factory=list)  # the summary as label, text (html and pdf)
+    statements: list[dict] | None = None  # a database's top statements now (services/statements.py); None: unknown
 
     @property
     def title(self) -> str:
@@ -261,7 +262,16 @@ def as_dict(report: Report) -> dict:
     return {"kind": report.kind, "instance": report.instance,
             **({"database": report.database} if report.database else {}),
             "from": report.start.isoformat(), "to": report.end.isoformat(), "summary": report.summary,
+            **({"top_statements": report.statements} if report.kind == "database" else {}),
             "points": report.points}
+
+
+STATEMENT_COLUMNS = ("Statement", "Calls", "Total ms", "Mean ms")
+
+
+def _statement_rows(report: Report) -> list[tuple[str, str, str, str]]:
+    return [(st["query"][:300], str(st["calls"]), f"{st['total_time_ms']:.1f}", f"{st['mean_time_ms']:.2f}")
+            for st in report.statements or []]
 
 
 def to_csv(report: Report) -> bytes:
@@ -336,6 +346,12 @@ def to_html(report: Report) -> bytes:
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in report.rows)
     charts = "".join(f"<figure>{svg_chart(c)}</figure>" for c in report.charts) if report.points else \
         "<p>No samples in this period.</p>"
+    statements = ""
+    if report.kind == "database":
+        body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in _statement_rows(report))
+        statements = ("<h2>Top statements (now)</h2>" + (
+            f"<table><tr>{''.join(f'<th>{c}</th>' for c in STATEMENT_COLUMNS)}</tr>{body}</table>" if body else
+            "<p>None recorded.</p>" if report.statements is not None else "<p>The instance did not answer.</p>"))
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(report.title)}: report</title>
 <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
@@ -343,6 +359,7 @@ th,td{{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:left}}th{{font
 figure{{margin:1em 0}}</style></head>
 <body><h1>{e(report.title)}</h1><p>Period: {e(period)}</p>
 <table>{rows}</table>
+{statements}
 {charts}
 </body></html>
 """
@@ -372,6 +389,12 @@ def to_pdf(report: Report) -> bytes:
                                ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#dddddd")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     story += [table, Spacer(1, 6 * mm)]
+    if report.kind == "database" and report.statements:
+        cells = [[Paragraph(e(r[0]), styles["Code"]), *r[1:]] for r in _statement_rows(report)]
+        top = Table([list(STATEMENT_COLUMNS), *cells], colWidths=[112 * mm, 18 * mm, 22 * mm, 20 * mm])
+        top.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), "Helvetica", 8), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                                 ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#dddddd"))]))
+        story += [Paragraph("Top statements (now)", styles["Heading2"]), top, Spacer(1, 6 * mm)]
     if not report.points:
         story.append(Paragraph("No samples in this period.", styles["Normal"]))
     width = doc.width

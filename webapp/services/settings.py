@@ -195,6 +195,8 @@ def validate(conn, settings, members: int) -> dict[str, dict]:
             raise Invalid(f"setting {name} cannot be changed (context {row['context']}: fixed at build or initdb)",
                           field=name)
         text = _as_text(name, value)
+        if text is None and name == "shared_preload_libraries":
+            _keeps_insights(None)  # a reset would unload pg_stat_statements
         if text is None:  # reset: Patroni's default for its command-line settings, PostgreSQL's otherwise
             expected = PATRONI_CMDLINE[name][0] if name in PATRONI_CMDLINE else row["boot_val"]
             if name in PATRONI_CMDLINE:
@@ -236,10 +238,21 @@ def _check_libraries(conn, text: str) -> None:
         if not re.match(r"^[a-z0-9_]+$", lib):
             raise Invalid(f"setting shared_preload_libraries: {lib!r} is not a library name",
                           field="shared_preload_libraries")
-        found = conn.execute("SELECT pg_stat_file(%s, true) IS NOT NULL", (f"{libdir}/{lib}.so",)).fetchone()[0]
+        # (a record IS NOT NULL only when every field is: creation is always NULL on Linux, so ask for size)
+        found = conn.execute("SELECT (pg_stat_file(%s, true)).size IS NOT NULL",
+                             (f"{libdir}/{lib}.so",)).fetchone()[0]
         if not found:
             raise Invalid(f"setting shared_preload_libraries: library {lib!r} is not installed",
                           field="shared_preload_libraries")
+    _keeps_insights(text)
+
+
+def _keeps_insights(text: str | None) -> None:
+    """pg_stat_statements stays loaded: the statements pages and API read it (services/statements.py)."""
+    if "pg_stat_statements" not in [x.strip().strip('"') for x in (text or "").split(",")]:
+        raise Invalid("setting shared_preload_libraries: must keep pg_stat_statements (query insights read it); "
+                      "list your libraries beside it, e.g. 'pg_stat_statements, auto_explain'",
+                      field="shared_preload_libraries")
 
 
 # -- requests -------------------------------------------------------------------------------------------------

@@ -11,3 +11,4 @@ bp = Blueprint("ui", __name__, template_folder="templates", static_folder="stati
 from webapp.ui import (audit, auth, databases, failover, hosts, instances, jobs, monitoring,  # noqa: E402,F401
                        tokens, users)
 from webapp.ui import backups  # noqa: E402,F401
+from webapp.ui import statements  # noqa: E402,F401

@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 from webapp.extensions import services
 from webapp.services import NotFound
 from webapp.services import alerts as alertsvc
-from webapp.services import charts, reports
+from webapp.services import charts, reports, statements
 from webapp.ui import bp
 from webapp.ui.common import actor, admin_required, database_or_404, instance_or_404
 
@@ -71,9 +71,12 @@ def database_chart(instance, name, chart):
 def database_report(instance, name):
     fmt = _format()
     _, start, end = charts.period(request.args.get("period"))
-    with services().store.session() as s:
-        database_or_404(s, instance, name)
-        return _download(reports.database_report(s, instance, name, start, end), fmt)
+    svc = services()
+    with svc.store.session() as s:
+        db = database_or_404(s, instance, name)
+        report = reports.database_report(s, instance, name, start, end)
+        report.statements = statements.for_report(s, svc.box, db.instance, db.name)
+        return _download(report, fmt)
 
 
 # -- charts and reports of an instance (administrators) -----------------------------------------------------------
