@@ -388,6 +388,24 @@ def backup_start(name, type_, wait):
         sys.exit(1)
 
 
+@backup.command("export-key")
+def backup_export_key():
+    """Print the repository's cipher pass as JSON, to keep offline: with a copy of the repository directory it
+    opens every backup on another machine. Audited (backup.export_key); printed here only, never logged."""
+    from webapp.services import ServiceError, audit
+    from webapp.services import backups as bsvc
+
+    app = _app()
+    svc, who = _svc(app), _actor()
+    try:
+        with svc.store.session() as s:
+            out = bsvc.export_key(s, svc.box, who, bsvc.BackupSettings.from_config(app.config))
+    except ServiceError as exc:
+        audit.record_failure(svc.store, who, "backup.export_key", "backup_repo", bsvc.REPO_CN, exc)
+        raise click.ClickException(exc.message) from None
+    click.echo(json.dumps(out, indent=2))
+
+
 # -- query insights (issue 16) ---------------------------------------------------------------------------------
 @main.command("statements")
 @click.argument("name")

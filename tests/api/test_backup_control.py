@@ -9,6 +9,7 @@ Nothing here claims that a backup ran: the instance is marked available by hand 
 to test the parsing and the window. The real backup runs in tests/e2e once playbooks/instance_backup.yml exists."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from sqlalchemy import select
 
 from tests.conftest import Live, make_app
 from tests.ui.conftest import csrf_token, web_session
+from webapp.store.models import BackupRepo
 
 # placement only: no member ever starts (the range of helper bkctl)
 CONFIG = {"PORT_RANGE_START": 36100, "PORT_RANGE_END": 36199, "BACKUPS_ENABLED": True, "PROBE_TIMEOUT": 0.2,
@@ -142,6 +144,18 @@ def test_create_gives_the_deploy_its_backup_vars_and_the_api_its_policy(srv):
         out = subprocess.run([*pgaas, "start", "bkctl-a", "--type", "incr"], env=env, capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 1 and "busy" in out.stderr, (out.stdout, out.stderr)
+        # the repository's key, for the administrator's safe: the sealed one, printed, audited
+        out = subprocess.run([*pgaas, "export-key"], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        exported = json.loads(out.stdout)
+        svc = srv.app.extensions["pgaas"]
+        with svc.store.session() as s:
+            sealed = svc.box.open(s.get(BackupRepo, 1).secrets_enc)["cipher_pass"]
+        assert exported["repo_cipher_pass"] == sealed and exported["repo_cipher_type"] == "aes-256-cbc"
+        assert exported["repo_path"] == srv.app.config["BACKUP_REPO_DIR"]
+        events = srv.admin.get("/api/v1/admin/audit?object=pgaas-backup-repo").json()["events"]
+        assert [(e["action"], e["actor"].startswith("cli:")) for e in events] == [("backup.export_key", True)]
+        assert sealed not in str(events)
 
     # who may: admins; a read token reads only; alice (no admin) and nobody at all are refused
     read = srv.anon.post("/api/v1/tokens", json={"username": "root", "password": "root-password-1",

@@ -85,6 +85,19 @@ def repo_secrets(s: Session, box: SecretBox, settings: BackupSettings) -> dict:
     return sec
 
 
+def export_key(s: Session, box: SecretBox, actor: audit.Actor, settings: BackupSettings) -> dict:
+    """The repository's cipher pass, for the administrator to keep offline: with a copy of the repository
+    directory it opens every backup on another machine (pgBackRest's repo1-cipher-type/-pass). Audited; never
+    made here (no repository yet: nothing to export)."""
+    row = s.get(BackupRepo, 1)
+    if row is None:
+        raise Conflict("there is no backup repository yet: it is made with the first instance that has backups")
+    sec = box.open(row.secrets_enc)
+    audit.record(s, actor, "backup.export_key", "backup_repo", REPO_CN)
+    return {"repo_path": settings.repo_dir, "repo_cipher_type": "aes-256-cbc", "repo_cipher_pass": sec["cipher_pass"],
+            "note": "keep this offline and apart from the repository: anyone holding both reads every backup"}
+
+
 def clients(s: Session) -> list[dict]:
     """Who the repository lets in: each member of each instance with a live stanza (its certificate's CN) and the
     stanzas it may use."""
