@@ -232,11 +232,16 @@ def seeds(tmp_path_factory, request):
     return Seeds(tmp_path_factory, lambda: request.getfixturevalue("metadata_pg"))
 
 
+def seeded_live(seeds: Seeds, database_url: str, instance_path: Path, workers: int = 0, **config) -> Live:
+    """Live on a copy of the seed (a new, empty database_url and instance_path), with this test's config."""
+    tokens = seeds.copy(database_url, instance_path)
+    return Live(make_app(database_url, instance_path, **config), workers=workers, tokens=tokens)
+
+
 @pytest.fixture
 def live(database_url, tmp_path, seeds):
     """The app on both metadata backends, no workers (API behaviour that needs no job to run)."""
-    tokens = seeds.copy(database_url, tmp_path / "instance")
-    srv = Live(make_app(database_url, tmp_path / "instance"), workers=0, tokens=tokens)
+    srv = seeded_live(seeds, database_url, tmp_path / "instance")
     yield srv
     srv.close()
 

@@ -22,7 +22,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import select
 
-from tests.conftest import Live, make_app
+from tests.conftest import seeded_live
 from tests.ui.conftest import csrf_token, web_session
 from webapp.store.models import BackupRepo
 
@@ -43,8 +43,8 @@ INFO = {"archive": [{"database": {"id": 1, "repo-key": 1}, "id": "15-1", "max": 
 
 
 @pytest.fixture
-def srv(database_url, tmp_path):
-    live = Live(make_app(database_url, tmp_path / "instance", **CONFIG), workers=0)
+def srv(database_url, tmp_path, seeds):
+    live = seeded_live(seeds, database_url, tmp_path / "instance", **CONFIG)
     yield live
     live.close()
 
