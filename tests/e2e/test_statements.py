@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from tests.e2e.helpers import INST, tenant_with_database
@@ -48,6 +49,10 @@ def test_each_tenant_sees_only_its_own_statements_from_both_members(cp, tenants)
     _run(s_ro, sdb["password"], "SELECT %s::bigint AS stella_marker_ro", 5)
     _run(t_rw, tdb["password"], "SELECT %s::smallint AS stan_marker", 3)
 
+    # a password in a statement's text (utility statements keep their literals): never shown
+    with psycopg.connect(s_rw, password=sdb["password"], connect_timeout=10, autocommit=True) as c:
+        c.execute(psycopg.sql.SQL("ALTER ROLE CURRENT_USER PASSWORD {}").format(sdb["password"]))
+
     r = stella.get(f"/api/v1/instances/{INST}/databases/stella_db/statements?order=calls&limit=100")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -60,6 +65,7 @@ def test_each_tenant_sees_only_its_own_statements_from_both_members(cp, tenants)
     assert set(rw["members"]) != set(ro["members"]), (rw, ro)  # one ran on the primary, the other on the standby
     assert all(s["database"] == "stella_db" for s in body["statements"])
     assert not any("stan_marker" in q for q in texts), "another tenant's statement leaked"
+    assert sdb["password"] not in r.text
 
     # stan's list has stan's statement and none of stella's; stan cannot ask for stella's list at all
     stan_list = stan.get(f"/api/v1/instances/{INST}/databases/stan_db/statements?limit=100").json()["statements"]
@@ -77,6 +83,8 @@ def test_each_tenant_sees_only_its_own_statements_from_both_members(cp, tenants)
     # the admin's instance view names each statement's database, both tenants' among them
     every = cp.admin.get(f"/api/v1/instances/{INST}/statements?limit=100").json()["statements"]
     assert {"stella_db", "stan_db"} <= {s["database"] for s in every}
+    # the control plane's own role DDL (SCRAM verifiers of the tenants' roles) is not shown either
+    assert not any("SCRAM-SHA-256$" in s["query"] or "PASSWORD" in s["query"].upper() for s in every), every
 
     # the database's report carries them
     report = stella.get(f"/api/v1/instances/{INST}/databases/stella_db/report").json()

@@ -21,10 +21,13 @@ TOP_DEFAULT, TOP_MAX = 20, 100
 ORDERS = {"total_time": "total_time_ms", "calls": "calls", "mean_time": "mean_time_ms", "rows": "rows"}
 TEXT_MAX = 2000  # characters of a statement's normalized text in an answer
 
+# Utility statements keep their literals (only plannable ones are normalized): role DDL (CREATE or ALTER ROLE or
+# USER, USER MAPPING) can carry a password or a SCRAM verifier, so it is never shown.
 _ROWS_SQL = f"""
 SELECT s.queryid, d.datname, s.query, s.calls, s.total_exec_time, s.rows
   FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
  WHERE s.toplevel AND s.queryid IS NOT NULL AND (%(db)s::text IS NULL OR d.datname = %(db)s::text)
+   AND s.query !~* '^\\s*(create|alter)\\s+(role|user)\\M'
  ORDER BY s.total_exec_time DESC LIMIT {TOP_MAX * 5}"""
 
 
