@@ -17,4 +17,4 @@ phase "set-up" scripts/setup.sh --test
 export CONTAINERS_CONF="$PWD/etc/containers.conf"
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p test-artifacts
-phase "pytest" python -m pytest --durations=15 "$@"
+phase "pytest" python -m pytest --durations=40 "$@"  # 40: enough to see where CI time goes
