@@ -18,17 +18,19 @@ from webapp.store.models import Instance, Member
 
 LIBRARY = "pg_stat_statements"
 TOP_DEFAULT, TOP_MAX = 20, 100
-ORDERS = {"total_time": "total_time_ms", "calls": "calls", "mean_time": "mean_time_ms", "rows": "rows"}
+# order: (the answer's key, the view's expression each member sorts by before its rows are merged)
+ORDERS = {"total_time": ("total_time_ms", "s.total_exec_time"), "calls": ("calls", "s.calls"),
+          "mean_time": ("mean_time_ms", "s.mean_exec_time"), "rows": ("rows", "s.rows")}
 TEXT_MAX = 2000  # characters of a statement's normalized text in an answer
 
 # Utility statements keep their literals (only plannable ones are normalized): role DDL (CREATE or ALTER ROLE or
 # USER, USER MAPPING) can carry a password or a SCRAM verifier, so it is never shown.
-_ROWS_SQL = f"""
+_ROWS_SQL = """
 SELECT s.queryid, d.datname, s.query, s.calls, s.total_exec_time, s.rows
   FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
  WHERE s.toplevel AND s.queryid IS NOT NULL AND (%(db)s::text IS NULL OR d.datname = %(db)s::text)
    AND s.query !~* '^\\s*(create|alter)\\s+(role|user)\\M'
- ORDER BY s.total_exec_time DESC LIMIT {TOP_MAX * 5}"""
+ ORDER BY {order} DESC LIMIT {limit}"""  # order: one of ORDERS' expressions, never the caller's text
 
 
 def _member_connect(inst: Instance, m: Member, user: str, password: str, **extra) -> psycopg.Connection:
@@ -53,7 +55,11 @@ def _order(order: str | None) -> str:
     order = order or "total_time"
     if order not in ORDERS:
         raise Invalid(f"order must be one of {', '.join(ORDERS)}", field="order")
-    return ORDERS[order]
+    return order
+
+
+def _did_not_answer(inst: Instance, exc: psycopg.Error) -> Conflict:
+    return Conflict(f"instance {inst.name!r} did not answer: {str(exc).splitlines()[0] if str(exc) else exc}")
 
 
 def _limit(limit) -> int:
@@ -72,19 +78,20 @@ def top(s: Session, box: SecretBox, inst: Instance, database: str | None = None,
         order: str | None = None) -> dict:
     """The instance's (or one database's) top statements, merged over the members that answer:
     {"statements": [...], "members": [names asked], "unreachable": [names that did not answer]}."""
-    key, n = _order(order), _limit(limit)
+    order, n = _order(order), _limit(limit)
+    key, expression = ORDERS[order]
+    sql = _ROWS_SQL.format(order=expression, limit=TOP_MAX * 5)  # each member's top rows, merged below
     try:
         _ensure_loaded(inst, box)
         password = ensure_monitor_role(s, box, inst)
     except psycopg.Error as exc:
-        raise Conflict(f"instance {inst.name!r} did not answer: {str(exc).splitlines()[0] if str(exc) else exc}") \
-            from None
+        raise _did_not_answer(inst, exc) from None
     merged: dict[tuple[str, int], dict] = {}
     asked, unreachable = [], []
     for m in inst.members:
         try:
             with _member_connect(inst, m, MONITOR_ROLE, password, options=MONITOR_OPTIONS) as conn:
-                rows = conn.execute(_ROWS_SQL, {"db": database}).fetchall()
+                rows = conn.execute(sql, {"db": database}).fetchall()
         except psycopg.Error:
             unreachable.append(m.name)
             continue
@@ -104,7 +111,7 @@ def top(s: Session, box: SecretBox, inst: Instance, database: str | None = None,
         row["total_time_ms"] = round(row["total_time_ms"], 3)
         row["mean_time_ms"] = round(row["total_time_ms"] / row["calls"], 3) if row["calls"] else 0.0
     out.sort(key=lambda r: r[key], reverse=True)
-    return {"statements": out[:n], "order": next(k for k, v in ORDERS.items() if v == key), "limit": n,
+    return {"statements": out[:n], "order": order, "limit": n,
             "members": asked, "unreachable": unreachable}
 
 
@@ -113,8 +120,7 @@ def reset(s: Session, box: SecretBox, actor: audit.Actor, inst: Instance, databa
     try:
         _ensure_loaded(inst, box)
     except psycopg.Error as exc:
-        raise Conflict(f"instance {inst.name!r} did not answer: {str(exc).splitlines()[0] if str(exc) else exc}") \
-            from None
+        raise _did_not_answer(inst, exc) from None
     secrets = box.open(inst.secrets_enc)
     done, unreachable = [], []
     for m in inst.members:
