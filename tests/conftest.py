@@ -23,10 +23,20 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)
 os.environ.setdefault("CONTAINERS_CONF", str(REPO / "etc" / "containers.conf"))
 
 
+# The fixed port ranges of tests and benches (36010 and up for test_backup_playbooks, 36100 for the backup
+# control tests, 31100, 32999, 33100, 34000...) lie inside the kernel's ephemeral range (32768-60999): a port
+# the kernel picks for a long-lived server of the session (the metadata PostgreSQL, a control plane) must not be
+# one of them (seen: the metadata server on 36010, then a backup test's member could not bind it).
+RESERVED_PORTS = range(30000, 38000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in RESERVED_PORTS:
+            return port
 
 
 # -- a real PostgreSQL server for the metadata store ---------------------------------------------------------
