@@ -13,6 +13,7 @@ import time
 import click
 
 from webapp import create_app
+from webapp.schemas.statements import ORDERS as INSIGHT_ORDERS, TOP_DEFAULT, TOP_MAX
 
 
 def _app():
@@ -410,9 +411,8 @@ def backup_export_key():
 @main.command("statements")
 @click.argument("name")
 @click.argument("database", required=False)
-@click.option("--order", type=click.Choice(["total_time", "calls", "mean_time", "rows"]), default="total_time",
-              show_default=True)
-@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--order", type=click.Choice(INSIGHT_ORDERS), default=INSIGHT_ORDERS[0], show_default=True)
+@click.option("--limit", type=click.IntRange(1, TOP_MAX), default=TOP_DEFAULT, show_default=True)
 @click.option("--reset", is_flag=True, help="forget DATABASE's statement statistics on every member")
 def statements_cmd(name, database, order, limit, reset):
     """Top statements of instance NAME (or of its DATABASE) from pg_stat_statements, as JSON."""

@@ -350,7 +350,7 @@ PATHS.update({
 })
 
 # Query insights (issue 16; webapp/api/statements.py)
-STATEMENT_QUERY = [query("limit", "integer", minimum=1, maximum=100, default=20),
+STATEMENT_QUERY = [query("limit", "integer", minimum=1, maximum=st.TOP_MAX, default=st.TOP_DEFAULT),
                    query("order", enum=list(st.ORDERS), default="total_time")]
 PATHS.update({
     "/instances/{instance}/databases/{name}/statements": {

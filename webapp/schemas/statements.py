@@ -7,7 +7,8 @@ from pydantic import Field
 
 from webapp.schemas.responses import Shape
 
-ORDERS = ("total_time", "calls", "mean_time", "rows")
+ORDERS = ("total_time", "calls", "mean_time", "rows")  # services/statements.py maps each to its column
+TOP_DEFAULT, TOP_MAX = 20, 100  # statements in an answer
 
 
 class Statement(Shape):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy.orm import Session
 
+from webapp.schemas.statements import ORDERS as ORDER_NAMES, TOP_DEFAULT, TOP_MAX
 from webapp.services import Conflict, Invalid, audit, certificates
 from webapp.services.crypto import SecretBox
 from webapp.services.metrics import MONITOR_OPTIONS, MONITOR_ROLE, ensure_monitor_role
@@ -17,10 +18,9 @@ from webapp.services.pgconn import connect_primary
 from webapp.store.models import Instance, Member
 
 LIBRARY = "pg_stat_statements"
-TOP_DEFAULT, TOP_MAX = 20, 100
 # order: (the answer's key, the view's expression each member sorts by before its rows are merged)
-ORDERS = {"total_time": ("total_time_ms", "s.total_exec_time"), "calls": ("calls", "s.calls"),
-          "mean_time": ("mean_time_ms", "s.mean_exec_time"), "rows": ("rows", "s.rows")}
+ORDERS = dict(zip(ORDER_NAMES, [("total_time_ms", "s.total_exec_time"), ("calls", "s.calls"),
+                                 ("mean_time_ms", "s.mean_exec_time"), ("rows", "s.rows")], strict=True))
 TEXT_MAX = 2000  # characters of a statement's normalized text in an answer
 
 # Utility statements keep their literals (only plannable ones are normalized): role DDL (CREATE or ALTER ROLE or
