@@ -335,6 +335,21 @@ def pair(cp):
     return created
 
 
+@pytest.fixture(autouse=True)
+def _pair_idle(request):
+    """A test of the shared pair starts when no job of an earlier test (say, a database delete it did not wait for)
+    holds the instance: otherwise its own change is refused as busy, and it fails for another test's reason."""
+    if "pair" not in request.fixturenames:
+        return
+    from tests.e2e.helpers import INST
+
+    cp = request.getfixturevalue("cp")
+    request.getfixturevalue("pair")
+    busy = cp.admin.get(f"/api/v1/instances/{INST}").json().get("active_job")
+    if busy:
+        cp.admin.wait_job(busy["id"], timeout=300)
+
+
 # -- time per test directory (CI prints it after the run) ----------------------------------------------------
 # With the machine's busy CPU over the same time: a directory near 2 cores is CPU-bound (only less work makes it
 # faster), one far below waits (on timeouts, Patroni's loop, the network) and could share the machine.

@@ -61,6 +61,17 @@ def login(page, base: str, username: str, password: str) -> None:
     page.wait_for_url(re.compile(r".*/(instances|databases)$"))
 
 
+def on_job_page(page, timeout: float = 15_000) -> str:
+    """Wait for a form's submit to land on its job's page; when it did not, fail with what the page said instead
+    (its alerts: a field's error, the form's "busy with job N")."""
+    try:
+        page.wait_for_url(re.compile(r".*/jobs/\d+$"), timeout=timeout)
+    except Exception:  # playwright's TimeoutError: say why, not only that the address did not change
+        alerts = [a.inner_text() for a in page.get_by_role("alert").all()]
+        raise AssertionError(f"no job page: still at {page.url}, alerts {alerts}") from None
+    return page.url
+
+
 def nav(page, name: str) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True).click()
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.ui.conftest import login, nav, shot
+from tests.ui.conftest import login, nav, on_job_page, shot
 
 PAIR_ADMIN_PASSWORD = "Admin-password-123"  # tests/conftest.py's pair fixture
 
@@ -95,8 +95,7 @@ def test_cancel_and_retry_from_the_job_page_before_a_worker_runs(page, live):
     assert "canceled by root before it started" in page.locator("#job-failure").inner_text()
     assert live.admin.get("/api/v1/instances/queued-only").json()["status"] == "failed"
     page.get_by_role("button", name="Retry job").click()
-    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
-    assert page.url != first and page.locator("#job-status").get_attribute("data-status") == "queued"
+    assert on_job_page(page) != first and page.locator("#job-status").get_attribute("data-status") == "queued"
     assert live.admin.get("/api/v1/instances/queued-only").json()["status"] == "creating"
     # the canceled job is no longer the newest: no retry offered there
     page.goto(first)
@@ -137,8 +136,7 @@ def test_settings_through_a_canceled_job_and_its_retry(page, cp, pair):
     assert box.input_value() == "log_min_duration_statement = 12 parsecs"  # kept for fixing
     box.fill("log_min_duration_statement = 250ms")
     page.get_by_role("button", name="Apply settings").click()
-    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
-    first = page.url
+    first = on_job_page(page)
     page.get_by_role("button", name="Cancel job").click()
     page.wait_for_selector("#job-status[data-status=canceled]", timeout=60_000)
     assert page.locator("#job-failure").is_visible()
@@ -148,8 +146,7 @@ def test_settings_through_a_canceled_job_and_its_retry(page, cp, pair):
     shot(page, "job-canceled", phone=True)
 
     page.get_by_role("button", name="Retry job").click()
-    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
-    assert page.url != first
+    assert on_job_page(page) != first
     assert f"A retry of job {first.rsplit('/', 1)[1]}." in page.locator("main").inner_text()
     page.wait_for_selector("#job-status[data-status=succeeded]", timeout=120_000)
     assert page.locator("#job-retry").is_hidden() and page.locator("#job-failure").is_hidden()

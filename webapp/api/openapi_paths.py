@@ -364,7 +364,8 @@ PATHS.update({
         "post": op("Forget the database's statement statistics on every member (its owner and admins)",
                    {"200": ("Reset", st.StatementsReset)}, (400, 401, 404, 409))},
     "/instances/{name}/statements": {
-        "parameters": [*NAME, *STATEMENT_QUERY],
-        "get": op("The instance's top statements over all its databases (admins)",
+        "parameters": [*NAME, *STATEMENT_QUERY,
+                       query("database", description="only this database's statements (by name)")],
+        "get": op("The instance's top statements over all its databases, or one of them (admins)",
                   {"200": ("The statements", st.Statements)}, (401, 403, 404, 409, 422))},
 })

@@ -34,6 +34,7 @@ def reset_database_statements(instance, name):
 def instance_statements(name):
     svc = services()
     with svc.store.session() as s:
-        out = statements.top(s, svc.box, isvc.get(s, name), None, request.args.get("limit"),
+        database = request.args.get("database") or None  # narrowed to one database, the admin's own or a tenant's
+        out = statements.top(s, svc.box, isvc.get(s, name), database, request.args.get("limit"),
                              request.args.get("order"))
-        return {"instance": name, "database": None, **out}
+        return {"instance": name, "database": database, **out}

@@ -24,7 +24,7 @@ class Statement(Shape):
 
 class Statements(Shape):
     instance: str
-    database: str | None = Field(description="null: every database of the instance (admins)")
+    database: str | None = Field(description="null: every database of the instance (admins; `?database=` narrows it)")
     order: Literal[ORDERS]  # type: ignore[valid-type]
     limit: int
     statements: list[Statement]

@@ -175,7 +175,8 @@ def _row(conn, name: str) -> dict | None:
 
 def validate(conn, settings, members: int) -> dict[str, dict]:
     """Check each setting on a connection to the instance; change nothing. Returns
-    {name: {"value": text or None, "expected": what pg_settings.setting will show, "context": ...}}."""
+    {name: {"value": text or None, "expected": what pg_settings.setting will show, "reset": back to the default,
+    "context": ...}}."""
     if not isinstance(settings, dict):
         raise Invalid("settings must be an object of setting names and values", field="settings")
     if len(settings) > 100:
@@ -194,9 +195,10 @@ def validate(conn, settings, members: int) -> dict[str, dict]:
         if row["context"] not in SETTABLE_CONTEXTS:
             raise Invalid(f"setting {name} cannot be changed (context {row['context']}: fixed at build or initdb)",
                           field=name)
-        text = _as_text(name, value)
+        text, reset = _as_text(name, value), False
         if text is None and name == "shared_preload_libraries":
-            _keeps_insights(None)  # a reset would unload pg_stat_statements
+            # a reset goes back to pgaas's default (the role's), not PostgreSQL's empty one: pg_stat_statements stays
+            text, reset = INSIGHTS_LIBRARIES, True
         if text is None:  # reset: Patroni's default for its command-line settings, PostgreSQL's otherwise
             expected = PATRONI_CMDLINE[name][0] if name in PATRONI_CMDLINE else row["boot_val"]
             if name in PATRONI_CMDLINE:
@@ -214,7 +216,7 @@ def validate(conn, settings, members: int) -> dict[str, dict]:
                 text = expected  # Patroni reads these as plain numbers, without units
             if name == "shared_preload_libraries":
                 _check_libraries(conn, text)
-        out[name] = {"value": text, "expected": expected, "context": row["context"],
+        out[name] = {"value": text, "expected": expected, "context": row["context"], "reset": reset or text is None,
                      "restart": row["context"] == "postmaster" or name in PATRONI_CMDLINE}
     return out
 
@@ -245,6 +247,9 @@ def _check_libraries(conn, text: str) -> None:
             raise Invalid(f"setting shared_preload_libraries: library {lib!r} is not installed",
                           field="shared_preload_libraries")
     _keeps_insights(text)
+
+
+INSIGHTS_LIBRARIES = "pg_stat_statements"  # roles/postgres_node/defaults/main.yml: postgres_node_parameters
 
 
 def _keeps_insights(text: str | None) -> None:

@@ -79,6 +79,8 @@ def top(s: Session, box: SecretBox, inst: Instance, database: str | None = None,
     """The instance's (or one database's) top statements, merged over the members that answer:
     {"statements": [...], "members": [names asked], "unreachable": [names that did not answer]}."""
     order, n = _order(order), _limit(limit)
+    if database is not None and (len(database.encode()) > 63 or "\x00" in database):
+        raise Invalid("database must be a database's name (at most 63 bytes)", field="database")
     key, expression = ORDERS[order]
     sql = _ROWS_SQL.format(order=expression, limit=TOP_MAX * 5)  # each member's top rows, merged below
     try:

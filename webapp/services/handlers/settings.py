@@ -42,7 +42,7 @@ class SettingsHandler(RunningInstanceHandler):
     def succeeded(self, inst: Instance, job: Job, meta: dict) -> None:
         managed = dict(meta.get("settings") or {})
         for name, v in ((job.params or {}).get("settings") or {}).items():
-            if v["value"] is None:
+            if v["value"] is None or v.get("reset"):  # back to the default: no longer changed through pgaas
                 managed.pop(name, None)
             else:
                 managed[name] = {"value": v["value"], "expected": v["expected"]}
