@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# The whole suite: set up what is missing (system packages, virtualenv, image), run pytest (the roles' lint is a
-# test of its own: tests/roles/test_roles.py::test_ansible_lint_production_profile_passes).
-# Each phase prints its wall time; pytest also prints the time spent per test directory.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k openapi; scripts/test.sh --random-order).
+# The whole suite: set up what is missing (system packages, virtualenv, image), then run pytest (the roles' lint is
+# a test of its own: tests/roles/test_roles.py::test_ansible_lint_production_profile_passes).
+#   scripts/test.sh              the whole suite, as two pytest processes side by side (below)
+#   scripts/test.sh ARGS...      one pytest with these arguments (scripts/test.sh tests/api; -k openapi;
+#                                --random-order)
+#   scripts/test.sh --ci         what CI runs (.ci/run): the two halves, the fresh-machine check
+#                                (tests/fresh/check.py) and every benchmark's smoke run (bench/smoke.sh), two at a time
+# Why two at a time: most tests wait (on Patroni's loop, timeouts, the network) more than they compute; one pytest
+# keeps 1.2 to 1.7 of the 2 cores busy. The halves share no instance name, port range, container or lab:
+#   control plane  tests/api, collection, e2e, ui, jobs and the top-level files (one control plane and pair: cp)
+#   hosts          tests/roles, openstack, ssh, operators, lab (molecule, the OpenStack double, the SSH labs)
+# Each task's output goes to a file and is printed whole when it ends, with its wall time; the failed tests of every
+# pytest are listed again at the very end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phase() {  # phase NAME COMMAND...: run it, print how long it took
@@ -13,8 +22,72 @@ phase() {  # phase NAME COMMAND...: run it, print how long it took
   echo "[test] ${name}: $((SECONDS - t0)) s$([ "$rc" = 0 ] || echo " (failed, exit $rc)")"
   return "$rc"
 }
+ci=0
+if [ "${1:-}" = "--ci" ]; then
+  ci=1
+  shift
+fi
 phase "set-up" scripts/setup.sh --test
 export CONTAINERS_CONF="$PWD/etc/containers.conf"
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p test-artifacts
-phase "pytest" python -m pytest --durations=40 "$@"  # 40: enough to see where CI time goes
+if [ "$#" -gt 0 ]; then
+  phase "pytest" python -m pytest --durations=40 "$@"  # 40: enough to see where the time goes
+  exit
+fi
+
+HOSTS=(tests/roles tests/openstack tests/ssh tests/operators tests/lab)
+CONTROL_PLANE=()
+for path in tests/*; do  # every other directory and top-level test file (a new directory lands here)
+  case " ${HOSTS[*]} " in *" $path "*) continue ;; esac
+  { [ -d "$path" ] && compgen -G "$path/test_*.py" >/dev/null; } || [[ $path == tests/test_*.py ]] || continue
+  CONTROL_PLANE+=("$path")
+done
+# --basetemp: each its own (pytest would otherwise number and prune one shared tree); -p no:cacheprovider: the two
+# would write .pytest_cache at once
+pytest_part() {  # pytest_part NAME PATHS...
+  local name=$1
+  shift
+  python -m pytest -p no:cacheprovider --basetemp="/tmp/pgaas-tests-${name}" --durations=25 "$@"
+}
+names=("pytest: control plane" "pytest: hosts")
+cmds=("pytest_part control-plane ${CONTROL_PLANE[*]}" "pytest_part hosts ${HOSTS[*]}")
+if [ "$ci" = 1 ]; then
+  names+=("fresh-machine check (tests/fresh/check.py)" "benchmarks, smoke runs (bench/smoke.sh)")
+  cmds+=("python3 tests/fresh/check.py" "bench/smoke.sh")
+fi
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+declare -A task_of=() start_of=()
+results=() failed=0 next=0 t_all=$SECONDS
+start() {
+  local i=$next
+  next=$((next + 1))
+  echo "[test] start: ${names[$i]}"
+  (eval "${cmds[$i]}") >"$logs/$i" 2>&1 &
+  task_of[$!]=$i
+  start_of[$!]=$SECONDS
+}
+while [ "$next" -lt "${#cmds[@]}" ] && [ "$next" -lt 2 ]; do start; done
+while [ "${#task_of[@]}" -gt 0 ]; do
+  rc=0
+  wait -n -p done_pid "${!task_of[@]}" || rc=$?
+  i=${task_of[$done_pid]}
+  took=$((SECONDS - start_of[$done_pid]))
+  unset "task_of[$done_pid]" "start_of[$done_pid]"
+  [ "$next" -ge "${#cmds[@]}" ] || start  # its slot takes the next task at once
+  echo "[test] ===== ${names[$i]}: its output ====="
+  cat "$logs/$i"
+  outcome=$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")
+  echo "[test] ${names[$i]}: ${took} s, ${outcome}"
+  results+=("$(printf '  %6d s  %-45s %s' "$took" "${names[$i]}" "$outcome")")
+  [ "$rc" = 0 ] || failed=1
+done
+echo "[test] wall time per task (two at a time):"
+printf '%s\n' "${results[@]}"
+for i in "${!names[@]}"; do  # the failures again, last, where a reader of the end of the log sees them
+  grep -E "^(FAILED|ERROR) tests/" "$logs/$i" | sed "s|^|[test] ${names[$i]}: |" || true
+done
+echo "[test] total: $((SECONDS - t_all)) s$([ "$failed" = 0 ] || echo " (FAILED)")"
+exit "$failed"
