@@ -1,5 +1,5 @@
 """`pgaas`: run (web + API + worker threads), serve, worker, user create, instance create|list|show|delete, backup,
-statements."""
+restore, statements."""
 from __future__ import annotations
 
 import json
@@ -169,23 +169,36 @@ def user():
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def user_create(username, admin, password_stdin):
     """Create a user; without --password-stdin a password is generated and printed once."""
-    from webapp.services import ServiceError, accounts, audit
+    from webapp.services import accounts
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    app = _app()
-    store, who = _svc(app).store, _actor()
-    try:
-        with store.session() as s:
-            u, pw = accounts.create_user(s, username, password, is_admin=admin, actor=who)
-    except ServiceError as exc:
-        audit.record_failure(store, who, "user.create", "user", str(username), exc)
-        raise click.ClickException(exc.message) from None
+    u, pw = _audited(_app(), "user.create", "user", str(username), lambda s, svc, who: (
+        accounts.create_user(s, username, password, is_admin=admin, actor=who)))
     click.echo(f"created {'administrator' if u.is_admin else 'user'} {u.username}")
     if not password_stdin:
         click.echo(f"password: {pw}")
 
 
 # -- instances ------------------------------------------------------------------------------------------------
+def _audited(app, action: str, kind: str, obj: str, act):
+    """Run act(session, services, actor) as the console's actor and return what it returned. A refusal is audited
+    as `action` on (kind, obj) and ends the command with the service's message."""
+    from webapp.services import ServiceError, audit
+
+    svc, who = _svc(app), _actor()
+    try:
+        with svc.store.session() as s:
+            return act(s, svc, who)
+    except ServiceError as exc:
+        audit.record_failure(svc.store, who, action, kind, obj, exc)
+        raise click.ClickException(exc.message) from None
+
+
+def _queue(app, action: str, name: str, start):
+    """_audited for a job on the instance `name`: start(session, actor)."""
+    return _audited(app, action, "instance", name, lambda s, svc, who: start(s, who))
+
+
 def _follow(app, job_id: int, out=click.echo) -> str:
     from webapp.services import jobs as jobsvc
     from webapp.store.models import ACTIVE_JOB_STATES, Job
@@ -224,21 +237,16 @@ def instance():
 @click.option("--admin-database", default=None, help="database created for the admin role (default: app)")
 @click.option("--wait", is_flag=True, help="follow the job's progress until it ends")
 def instance_create(name, synchronous, replicas, admin_database, wait):
-    from webapp.services import ServiceError, audit
     from webapp.services import instances as isvc
 
+    def create(s, svc, who):
+        inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, actor=who, synchronous=synchronous,
+                                    replicas=replicas, admin_database=admin_database,
+                                    cert_days=int(svc.config["TLS_CERT_DAYS"]))
+        return job.id, inst.admin_user, isvc.uris(inst)[0], pw
+
     app = _app()
-    svc = _svc(app)
-    who = _actor()
-    try:
-        with svc.store.session() as s:
-            inst, job, pw = isvc.create(s, svc.provider, svc.box, name=name, actor=who,
-                                        synchronous=synchronous, replicas=replicas, admin_database=admin_database,
-                                        cert_days=int(svc.config["TLS_CERT_DAYS"]))
-            job_id, admin_user, uri = job.id, inst.admin_user, isvc.uris(inst)[0]
-    except ServiceError as exc:
-        audit.record_failure(svc.store, who, "instance.create", "instance", str(name), exc)
-        raise click.ClickException(exc.message) from None
+    job_id, admin_user, uri, pw = _audited(app, "instance.create", "instance", str(name), create)
     click.echo(f"instance {name}: job {job_id} queued; admin user {admin_user}, password {pw} (shown once)")
     click.echo(f"  uri: {uri}")
     if wait and _follow(app, job_id) != "succeeded":
@@ -249,17 +257,10 @@ def instance_create(name, synchronous, replicas, admin_database, wait):
 @click.argument("name")
 @click.option("--wait", is_flag=True)
 def instance_delete(name, wait):
-    from webapp.services import ServiceError, audit
     from webapp.services import instances as isvc
 
     app = _app()
-    store, who = _svc(app).store, _actor()
-    try:
-        with store.session() as s:
-            job_id = isvc.delete(s, name, who).id
-    except ServiceError as exc:
-        audit.record_failure(store, who, "instance.delete", "instance", name, exc)
-        raise click.ClickException(exc.message) from None
+    job_id = _queue(app, "instance.delete", name, lambda s, who: isvc.delete(s, name, who).id)
     click.echo(f"instance {name}: delete job {job_id} queued")
     if wait and _follow(app, job_id) != "succeeded":
         sys.exit(1)
@@ -320,7 +321,7 @@ def instance_adopt(name, inventory_file, vars_file, secrets_file, wait):
     """Take a pair deployed with ansible-playbook into the control plane (docs/operators.md)."""
     import yaml
 
-    from webapp.services import ServiceError, adoption, audit
+    from webapp.services import adoption
 
     secrets_file = secrets_file or os.path.join(os.path.dirname(os.path.abspath(inventory_file)),
                                                 adoption.secrets_filename(name))
@@ -332,16 +333,9 @@ def instance_adopt(name, inventory_file, vars_file, secrets_file, wait):
     except (OSError, yaml.YAMLError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     app = _app()
-    svc, who = _svc(app), _actor()
-    try:
-        with svc.store.session() as s:
-            inst, job = adoption.adopt(s, svc.provider, svc.box, svc.config, who, name=name, inventory=docs[0],
-                                       vars=docs[1], secrets=docs[2], image=svc.config["IMAGE"],
-                                       cert_days=int(svc.config["TLS_CERT_DAYS"]))
-            job_id = job.id
-    except ServiceError as exc:
-        audit.record_failure(svc.store, who, "instance.adopt", "instance", str(name), exc)
-        raise click.ClickException(exc.message) from None
+    job_id = _audited(app, "instance.adopt", "instance", str(name), lambda s, svc, who: adoption.adopt(
+        s, svc.provider, svc.box, svc.config, who, name=name, inventory=docs[0], vars=docs[1], secrets=docs[2],
+        image=svc.config["IMAGE"], cert_days=int(svc.config["TLS_CERT_DAYS"]))[1].id)
     click.echo(f"instance {name}: adoption job {job_id} queued")
     if wait and _follow(app, job_id) != "succeeded":
         sys.exit(1)
@@ -373,18 +367,34 @@ def backup_list(name):
 @click.option("--type", "type_", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True)
 @click.option("--wait", is_flag=True, help="follow the job's progress until it ends")
 def backup_start(name, type_, wait):
-    from webapp.services import ServiceError, audit
     from webapp.services import backups as bsvc
 
     app = _app()
-    store, who = _svc(app).store, _actor()
-    try:
-        with store.session() as s:
-            job_id = bsvc.start_backup(s, who, name, type_).id
-    except ServiceError as exc:
-        audit.record_failure(store, who, "instance.backup", "instance", name, exc)
-        raise click.ClickException(exc.message) from None
+    job_id = _queue(app, "instance.backup", name, lambda s, who: bsvc.start_backup(s, who, name, type_).id)
     click.echo(f"instance {name}: {type_} backup job {job_id} queued")
+    if wait and _follow(app, job_id) != "succeeded":
+        sys.exit(1)
+
+
+@main.command("restore")
+@click.argument("name")
+@click.option("--to", "target_time", metavar="ISO", help="the point in time (ISO 8601 with an offset, e.g. "
+              "2026-12-02T06:30:00Z); absent: the end of the archive")
+@click.option("--confirm", required=True, metavar="NAME", help="the instance's name again: everything committed "
+              "after the target is lost")
+@click.option("--wait", is_flag=True, help="follow the job's progress until it ends")
+def restore(name, target_time, confirm, wait):
+    """Restore the instance NAME in place from its backups (POST /api/v1/instances/NAME/restore): the first
+    member is restored, a full backup taken, the others rebuilt from it."""
+    from webapp.services import backups as bsvc
+
+    app = _app()
+    def start(s, who):
+        job, lost = bsvc.start_restore(s, who, name, target_time, confirm)
+        return job.id, lost
+
+    job_id, out = _queue(app, "instance.restore", name, start)
+    click.echo(f"instance {name}: restore job {job_id} queued; lost: {out['lost']}")
     if wait and _follow(app, job_id) != "succeeded":
         sys.exit(1)
 
@@ -393,17 +403,11 @@ def backup_start(name, type_, wait):
 def backup_export_key():
     """Print the repository's cipher pass as JSON, to keep offline: with a copy of the repository directory it
     opens every backup on another machine. Audited (backup.export_key); printed here only, never logged."""
-    from webapp.services import ServiceError, audit
     from webapp.services import backups as bsvc
 
     app = _app()
-    svc, who = _svc(app), _actor()
-    try:
-        with svc.store.session() as s:
-            out = bsvc.export_key(s, svc.box, who, bsvc.BackupSettings.from_config(app.config))
-    except ServiceError as exc:
-        audit.record_failure(svc.store, who, "backup.export_key", "backup_repo", bsvc.REPO_CN, exc)
-        raise click.ClickException(exc.message) from None
+    out = _audited(app, "backup.export_key", "backup_repo", bsvc.REPO_CN, lambda s, svc, who: (
+        bsvc.export_key(s, svc.box, who, bsvc.BackupSettings.from_config(app.config))))
     click.echo(json.dumps(out, indent=2))
 
 

@@ -236,6 +236,65 @@ def test_window_cache_and_alerts(srv):
     assert [(a["severity"], "3 segment(s) wait" in a["message"]) for a in alerts] == [("warning", True)], alerts
 
 
+def test_a_restore_in_place_is_refused_until_it_is_safe_and_then_chains_its_runs(srv):
+    """The refusals of POST .../restore (who, confirm, the window, busy, no backup yet), then the job's runs as the
+    real handler chains them: the restore, a full backup, each other member rebuilt."""
+    from webapp.jobs.types import Outcome
+    from webapp.services import backups
+    from webapp.store.models import BackupStanza, Job
+
+    backed_up(srv, "bkctl-r")
+    url = "/api/v1/instances/bkctl-r/restore"
+    assert "no backup yet" in error_of(srv.admin.post(url, json={"confirm": "bkctl-r"}), 409)["message"]
+    st = stanza(srv, "bkctl-r")
+    store = srv.app.extensions["pgaas"].store
+    with store.session() as s:
+        backups.record_result(s, s.get(BackupStanza, st.stanza), {"info": INFO})  # a full ending 2025-12-01 20:22:38
+    window_from = "2025-12-01T20:22:38+00:00"
+    assert "confirm" in error_of(srv.admin.post(url, json={}), 400)["message"]
+    err = error_of(srv.admin.post(url, json={"confirm": "bkctl-x"}), 422)
+    assert err["details"]["field"] == "confirm" and '"confirm": "bkctl-r"' in err["message"], err
+    for bad in ("yesterday", "2026-12-01T10:00:00", 1764620558, "2026-12-01T10:00:00+00:00" + "0" * 60):
+        err = error_of(srv.admin.post(url, json={"confirm": "bkctl-r", "target_time": bad}), 422)
+        assert err["details"]["field"] == "target_time", err
+    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    for outside in ("2025-12-01T20:22:00Z", future):
+        err = error_of(srv.admin.post(url, json={"confirm": "bkctl-r", "target_time": outside}), 422)
+        assert f"from {window_from} to now" in err["message"] and err["details"]["window"]["from"] == window_from
+    tenant = srv.admin.post("/api/v1/users", json={"username": "rita", "password": "rita-password-1"})
+    assert tenant.status_code == 201, tenant.text
+    error_of(srv.anon.as_user("rita", "rita-password-1").post(url, json={"confirm": "bkctl-r"}), 403)
+    error_of(srv.admin.post("/api/v1/instances/nope/restore", json={"confirm": "nope"}), 404)
+    with store.session() as s:  # nothing was queued by any of these
+        assert s.scalar(select(Job).where(Job.kind == "instance_restore")) is None
+
+    r = srv.admin.post(url, json={"confirm": "bkctl-r", "target_time": "2026-01-02T03:04:05.5+01:00"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    fits(srv, "RestoreStarted", body)
+    assert body["target_time"] == "2026-01-02T02:04:05.500000+00:00" and "2026-01-02T02:04:05" in body["lost"]
+    assert "busy" in error_of(srv.admin.post(url, json={"confirm": "bkctl-r"}), 409)["message"]
+    audit = srv.admin.get("/api/v1/admin/audit?object=bkctl-r").json()["events"]
+    assert any(e["action"] == "instance.restore" and e["outcome"] == "ok" for e in audit), audit
+
+    # the handler's runs, as the worker chains them (no playbook runs here)
+    handler = srv.app.extensions["pgaas"].make_worker(maintenance=False).handlers["instance_restore"]
+    ok = Outcome("successful")
+    with store.session() as s:
+        job = s.get(Job, body["job"]["id"])
+        specs = [handler.prepare(s, job)]
+        while specs[-1] is not None:
+            job.runs = [*(job.runs or []), {"playbook": specs[-1].playbook}]
+            specs.append(handler.then(s, job, ok))
+    assert [x.playbook for x in specs[:-1]] == ["playbooks/instance_restore.yml", "playbooks/instance_backup.yml",
+                                               "playbooks/instance_rebuild.yml"]
+    restore, backup, rebuild = specs[:3]
+    assert restore.extravars["pgaas_restore_target"] == "2026-01-02 02:04:05.500000+00"
+    assert restore.extravars["pgaas_backup"]["stanza"] == st.stanza and not restore.secrets
+    assert backup.extravars["pgaas_backup_type"] == "full"
+    assert rebuild.extravars["pgaas_rebuild_member"] == "pgaas-bkctl-r-1" and rebuild.secrets
+
+
 def test_the_schedule_is_claimed_once_by_two_workers(srv):
     from webapp.jobs.worker import Worker
     from webapp.services import backups
@@ -286,8 +345,24 @@ def test_the_website_section_and_its_forms_need_the_csrf_token(srv):
     assert r.status_code == 422 and "diff_every_days must be less than full_every_days" in r.text
     assert post("backup_policy", {**policy, "bp-diff_every_days": "2"}, prefix="bp").status_code == 302
     assert srv.admin.get("/api/v1/instances/bkctl-ui/backup_policy").json()["policy"]["diff_every_days"] == 2
+    # restore in place: no backup yet (409, the form says why); then with one, each refusal beside its field
+    restore = {"rs-target_time": "", "rs-confirm": "bkctl-ui"}
+    assert post("restore", restore, with_token=False, prefix="rs").status_code == 400
+    r = post("restore", restore, prefix="rs")
+    assert r.status_code == 409 and "no backup yet" in r.text, r.text[-2000:]
+    from webapp.services import backups
+    from webapp.store.models import BackupStanza
+    with srv.app.extensions["pgaas"].store.session() as s:
+        backups.record_result(s, s.get(BackupStanza, stanza(srv, "bkctl-ui").stanza), {"info": INFO})
+    r = post("restore", {**restore, "rs-confirm": "bkctl-u"}, prefix="rs")
+    assert r.status_code == 422 and 'id="rs-confirm-error"' in r.text and "confirm" in r.text
+    r = post("restore", {**restore, "rs-target_time": "2020-01-01T00:00:00Z"}, prefix="rs")
+    assert r.status_code == 422 and 'id="rs-target_time-error"' in r.text and "recoverable window" in r.text
+    assert not [j for j in srv.admin.get("/api/v1/jobs").json()["jobs"] if j["kind"] == "instance_restore"]
     r = post("backups", {"bk-type": "incr"})
     assert r.status_code == 302 and "/jobs/" in r.headers["Location"]
+    r = post("restore", restore, prefix="rs")  # busy now
+    assert r.status_code == 409 and "busy" in r.text
     r = post("backups", {"bk-type": "full"})  # busy now
     assert r.status_code == 409 and "busy" in r.text
     repo_job = next(j for j in srv.admin.get("/api/v1/jobs").json()["jobs"] if j["kind"] == "backup_repo")

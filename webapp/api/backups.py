@@ -1,5 +1,5 @@
 """Backups of an instance (admins; a token of scope read reads): the list and the recoverable window, a backup now,
-the schedule and retention. The work is services/backups.py's."""
+a restore in place, the schedule and retention. The work is services/backups.py's."""
 from flask import url_for
 
 from webapp.api import actor, auth_required, bp, json_body
@@ -23,6 +23,15 @@ def start_backup(name):
     with services().store.session() as s:
         job = bsvc.start_backup(s, actor(), name, data.get("type"))
         return {"job": ser.job_ref(job)}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
+
+
+@bp.post("/instances/<name>/restore")
+@auth_required(admin=True, operation=("instance.restore", "instance", "name"))
+def restore_in_place(name):
+    data = json_body(bk.RestoreInPlace, audit=("instance.restore", "instance", name))
+    with services().store.session() as s:
+        job, out = bsvc.start_restore(s, actor(), name, data.get("target_time"), data.get("confirm"))
+        return {"job": ser.job_ref(job), **out}, 202, {"Location": url_for("api.get_job", job_id=job.id)}
 
 
 @bp.get("/instances/<name>/backup_policy")

@@ -339,6 +339,15 @@ PATHS.update({
         "post": op("Back up now (admins): a job takes a full (default), diff or incr backup with pgBackRest from the "
                    "standby; 409 while another job acts on the instance or when it has no backups",
                    ACCEPTED, (400, 401, 403, 404, 409, 422), bk.BackupStart, body_required=False)},
+    "/instances/{name}/restore": {
+        "parameters": NAME,
+        "post": op("Restore in place (admins): the instance goes back to target_time (or the end of its archive); "
+                   "everything committed after it is lost, so confirm must be the instance's name. A job archives "
+                   "the current WAL, restores the first member with pgBackRest, takes a full backup, then rebuilds "
+                   "the other members from it. 422 naming the window for a target outside it; 409 while another "
+                   "job acts on the instance or before its first backup",
+                   {"202": ("The job, the target and what is lost", bk.RestoreStarted)},
+                   (400, 401, 403, 404, 409, 422), bk.RestoreInPlace)},
     "/instances/{name}/backup_policy": {
         "parameters": NAME,
         "get": op("The instance's backup schedule and retention (admins)",

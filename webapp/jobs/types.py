@@ -35,10 +35,11 @@ class NotRunnable(Exception):
 class Handler(Protocol):
     """One job kind, as the worker sees it (s: a store session, job: a webapp.store.models.Job).
 
-    prepare: the first run. then: after a successful run, a second run of the same job prepared from what the
-    first found, or None (a cloud's servers are made, then certificates naming their addresses are issued, then
-    the deploy runs). cleanup: after the runs, one more that must run to the end (a canceled create's teardown), or
-    None. finish: the job's end. cleanup and finish get the outcome of the last run. lost: the job ended abnormally (its worker died,
+    prepare: the first run. then: after each successful run, the job's next run prepared from what that one found
+    (job.runs names the runs so far), or None when the job is done (a cloud's servers are made, then certificates
+    naming their addresses are issued, then the deploy runs; a restore, then a backup, then each standby rebuilt).
+    cleanup: after the runs, one more that must run to the end (a canceled create's teardown), or None. finish: the
+    job's end. cleanup and finish get the outcome of the last run. lost: the job ended abnormally (its worker died,
     or a fault of ours)."""
 
     def prepare(self, s, job) -> RunSpec: ...

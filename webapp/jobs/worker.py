@@ -45,6 +45,7 @@ from webapp.store.models import Job, JobEvent, PeriodicClaim, aware, utcnow
 
 log = logging.getLogger(__name__)
 
+MAX_RUNS = 12  # runs of one job: its first, then what the handler's then() chains (a restore: 2 + one per standby)
 # ansible-runner's status of the last run -> the job's (webapp.store.models.JOB_STATUSES)
 JOB_STATUS = {"successful": "succeeded", "failed": "failed", "canceled": "canceled", "timeout": "failed",
               "error": "error"}
@@ -231,16 +232,19 @@ class Worker:
             return
         with Heartbeat(self.heartbeat_seconds, lambda: self._beat(job_id)):
             outcome = self._play(job_id, spec, f"{job_id}")
-            if outcome.status == "successful":
+            runs = 1
+            while outcome.status == "successful" and runs < MAX_RUNS:  # the handler may chain further runs
                 try:
                     with self.store.session() as s:
                         spec = handler.then(s, s.get(Job, job_id), outcome)
-                except NotRunnable as exc:  # finish still gets what the first run found
-                    spec = None
+                except NotRunnable as exc:  # finish still gets what the last run found
                     outcome = Outcome("failed", error=str(exc), artifact_data=outcome.artifact_data)
                     add_event(self.store, job_id, Event("pgaas_not_runnable", status="failed", message=outcome.error))
-                if spec is not None:
-                    outcome = self._play(job_id, spec, f"{job_id}-2")
+                    break
+                if spec is None:
+                    break
+                runs += 1
+                outcome = self._play(job_id, spec, f"{job_id}-{runs}")
             cleanup = None
             with self.store.session() as s:
                 cleanup = handler.cleanup(s, s.get(Job, job_id), outcome)

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from webapp.schemas.requests import Body
-from webapp.schemas.responses import Shape, Stamp
+from webapp.schemas.requests import Body, Text
+from webapp.schemas.responses import JobRef, Shape, Stamp
 
 BACKUP_TYPES = ("full", "diff", "incr")
 RETENTION_TYPES = ("count", "time")
@@ -31,6 +31,16 @@ class BackupPolicyChange(Body):
     retention_type: Literal[RETENTION_TYPES] | None = Field(None, description="count: retention_full is how many "  # type: ignore
                                                                               "full backups are kept; time: days")
     retention_full: int | None = Field(None, description="full backups kept (count, 1-100) or days (time, 1-3650)")
+
+
+class RestoreInPlace(Body):
+    MESSAGES = {"target_time": "target_time must be a date and time in ISO 8601 with its offset, "
+                               "e.g. 2026-12-02T06:30:00Z",
+                "confirm": "confirm must be the instance's name"}
+    MISSING = "confirm is required: the instance's name (a restore in place loses what came after its target)"
+    target_time: Text | None = Field(None, description="ISO 8601 with an offset, within the recoverable window; "
+                                                       "null or absent: the end of the archive (now)")
+    confirm: Text = Field(description="the instance's name: everything committed after target_time is lost")
 
 
 # -- responses -----------------------------------------------------------------------------------------------
@@ -95,5 +105,12 @@ class BackupPolicyOf(Shape):
     policy: BackupPolicy
 
 
-REQUESTS = [BackupStart, BackupPolicyChange]
-RESPONSES = [BackupList, BackupPolicyOf]
+class RestoreStarted(Shape):
+    job: JobRef = Field(description="the job (instance_restore): the restore, a full backup, then each standby "
+                                    "rebuilt from it")
+    target_time: Stamp = Field(description="the point restored to; null: the end of the archive")
+    lost: str = Field(description="what the restore loses")
+
+
+REQUESTS = [BackupStart, BackupPolicyChange, RestoreInPlace]
+RESPONSES = [BackupList, BackupPolicyOf, RestoreStarted]

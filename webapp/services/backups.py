@@ -259,6 +259,56 @@ def start_backup(s: Session, actor: audit.Actor, name: str, type_: str | None = 
     return job
 
 
+def start_restore(s: Session, actor: audit.Actor, name: str, target_time, confirm) -> tuple[Job, dict]:
+    """Queue an in-place restore of the instance to target_time (an ISO 8601 string with an offset; None: the end
+    of the archive). Everything committed after it is lost, so confirm must be the instance's name. The target lies
+    between the end of the oldest backup and now (the job archives the current WAL first). 422 naming the window
+    otherwise, 409 while another job acts on the instance or before its first backup. Audited."""
+    inst, st = live_stanza(s, name)
+    if confirm != inst.name:
+        raise Invalid(f"a restore in place loses everything committed after its target: give \"confirm\": "
+                      f"\"{inst.name}\"", field="confirm")
+    if inst.status != "available":
+        raise Conflict(f"instance {name!r} is {inst.status}; only an available instance can be restored in place")
+    win = window(st, list(st.backups))
+    if win is None:
+        raise Conflict(f"instance {name!r} has no backup yet: nothing to restore from (take one first)")
+    now = utcnow()
+    target = None
+    if target_time is not None:
+        target = _target(target_time)
+        start = datetime.fromisoformat(win["from"])
+        if not start <= target <= now:
+            raise Invalid(f"target_time must lie in the recoverable window: from {win['from']} to now "
+                          f"({now.isoformat(timespec='seconds')})", field="target_time", window=win)
+    job = jobsvc.enqueue(s, "instance_restore", name, actor.username,
+                         params={"stanza": st.stanza, "target_time": target.isoformat() if target else None})
+    audit.record(s, actor, "instance.restore", "instance", name,
+                 detail=f"job {job.id}, to {target.isoformat() if target else 'the end of the archive'}")
+    lost = (f"every transaction committed after {target.isoformat()}" if target else
+            "nothing archived (a transaction committed while the members stop may be)")
+    return job, {"target_time": target.isoformat() if target else None, "lost": lost}
+
+
+def _target(value) -> datetime:
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            dt = None
+        if dt is not None and dt.tzinfo is not None:
+            return dt.astimezone(timezone.utc)
+    raise Invalid("target_time must be a date and time in ISO 8601 with its offset, e.g. 2026-12-02T06:30:00Z",
+                  field="target_time")
+
+
+def restore_target(iso_time: str | None) -> str:
+    """The playbook's pgaas_restore_target: '' or PostgreSQL's timestamp text in UTC."""
+    if not iso_time:
+        return ""
+    return datetime.fromisoformat(iso_time).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
 def window(st: BackupStanza, rows: list[Backup]) -> dict | None:
     """What the stanza can be restored to: from the end of its oldest good backup to the last archived WAL (or the
     end of its newest backup, if that is later or nothing was archived since)."""

@@ -1,5 +1,5 @@
-"""Backups on the website (administrators): the instance page's Backups section starts a backup now or changes
-the schedule and retention; each goes to the job's page (or back to the page), or draws the instance page again
+"""Backups on the website (administrators): the instance page's Backups section starts a backup now, restores the
+instance in place (after the name is typed again) or changes the schedule and retention; each goes to the job's page (or back to the page), or draws the instance page again
 with the service's refusal beside the form. Thin views over services.backups; the section's content (the list and
 the recoverable window) is built with the page, in instance_page.py."""
 from __future__ import annotations
@@ -25,6 +25,24 @@ def instance_backup(name):
         return done
     form_error(form, exc)
     return instance_page.render(name, status=422 if isinstance(exc, Invalid) else 409, backup_form=form)
+
+
+@bp.post("/instances/<name>/restore")
+@admin_required(operation=("instance.restore", "instance", "name"))
+def instance_restore(name):
+    form, status = forms.RestoreForm(prefix="rs"), 422
+    if form.validate_on_submit():
+        target = (form.target_time.data or "").strip() or None
+        done, exc = start_instance_job(name, "instance.restore", lambda s, inst, who: bsvc.start_restore(
+            s, who, inst.name, target, form.confirm.data.strip())[0])
+        if done:
+            return done
+        if isinstance(exc, Invalid) and exc.details.get("field") in ("target_time", "confirm"):
+            getattr(form, exc.details["field"]).errors = [exc.message]
+        else:
+            form_error(form, exc)
+            status = 409 if isinstance(exc, Conflict) else 422
+    return instance_page.render(name, status=status, restore_form=form)
 
 
 @bp.post("/instances/<name>/backup_policy")

@@ -265,6 +265,14 @@ class BackupStartForm(FlaskForm):
                                         SelectChoice("incr", "incremental")], default="full")
 
 
+class RestoreForm(FlaskForm):
+    """Restore in place (the instance page's Backups section); the service checks the time and the window."""
+    target_time = StringField("Restore to (ISO 8601 with an offset)", validators=[Optional(), Length(max=64)],
+                              description="e.g. 2026-12-02T06:30:00Z; empty: the end of the archive (now)")
+    confirm = StringField("Type the instance's name to confirm", validators=[DataRequired(), Length(max=64)],
+                          description="everything committed after that time is lost")
+
+
 class BackupPolicyForm(FlaskForm):
     """The schedule and retention of an instance's backups; the service checks the ranges."""
     full_every_days = IntegerField("A full backup every (days)", validators=[InputRequired()])

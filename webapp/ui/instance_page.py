@@ -81,7 +81,7 @@ def _failover_view(s, inst, v: dict, switchover_form=None, failover_form=None, r
             "rebuild_after": float(services().config["REBUILD_AFTER_SECONDS"])}
 
 
-def _backups_view(s, inst, start_form=None, policy_form=None) -> dict | None:
+def _backups_view(s, inst, start_form=None, policy_form=None, restore_form=None) -> dict | None:
     """The Backups section: the list, the recoverable window, the archiver, Back up now and the policy form; None
     for an instance without backups."""
     st = bsvc.stanza_of(s, inst)
@@ -89,7 +89,8 @@ def _backups_view(s, inst, start_form=None, policy_form=None) -> dict | None:
         return None
     view = bsvc.describe(s, st)
     return {**view, "start_form": start_form or forms.BackupStartForm(prefix="bk", formdata=None),
-            "policy_form": policy_form or forms.BackupPolicyForm(prefix="bp", formdata=None, **view["policy"])}
+            "policy_form": policy_form or forms.BackupPolicyForm(prefix="bp", formdata=None, **view["policy"]),
+            "restore_form": restore_form or forms.RestoreForm(prefix="rs", formdata=None)}
 
 
 def render(name: str, status: int = 200, delete_form=None, switchover_form=None, failover_form=None,
@@ -116,7 +117,8 @@ def render(name: str, status: int = 200, delete_form=None, switchover_form=None,
                 users=", ".join(access.allowed_usernames(inst) or [])),
             **form_overrides}
         failover = _failover_view(s, inst, view, switchover_form, failover_form, rebuild_form)
-        backups = _backups_view(s, inst, edit.pop("backup_form", None), edit.pop("backup_policy_form", None))
+        backups = _backups_view(s, inst, edit.pop("backup_form", None), edit.pop("backup_policy_form", None),
+                                edit.pop("restore_form", None))
         page = render_template("ui/instance.html", v=view, meta=inst.meta or {}, databases=db_rows, jobs=jobs,
                                delete_form=delete_form or forms.ConfirmDeleteForm(prefix="del", formdata=None),
                                settings=_settings_view(inst, svc), failover=failover, backups=backups,

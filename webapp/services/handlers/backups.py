@@ -4,12 +4,16 @@ services/backups.py."""
 from __future__ import annotations
 
 from webapp.jobs.types import NotRunnable, Outcome, RunSpec
-from webapp.services import backups
+from webapp.services import backups, certificates
 from webapp.services.crypto import SecretBox
-from webapp.services.handlers.base import JobHandler, RunningInstanceHandler, instance_of
+from webapp.services.handlers.base import JobHandler, PairHandler, RunningInstanceHandler, instance_of
+from webapp.services.instances import deploy_vars
 from webapp.store.models import BackupStanza, Instance, Job
 
 REPO_PLAYBOOK = "playbooks/backup_repo.yml"
+BACKUP_PLAYBOOK = "playbooks/instance_backup.yml"
+RESTORE_PLAYBOOK = "playbooks/instance_restore.yml"
+REBUILD_PLAYBOOK = "playbooks/instance_rebuild.yml"
 
 
 def backup_run(inst: Instance, st: BackupStanza, backup_type: str, repo_name: str = "") -> RunSpec:
@@ -24,7 +28,16 @@ def backup_run(inst: Instance, st: BackupStanza, backup_type: str, repo_name: st
         "pgaas_backup_type": backup_type,
         "pgaas_backup_retention": {"type": st.retention_type, "full": st.retention_full},
     }
-    return RunSpec("playbooks/instance_backup.yml", vars_, label=f"Take a {backup_type} backup with pgBackRest")
+    return RunSpec(BACKUP_PLAYBOOK, vars_, label=f"Take a {backup_type} backup with pgBackRest")
+
+
+def live_target(s, job: Job) -> tuple[Instance, BackupStanza]:
+    """The job's instance and its live stanza; NotRunnable when either is gone."""
+    inst = instance_of(s, job)
+    st = s.get(BackupStanza, (job.params or {}).get("stanza", ""))
+    if inst is None or st is None or st.deleted_at is not None or st.instance_id != inst.id:
+        raise NotRunnable(f"instance {job.instance_name!r} no longer exists or has no backups")
+    return inst, st
 
 
 class BackupHandler(RunningInstanceHandler):
@@ -36,15 +49,8 @@ class BackupHandler(RunningInstanceHandler):
         super().__init__(box)
         self.settings = settings
 
-    def _target(self, s, job: Job) -> tuple[Instance, BackupStanza]:
-        inst = instance_of(s, job)
-        st = s.get(BackupStanza, (job.params or {}).get("stanza", ""))
-        if inst is None or st is None or st.deleted_at is not None or st.instance_id != inst.id:
-            raise NotRunnable(f"instance {job.instance_name!r} no longer exists or has no backups")
-        return inst, st
-
     def prepare(self, s, job: Job) -> RunSpec:
-        inst, st = self._target(s, job)
+        inst, st = live_target(s, job)
         if inst.status != "available":
             raise NotRunnable(f"instance {inst.name!r} is {inst.status}, not available")
         if not backups.repo_current(s):
@@ -55,7 +61,7 @@ class BackupHandler(RunningInstanceHandler):
         if (job.runs or [{}])[-1].get("playbook") != REPO_PLAYBOOK:
             return None
         backups.repo_applied(s, job)
-        inst, st = self._target(s, job)
+        inst, st = live_target(s, job)
         return backup_run(inst, st, (job.params or {}).get("type", "full"), self.settings.repo_name)
 
     def succeeded(self, inst: Instance, job: Job, meta: dict) -> None:
@@ -88,3 +94,62 @@ class RepoHandler(JobHandler):
         if job.status == "succeeded":
             backups.repo_applied(s, job)
             job.result = {"clients": len((job.params or {}).get("repo_clients") or [])}
+
+
+class InstanceRestoreHandler(PairHandler):
+    """instance_restore (in place, services/backups.py start_restore): the restore onto the first member
+    (playbooks/instance_restore.yml: it leads again on a new timeline, the others stopped), a full backup (the new
+    timeline's first, so that a standby restored from the repository follows it), then each other member rebuilt
+    (playbooks/instance_rebuild.yml: Patroni clones it from that backup). A failed restore leaves the members stopped
+    and says so; a retry restores again. A failure after it leaves the instance serving from the first member."""
+
+    def __init__(self, box: SecretBox, image: str, settings: backups.BackupSettings):
+        super().__init__(box, image)
+        self.settings = settings
+
+    def prepare(self, s, job: Job) -> RunSpec:
+        inst, _ = live_target(s, job)
+        extravars = deploy_vars(inst, self.image)
+        extravars["pgaas_restore_target"] = backups.restore_target((job.params or {}).get("target_time"))
+        return RunSpec(RESTORE_PLAYBOOK, extravars,
+                       label=f"Restore {inst.members[0].name} in place to "
+                             f"{(job.params or {}).get('target_time') or 'the end of the archive'}")
+
+    def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
+        inst, st = live_target(s, job)
+        runs = [r.get("playbook") for r in job.runs or []]
+        result = outcome.artifact_data.get("pgaas_result") or {}
+        if runs[-1] == RESTORE_PLAYBOOK:
+            job.result = {"instance": inst.name, "restore": result}
+            return backup_run(inst, st, "full", self.settings.repo_name)
+        if runs[-1] == BACKUP_PLAYBOOK and result:
+            backups.record_result(s, st, result)
+        rebuilt = runs.count(REBUILD_PLAYBOOK)
+        if rebuilt >= len(inst.members) - 1:
+            return None
+        member = inst.members[rebuilt + 1]
+        extravars = {**deploy_vars(inst, self.image), "pgaas_rebuild_member": member.name,
+                     "pgaas_rebuild_old_host": member.host}
+        return RunSpec(REBUILD_PLAYBOOK, extravars, secrets=certificates.playbook_secrets(self.box, inst),
+                       label=f"Rebuild {member.name} from the new backup")
+
+    def finish(self, s, job: Job, outcome: Outcome) -> None:
+        inst = instance_of(s, job)
+        if inst is None:
+            return
+        restore = (job.result or {}).get("restore")
+        self.finish_pair(inst, job, outcome)
+        runs = [r.get("playbook") for r in job.runs or []]
+        stage = {
+            RESTORE_PLAYBOOK: "the restore failed: the members are stopped, and a retry restores again",
+            BACKUP_PLAYBOOK: "restored, and the first member serves; the backup after it failed, so the other "
+                             "members are stopped: take a backup, then rebuild them (a retry would restore again)",
+            REBUILD_PLAYBOOK: "restored, and the first member serves; a rebuild failed: rebuild that member from "
+                              "the instance page"}.get(runs[-1] if runs else "", "")
+        job.result = {"instance": inst.name, "restore": restore, "target_time": (job.params or {}).get("target_time"),
+                      **({"stage": stage} if job.status != "succeeded" else {})}
+        if job.status == "succeeded":
+            inst.meta = {**(inst.meta or {}), "last_restore": {
+                "job": job.id, "target_time": (job.params or {}).get("target_time"),
+                "finished_at": job.finished_at.isoformat() if job.finished_at else None}}
+

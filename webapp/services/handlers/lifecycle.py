@@ -49,8 +49,9 @@ class CreateHandler(JobHandler):
     def then(self, s, job: Job, outcome: Outcome) -> RunSpec | None:
         """After a cloud provider's provisioning run: record the servers' addresses as the members' (and etcd
         members'), issue certificates that name them (verify-full against the URIs), then deploy on them."""
-        if self.provider is None or self.provider.provision_playbook() is None:
-            return None
+        if self.provider is None or self.provider.provision_playbook() is None \
+                or (job.runs or [{}])[-1].get("playbook") != self.provider.provision_playbook():
+            return None  # no provisioning, or the deploy that followed it has run
         inst = isvc.get(s, job.instance_name)
         self.provider.record(inst, outcome.artifact_data)
         missing = sorted(m.name for m in inst.members if not m.address)

@@ -6,7 +6,7 @@ from webapp.services.certificates import CERT_DAYS
 from webapp.services import livestate
 from webapp.services.crypto import SecretBox
 from webapp.services.databases import DumpSettings
-from webapp.services.handlers.backups import BackupHandler, RepoHandler
+from webapp.services.handlers.backups import BackupHandler, InstanceRestoreHandler, RepoHandler
 from webapp.services.handlers.base import JobHandler
 from webapp.services.handlers.certificates import RenewHandler
 from webapp.services.handlers.dumps import DumpHandler, RestoreHandler
@@ -55,5 +55,6 @@ def registry(box: SecretBox, image: str, provider, dump_settings: DumpSettings,
         "database_restore": RestoreHandler(box, dump_settings),
         "instance_backup": BackupHandler(box, backup),
         "backup_repo": RepoHandler(box, backup),
+        "instance_restore": InstanceRestoreHandler(box, image, backup),
     }
     return {kind: ForgetsState(h) for kind, h in handlers.items()}
