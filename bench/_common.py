@@ -37,7 +37,7 @@ CONFIG_ROOT = Path("/var/lib/pgaas/instances")
 # First of 100 host ports per bench (PostgreSQL and Patroni REST of its members): apart from each other and from
 # the ranges test runs use (the control plane's default 20000-21999, and 25000-25999).
 PORT_RANGES = {"provision": 23000, "databases": 23100, "failover": 23200, "sampler": 23300, "ui_pages": 23400,
-               "throughput": 23500, "scale": 23600}
+               "throughput": 23500, "scale": 23600, "backup": 23700}
 FINAL = ("succeeded", "failed", "canceled", "error")
 SMOKE_HELP = ("the smallest real run that still takes every code path of the full one (one iteration, smallest "
               "sizes; bench/smoke.sh, CI): figures are printed as usual and not judged; exit status 1 if anything "

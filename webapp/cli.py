@@ -68,11 +68,13 @@ def _start_stopped_instances(app) -> None:
     try:
         svc.make_worker(maintenance=False).recover_stale()
         jobs = startup.start_stopped(svc.store.session, svc.provider, float(app.config["PROBE_TIMEOUT"]))
+        jobs += [j for j in [startup.start_repo(svc.store.session, svc.backup_settings().enabled)] if j]
     except Exception:  # noqa: BLE001 - the control plane starts all the same; an admin can start the rest
         logging.getLogger(__name__).exception("the start-up check of stopped instances failed")
         return
     for job in jobs:
-        click.echo(f"instance {job.instance_name}: containers were stopped; start job {job.id} queued")
+        what = "the backup repository" if job.kind == "backup_repo" else f"instance {job.instance_name}"
+        click.echo(f"{what}: containers may be stopped; {job.kind} job {job.id} queued")
 
 
 def _serve(app, host: str, port: int, threads: int = 8):

@@ -273,7 +273,7 @@ def test_a_restore_in_place_is_refused_until_it_is_safe_and_then_chains_its_runs
     body = r.json()
     fits(srv, "RestoreStarted", body)
     assert body["target_time"] == "2026-01-02T02:04:05.500000+00:00" and "2026-01-02T02:04:05" in body["lost"]
-    assert "busy" in error_of(srv.admin.post(url, json={"confirm": "bkctl-r"}), 409)["message"]
+    assert "is restoring" in error_of(srv.admin.post(url, json={"confirm": "bkctl-r"}), 409)["message"]
     audit = srv.admin.get("/api/v1/admin/audit?object=bkctl-r").json()["events"]
     assert any(e["action"] == "instance.restore" and e["outcome"] == "ok" for e in audit), audit
 
@@ -293,6 +293,42 @@ def test_a_restore_in_place_is_refused_until_it_is_safe_and_then_chains_its_runs
     assert restore.extravars["pgaas_backup"]["stanza"] == st.stanza and not restore.secrets
     assert backup.extravars["pgaas_backup_type"] == "full"
     assert rebuild.extravars["pgaas_rebuild_member"] == "pgaas-bkctl-r-1" and rebuild.secrets
+    shown = srv.admin.get("/api/v1/instances/bkctl-r").json()
+    assert shown["status"] == "restoring" and f"job {job.id} restores it" in shown["status_reason"], shown
+
+    # the restore itself failed (the members are stopped): failed, and a retry restores again
+    with store.session() as s:
+        job = s.get(Job, body["job"]["id"])
+        job.runs, job.result, job.status = [{"playbook": "playbooks/instance_restore.yml"}], {}, "failed"
+        handler.finish(s, job, Outcome("failed", error="pgBackRest: unable to find backup"))
+    shown = srv.admin.get("/api/v1/instances/bkctl-r").json()
+    assert shown["status"] == "failed" and "a retry restores again" in shown["status_reason"], shown
+    r = srv.admin.post(f"/api/v1/jobs/{body['job']['id']}/retry")
+    assert r.status_code == 202, r.text
+    again = r.json()["job"]["id"]
+    assert srv.admin.get("/api/v1/instances/bkctl-r").json()["status"] == "restoring"
+    # that one restored, then its backup failed: the first member serves (available); a retry would restore again
+    # and lose what was written since, so it is refused
+    with store.session() as s:
+        job = s.get(Job, again)
+        job.runs = [{"playbook": "playbooks/instance_restore.yml"}, {"playbook": "playbooks/instance_backup.yml"}]
+        job.result, job.status = {"restore": {"restored_member": "pgaas-bkctl-r-0"}}, "failed"
+        handler.finish(s, job, Outcome("failed", error="pgBackRest: repository full"))
+    shown = srv.admin.get("/api/v1/instances/bkctl-r").json()
+    assert shown["status"] in ("available", "degraded") and "take a backup, then rebuild" in shown["status_reason"], shown
+    assert "would restore it again" in error_of(srv.admin.post(f"/api/v1/jobs/{again}/retry"), 409)["message"]
+    # a restore that went through: available, no reason left, and the instance's metadata names it
+    r = srv.admin.post(url, json={"confirm": "bkctl-r"})
+    assert r.status_code == 202 and r.json()["target_time"] is None and "nothing archived" in r.json()["lost"], r.text
+    with store.session() as s:
+        job = s.get(Job, r.json()["job"]["id"])
+        job.runs = [{"playbook": p} for p in ("playbooks/instance_restore.yml", "playbooks/instance_backup.yml",
+                                             "playbooks/instance_rebuild.yml")]
+        job.result, job.status = {"restore": {"restored_member": "pgaas-bkctl-r-0"}}, "succeeded"
+        handler.finish(s, job, Outcome("successful"))
+    shown = srv.admin.get("/api/v1/instances/bkctl-r").json()
+    assert shown["status_reason"] in ("", None) or shown["status"] == "degraded", shown
+    assert shown["metadata"]["last_restore"]["job"] == r.json()["job"]["id"], shown["metadata"]
 
 
 def test_the_schedule_is_claimed_once_by_two_workers(srv):

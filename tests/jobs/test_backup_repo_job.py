@@ -104,3 +104,18 @@ def test_the_repository_job_runs_the_play_and_lets_the_members_in(srv, tmp_path)
     stranger = handshake(tls["ca_cert"] + other_ca, cert, key, tmp_path)
     print(f"certificate of another CA: {stranger}")
     assert stranger.startswith("refused") and ("unknown ca" in stranger.lower() or "certificate" in stranger), stranger
+
+    # the machine restarted with the repository stopped: the control plane's start queues one repository job
+    # (audited), which starts the container again; with backups off, or while that job waits, nothing more
+    from webapp.services import startup
+    assert podman("stop", "-t", "5", NAME).returncode == 0
+    assert podman("inspect", "--format", "{{.State.Status}}", NAME).stdout.strip() == "exited"
+    assert startup.start_repo(svc.store.session, False) is None
+    first = startup.start_repo(svc.store.session, True)
+    assert first is not None and first.created_by == "pgaas-startup"
+    assert startup.start_repo(svc.store.session, True) is None  # one is queued already
+    job = srv.admin.wait_job(worker.run_one(), timeout=240)
+    assert job["id"] == first.id and job["status"] == "succeeded", (job["error"], job["events"][-5:])
+    assert podman("inspect", "--format", "{{.State.Status}}", NAME).stdout.strip() == "running"
+    audit = srv.admin.get("/api/v1/admin/audit?actor=pgaas-startup").json()["events"]
+    assert [e["action"] for e in audit] == ["backup.repo_start"], audit

@@ -132,11 +132,12 @@ class InstanceTLS(Shape):
 
 class Instance(Shape):
     name: InstanceName
-    status: Literal["creating", "starting", "available", "degraded", "failed", "deleting"] = Field(description=(
+    status: Literal["creating", "starting", "restoring", "available", "degraded", "failed",
+                    "deleting"] = Field(description=(
         "degraded: available, but Patroni reports no running primary or a standby that is not running "
         "(status_reason says which): a failure now could lose the instance; a rebuild (manual, or automatic after "
         "REBUILD_AFTER_SECONDS) brings it back to available; starting: a start job brings its stopped containers "
-        "back after a host or control plane restart"))
+        "back after a host or control plane restart; restoring: a restore in place runs (its members stop)"))
     primary: Member | None
     replicas: list[Replica]
     state_age_seconds: float | None = doc("how old the view of Patroni above is, in seconds (null: not asked, e.g. "

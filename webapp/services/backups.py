@@ -283,11 +283,26 @@ def start_restore(s: Session, actor: audit.Actor, name: str, target_time, confir
                           f"({now.isoformat(timespec='seconds')})", field="target_time", window=win)
     job = jobsvc.enqueue(s, "instance_restore", name, actor.username,
                          params={"stanza": st.stanza, "target_time": target.isoformat() if target else None})
-    audit.record(s, actor, "instance.restore", "instance", name,
-                 detail=f"job {job.id}, to {target.isoformat() if target else 'the end of the archive'}")
+    to = target.isoformat() if target else "the end of the archive"
+    inst.status, inst.status_reason = "restoring", f"job {job.id} restores it to {to}"
+    audit.record(s, actor, "instance.restore", "instance", name, detail=f"job {job.id}, to {to}")
     lost = (f"every transaction committed after {target.isoformat()}" if target else
             "nothing archived (a transaction committed while the members stop may be)")
     return job, {"target_time": target.isoformat() if target else None, "lost": lost}
+
+
+def retry_restore(s: Session, job: Job, actor: audit.Actor) -> Job:
+    """A failed restore again, only when the restore itself failed (the members are stopped; the instance is
+    failed): once it succeeded, another would lose what was written since."""
+    if (job.result or {}).get("restore"):
+        raise Conflict(f"job {job.id} restored the instance; a retry would restore it again and lose what was "
+                       "written since: take a backup, then rebuild the other members")
+    inst = isvc.get(s, job.instance_name)
+    if inst.status not in ("failed", "available"):
+        raise Conflict(f"instance {inst.name!r} is {inst.status}")
+    new = jobsvc.enqueue(s, "instance_restore", inst.name, actor.username, params=dict(job.params or {}))
+    inst.status, inst.status_reason = "restoring", f"job {new.id} restores it again (a retry of job {job.id})"
+    return new
 
 
 def _target(value) -> datetime:

@@ -12,6 +12,10 @@ What is stopped: podman's state of the containers on the control plane's own mac
 every instance, `provider.local_containers()`); for members on other hosts, Patroni's view (a member it does not
 report running). Hosts that boot systemd start the containers themselves (roles/container_engine writes
 pgaas-containers.service there); this check then finds nothing to do.
+
+The backup repository's container (playbooks/backup_repo.yml) runs on the control plane's machine whatever the
+provider: when backups are on and the repository was ever configured, `start_repo()` queues one `backup_repo` job at
+start, which starts the container if a restart left it stopped and changes nothing otherwise (a few seconds).
 """
 from __future__ import annotations
 
@@ -19,10 +23,10 @@ import logging
 
 from sqlalchemy import select
 
-from webapp.services import Conflict, audit
+from webapp.services import Conflict, audit, backups
 from webapp.services import instances as isvc
 from webapp.services import jobs as jobsvc
-from webapp.store.models import Instance, Job, JobEvent
+from webapp.store.models import BackupRepo, Instance, Job, JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +91,20 @@ def _queue(s, inst: Instance, what: list[str]) -> Job:
     audit.record(s, STARTUP_ACTOR, "instance.start", "instance", inst.name, detail=f"job {job.id}: {found}")
     inst.status, inst.status_reason = "starting", f"{found}; job {job.id} starts them"
     return job
+
+
+def start_repo(session, enabled: bool) -> Job | None:
+    """With backups on and a repository configured before: one backup_repo job (none when one is already active),
+    so that archiving and backups work again after this machine restarted."""
+    if not enabled:
+        return None
+    with session() as s:
+        if s.get(BackupRepo, 1) is None:
+            return None
+        job = backups.request_repo(s, STARTUP_ACTOR.username)
+        if job is not None:
+            audit.record(s, STARTUP_ACTOR, "backup.repo_start", "backup_repo", backups.REPO_CN,
+                         detail=f"job {job.id}: the control plane started; the repository's container is started "
+                                "if it stopped")
+        return job
+

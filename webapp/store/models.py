@@ -65,7 +65,7 @@ class Instance(Base):
     __tablename__ = "instances"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(40), unique=True)
-    # creating | starting | available | failed | deleting   (degraded is computed live from Patroni)
+    # creating | starting | restoring | available | failed | deleting   (degraded is computed live from Patroni)
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str] = mapped_column(Text, default="")
     provider: Mapped[str] = mapped_column(String(32))

@@ -109,6 +109,7 @@ class InstanceRestoreHandler(PairHandler):
 
     def prepare(self, s, job: Job) -> RunSpec:
         inst, _ = live_target(s, job)
+        inst.status = "restoring"
         extravars = deploy_vars(inst, self.image)
         extravars["pgaas_restore_target"] = backups.restore_target((job.params or {}).get("target_time"))
         return RunSpec(RESTORE_PLAYBOOK, extravars,
@@ -133,6 +134,15 @@ class InstanceRestoreHandler(PairHandler):
         return RunSpec(REBUILD_PLAYBOOK, extravars, secrets=certificates.playbook_secrets(self.box, inst),
                        label=f"Rebuild {member.name} from the new backup")
 
+    def lost(self, s, job: Job) -> None:
+        super().lost(s, job)
+        inst = instance_of(s, job)
+        if inst is not None and inst.status == "restoring":
+            inst.status, inst.status_reason = "failed", (
+                f"restore job {job.id} stopped with its worker; "
+                + ("the first member was restored and serves: take a backup, then rebuild the others"
+                   if (job.result or {}).get("restore") else "the members may be stopped: retry restores again"))
+
     def finish(self, s, job: Job, outcome: Outcome) -> None:
         inst = instance_of(s, job)
         if inst is None:
@@ -148,6 +158,9 @@ class InstanceRestoreHandler(PairHandler):
                               "the instance page"}.get(runs[-1] if runs else "", "")
         job.result = {"instance": inst.name, "restore": restore, "target_time": (job.params or {}).get("target_time"),
                       **({"stage": stage} if job.status != "succeeded" else {})}
+        # members stopped by a failed restore: failed, from where a retry (restores again) or a delete works
+        inst.status = "failed" if restore is None and job.status != "succeeded" else "available"
+        inst.status_reason = "" if job.status == "succeeded" else f"restore job {job.id} {job.status}: {stage}"
         if job.status == "succeeded":
             inst.meta = {**(inst.meta or {}), "last_restore": {
                 "job": job.id, "target_time": (job.params or {}).get("target_time"),
