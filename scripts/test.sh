@@ -28,6 +28,16 @@ if [ "${1:-}" = "--ci" ]; then
   shift
 fi
 phase "set-up" scripts/setup.sh --test
+# The suite's fixed port ranges (30000-37999, tests/conftest.py RESERVED_PORTS) lie partly inside the kernel's
+# ephemeral range (32768-60999): any client's source port could hold a member's or a repository's port at the moment
+# podman or pgBackRest binds it (seen under load: a member "exited with code 126", a repository server that never
+# listened). The kernel is told to keep them out of automatic assignment (this network namespace, until a reboot).
+reserved=$(sysctl -n net.ipv4.ip_local_reserved_ports 2>/dev/null || true)
+case ",$reserved," in
+  *",30000-37999,"*) ;;
+  *) sysctl -qw net.ipv4.ip_local_reserved_ports="${reserved:+$reserved,}30000-37999" 2>/dev/null \
+       || echo "[test] note: ports 30000-37999 could not be reserved (not root?): rare port clashes under load" ;;
+esac
 export CONTAINERS_CONF="$PWD/etc/containers.conf"
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p test-artifacts

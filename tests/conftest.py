@@ -26,7 +26,8 @@ os.environ.setdefault("CONTAINERS_CONF", str(REPO / "etc" / "containers.conf"))
 # The fixed port ranges of tests and benches (36010 and up for test_backup_playbooks, 36100 for the backup
 # control tests, 31100, 32999, 33100, 34000...) lie inside the kernel's ephemeral range (32768-60999): a port
 # the kernel picks for a long-lived server of the session (the metadata PostgreSQL, a control plane) must not be
-# one of them (seen: the metadata server on 36010, then a backup test's member could not bind it).
+# one of them (seen: the metadata server on 36010, then a backup test's member could not bind it). scripts/test.sh
+# also reserves them in the kernel (net.ipv4.ip_local_reserved_ports), so that no client's source port takes one.
 RESERVED_PORTS = range(30000, 38000)
 
 
