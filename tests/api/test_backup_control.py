@@ -156,6 +156,16 @@ def test_create_gives_the_deploy_its_backup_vars_and_the_api_its_policy(srv):
         events = srv.admin.get("/api/v1/admin/audit?object=pgaas-backup-repo").json()["events"]
         assert [(e["action"], e["actor"].startswith("cli:")) for e in events] == [("backup.export_key", True)]
         assert sealed not in str(events)
+        # the console's restore: the same refusals, audited as the console's; nothing queued
+        restore = [pgaas[0], "restore", "bkctl-a"]
+        out = subprocess.run([*restore, "--confirm", "bkctl-b"], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and '"confirm": "bkctl-a"' in out.stderr and "Traceback" not in out.stderr, out
+        out = subprocess.run([*restore, "--confirm", "bkctl-a", "--to", "noon"], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 1 and "no backup yet" in out.stderr, out  # before the time is even read
+        refused = [e for e in srv.admin.get("/api/v1/admin/audit?object=bkctl-a").json()["events"]
+                   if e["action"] == "instance.restore"]
+        assert len(refused) == 2 and all(e["outcome"] != "ok" and e["actor"].startswith("cli:") for e in refused)
 
     # who may: admins; a read token reads only; alice (no admin) and nobody at all are refused
     read = srv.anon.post("/api/v1/tokens", json={"username": "root", "password": "root-password-1",
