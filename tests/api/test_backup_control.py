@@ -325,7 +325,8 @@ def test_a_restore_in_place_is_refused_until_it_is_safe_and_then_chains_its_runs
         job.result, job.status = {"restore": {"restored_member": "pgaas-bkctl-r-0"}}, "failed"
         handler.finish(s, job, Outcome("failed", error="pgBackRest: repository full"))
     shown = srv.admin.get("/api/v1/instances/bkctl-r").json()
-    assert shown["status"] in ("available", "degraded") and "take a backup, then rebuild" in shown["status_reason"], shown
+    assert shown["status"] in ("available", "degraded"), shown
+    assert "take a backup, then rebuild" in shown["status_reason"], shown
     assert "would restore it again" in error_of(srv.admin.post(f"/api/v1/jobs/{again}/retry"), 409)["message"]
     # a restore that went through: available, no reason left, and the instance's metadata names it
     r = srv.admin.post(url, json={"confirm": "bkctl-r"})

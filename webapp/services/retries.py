@@ -12,8 +12,9 @@ from webapp.store.models import Job
 
 def retry_job(s: Session, job: Job, actor: audit.Actor) -> Job:
     """Run a failed or canceled job again. A create or delete goes through the instance's retry (it is failed
-    then); a restore only when the restore itself failed; any other job (settings, restart, ...) is queued again with the same, already validated, parameters,
-    on an instance that is available. Audited as a job.retry of the old job."""
+    then); a restore only when the restore itself failed (services/backups.py); any other job (settings, restart,
+    ...) is queued again with the same, already validated, parameters, on an instance that is available. Audited
+    as a job.retry of the old job."""
     jobsvc.check_retryable(s, job)
     if job.kind in dumps.KINDS:
         new = dumps.retry(s, job, actor.username)

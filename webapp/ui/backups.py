@@ -1,7 +1,8 @@
 """Backups on the website (administrators): the instance page's Backups section starts a backup now, restores the
-instance in place (after the name is typed again) or changes the schedule and retention; each goes to the job's page (or back to the page), or draws the instance page again
-with the service's refusal beside the form. Thin views over services.backups; the section's content (the list and
-the recoverable window) is built with the page, in instance_page.py."""
+instance in place (after the name is typed again) or changes the schedule and retention; each goes to the job's
+page (or back to the page), or draws the instance page again with the service's refusal beside the form. Thin views
+over services.backups; the section's content (the list and the recoverable window) is built with the page, in
+instance_page.py."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, url_for
