@@ -281,14 +281,14 @@ def start_restore(s: Session, actor: audit.Actor, name: str, target_time, confir
         if not start <= target <= now:
             raise Invalid(f"target_time must lie in the recoverable window: from {win['from']} to now "
                           f"({now.isoformat(timespec='seconds')})", field="target_time", window=win)
-    job = jobsvc.enqueue(s, "instance_restore", name, actor.username,
-                         params={"stanza": st.stanza, "target_time": target.isoformat() if target else None})
-    to = target.isoformat() if target else "the end of the archive"
+    at = target.isoformat() if target else None
+    job = jobsvc.enqueue(s, "instance_restore", name, actor.username, params={"stanza": st.stanza, "target_time": at})
+    to = at or "the end of the archive"
     inst.status, inst.status_reason = "restoring", f"job {job.id} restores it to {to}"
     audit.record(s, actor, "instance.restore", "instance", name, detail=f"job {job.id}, to {to}")
-    lost = (f"every transaction committed after {target.isoformat()}" if target else
+    lost = (f"every transaction committed after {at}" if at else
             "nothing archived (a transaction committed while the members stop may be)")
-    return job, {"target_time": target.isoformat() if target else None, "lost": lost}
+    return job, {"target_time": at, "lost": lost}
 
 
 def retry_restore(s: Session, job: Job, actor: audit.Actor) -> Job:

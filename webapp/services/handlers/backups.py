@@ -6,14 +6,13 @@ from __future__ import annotations
 from webapp.jobs.types import NotRunnable, Outcome, RunSpec
 from webapp.services import backups, certificates
 from webapp.services.crypto import SecretBox
-from webapp.services.handlers.base import JobHandler, PairHandler, RunningInstanceHandler, instance_of
-from webapp.services.instances import deploy_vars
+from webapp.services.handlers.base import JobHandler, PairHandler, RunningInstanceHandler, deploy_vars, instance_of
+from webapp.services.handlers.failover import REBUILD_PLAYBOOK, rebuild_run
 from webapp.store.models import BackupStanza, Instance, Job
 
 REPO_PLAYBOOK = "playbooks/backup_repo.yml"
 BACKUP_PLAYBOOK = "playbooks/instance_backup.yml"
 RESTORE_PLAYBOOK = "playbooks/instance_restore.yml"
-REBUILD_PLAYBOOK = "playbooks/instance_rebuild.yml"
 
 
 def backup_run(inst: Instance, st: BackupStanza, backup_type: str, repo_name: str = "") -> RunSpec:
@@ -129,10 +128,8 @@ class InstanceRestoreHandler(PairHandler):
         if rebuilt >= len(inst.members) - 1:
             return None
         member = inst.members[rebuilt + 1]
-        extravars = {**deploy_vars(inst, self.image), "pgaas_rebuild_member": member.name,
-                     "pgaas_rebuild_old_host": member.host}
-        return RunSpec(REBUILD_PLAYBOOK, extravars, secrets=certificates.playbook_secrets(self.box, inst),
-                       label=f"Rebuild {member.name} from the new backup")
+        return rebuild_run(inst, self.image, member.name, member.host, certificates.playbook_secrets(self.box, inst),
+                           f"Rebuild {member.name} from the new backup")
 
     def lost(self, s, job: Job) -> None:
         super().lost(s, job)

@@ -6,7 +6,7 @@ from webapp.jobs.types import Outcome, RunSpec
 from webapp.services import certificates
 from webapp.services import failover as fsvc
 from webapp.services.handlers.base import PairHandler, deploy_vars, instance_of, member_vars, restapi_secrets
-from webapp.store.models import Job
+from webapp.store.models import Instance, Job
 
 
 class SwitchHandler(PairHandler):
@@ -34,17 +34,27 @@ class SwitchHandler(PairHandler):
             job.result = {**job.result, "recorded": [r.timeline for r in rows]}
 
 
+REBUILD_PLAYBOOK = "playbooks/instance_rebuild.yml"
+
+
+def rebuild_run(inst: Instance, image: str, member: str, old_host: str, secrets: dict, label: str,
+                placement: dict | None = None) -> RunSpec:
+    """playbooks/instance_rebuild.yml for one member: the deploy's vars, with the member at its new placement when
+    it moves (name, host, address, ports), removed from old_host first."""
+    extravars = deploy_vars(inst, image)
+    if placement:
+        extravars["pgaas_members"] = [
+            {k: placement[k] for k in ("name", "host", "address", "pg_port", "api_port") if k in placement}
+            if m["name"] == member else m for m in extravars["pgaas_members"]]
+    extravars.update(pgaas_rebuild_member=member, pgaas_rebuild_old_host=old_host)
+    return RunSpec(REBUILD_PLAYBOOK, extravars, secrets=secrets, label=label)
+
+
 class RebuildHandler(PairHandler):
     def prepare(self, s, job: Job) -> RunSpec:
         inst = instance_of(s, job)
         params = job.params or {}
-        extravars = deploy_vars(inst, self.image)
         placement = params.get("placement") or {}
-        extravars["pgaas_members"] = [
-            {k: placement[k] for k in ("name", "host", "address", "pg_port", "api_port") if k in placement}
-            if m["name"] == params["member"]
-            and placement else m for m in extravars["pgaas_members"]]
-        extravars.update(pgaas_rebuild_member=params["member"], pgaas_rebuild_old_host=params["old_host"])
         secrets = certificates.playbook_secrets(self.box, inst)
         if placement.get("address") and placement["address"] != next(
                 m.address for m in inst.members if m.name == params["member"]):
@@ -53,8 +63,8 @@ class RebuildHandler(PairHandler):
             cert, key = certificates.issue(tls["ca_cert"], tls["ca_key"], params["member"],
                                            [params["member"], placement["address"], "localhost", "127.0.0.1"])
             secrets["pgaas_tls_certs"] = {**secrets["pgaas_tls_certs"], params["member"]: {"cert": cert, "key": key}}
-        return RunSpec("playbooks/instance_rebuild.yml", extravars, secrets=secrets,
-                       label=f"Rebuild {params['member']} from the current primary")
+        return rebuild_run(inst, self.image, params["member"], params["old_host"], secrets,
+                           f"Rebuild {params['member']} from the current primary", placement)
 
     def finish(self, s, job: Job, outcome: Outcome) -> None:
         inst = instance_of(s, job)
